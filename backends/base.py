@@ -1,0 +1,159 @@
+"""The interface between the runner and a framework.
+
+A backend turns a :class:`~bench.model.ModelSpec` plus initial weights (canonical layout,
+float64, see ``bench/model.py``) into a :class:`Model` that runs single steps: train one
+window, evaluate one window, measure gradients over time. The runner owns the loop, the
+data and the records; a backend never reads files or writes records.
+
+Update rule every backend must implement exactly (so the frameworks compute the same thing):
+
+- loss: the model's declared reduction (``ModelSpec.loss_scale``) of the token cross-entropy;
+- clipping by global norm, TensorFlow's formula: ``g *= c / max(||g||, c)`` (no epsilon);
+  ``max_grad_norm <= 0`` means no clipping;
+- ``sgd``: ``p -= lr * g``;
+- ``adagrad``: ``a += g²; p -= lr * g / sqrt(a)``, ``a`` starting at
+  ``adagrad_initial_accumulator`` (TensorFlow 1's AdagradOptimizer: 0.1, no epsilon).
+- dropout (inverted, keep probability ``keep_prob``) on the embedding output and on each
+  layer's output, never on the recurrent connections; only in ``train_step``.
+"""
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bench.model import ModelSpec
+
+OPTIMIZERS = ("sgd", "adagrad")
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "gpu", "auto")
+
+# Opaque to the runner: whatever the backend uses to carry (s, h) between windows.
+State = Any
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a model is run and updated; part of every record."""
+
+    impl: str
+    optimizer: str = "sgd"
+    max_grad_norm: float = 5.0
+    adagrad_initial_accumulator: float = 0.1
+    dtype: str = "float32"
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class StepStats:
+    """What one window produced, summed over its ``n_tokens`` = batch × steps tokens."""
+
+    ce_sum: float
+    n_correct: int
+    n_tokens: int
+    grad_norm: float | None = None  # global norm before clipping (train steps only)
+    predictions: np.ndarray | None = field(default=None, repr=False)  # (batch, steps) argmax ids
+
+
+class Model(ABC):
+    """One model on one backend. Inputs are NumPy arrays, batch-major ``(batch, steps)``:
+    token ids (int) or scalar values (float) for ``x``, class ids (int) for ``y``."""
+
+    spec: ModelSpec
+    settings: TrainSettings
+
+    @abstractmethod
+    def zero_state(self, batch_size: int) -> State:
+        """The all-zero state, used at the start of every epoch and evaluation split."""
+
+    @abstractmethod
+    def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
+        """Forward, backward, clip and update on one window; returns the final state
+        (detached: no gradient flows into the next window)."""
+
+    @abstractmethod
+    def eval_step(
+        self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
+    ) -> tuple[StepStats, State]:
+        """Forward only, no dropout. With ``predictions`` the argmax ids come back too."""
+
+    @abstractmethod
+    def loss_and_grads(
+        self, x: np.ndarray, y: np.ndarray, state: State
+    ) -> tuple[float, dict[str, np.ndarray], State]:
+        """The differentiated loss and every parameter's gradient (canonical names and
+        layout, before clipping), without updating anything. For conformance tests."""
+
+    @abstractmethod
+    def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
+        """Gradient norms with respect to the hidden (and cell) state at every step.
+
+        Returns arrays of shape ``(num_layers, steps)``:
+
+        - ``dLT_dh``: ||∂L_T/∂h_t||, L_T the cross-entropy of the last step only;
+        - ``dL_dh``: ||∂L/∂h_t||, L the cross-entropy summed over the window;
+        - ``dLT_ds`` (cells with a state ``s``): ||∂L_T/∂s_t||.
+
+        Each example's own loss is differentiated with respect to its own state (the
+        losses are summed over the batch, never averaged), the Euclidean norm is taken per
+        example and then averaged over the batch. ∂/∂h_t is the total derivative: through
+        the layer above and through the next step. No dropout, no update.
+        """
+
+    @abstractmethod
+    def state_to_numpy(self, state: State) -> list[tuple[np.ndarray, ...]]:
+        """Per layer, the state arrays in the cell's ``state_names`` order."""
+
+    @abstractmethod
+    def get_params(self) -> dict[str, np.ndarray]:
+        """Current weights in the canonical names and layout."""
+
+    @abstractmethod
+    def checkpoint(self) -> dict[str, np.ndarray]:
+        """Weights and optimizer slots, enough for ``restore`` to continue bit-for-bit."""
+
+    @abstractmethod
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load what ``checkpoint`` returned."""
+
+    @abstractmethod
+    def set_dropout_seed(self, seed: int) -> None:
+        """Reseed the dropout masks; the runner calls it at each epoch start so a resumed
+        run draws the same masks as an uninterrupted one."""
+
+    def describe(self) -> dict[str, Any]:
+        """What actually ran (device, kernel path); stored in the record."""
+        return {}
+
+
+class Backend(ABC):
+    """A framework that can build models. Subclasses must import their framework lazily
+    (inside ``build``), so listing backends never pays for importing TensorFlow."""
+
+    name: ClassVar[str]
+    impls: ClassVar[tuple[str, ...]]
+    default_impl: ClassVar[str]
+    framework: ClassVar[str | None] = None  # importable module the backend needs
+    install_hint: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the backend can run here; else why not and how to fix it."""
+        if cls.framework and importlib.util.find_spec(cls.framework) is None:
+            return f"{cls.framework} is not installed; {cls.install_hint}".rstrip("; ")
+        return None
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        """Library versions that matter for this backend's numbers (imports the framework)."""
+        return {}
+
+    @classmethod
+    @abstractmethod
+    def build(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+        """A model holding ``params`` (canonical layout) ready to train with ``settings``."""

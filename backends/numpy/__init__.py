@@ -1,0 +1,34 @@
+"""NumPy backend: forward and backpropagation through time written from scratch.
+
+It is the reference the other backends are checked against (in float64), and a contender
+in its own right (in float32).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from backends.base import Backend, Model, TrainSettings
+from bench.model import ModelSpec
+
+
+class NumpyBackend(Backend):
+    name: ClassVar[str] = "numpy"
+    impls: ClassVar[tuple[str, ...]] = ("cell",)
+    default_impl: ClassVar[str] = "cell"
+    framework: ClassVar[str | None] = "numpy"
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        return {"numpy": np.__version__}
+
+    @classmethod
+    def build(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+        from backends.numpy.model import NumpyModel
+
+        if settings.device == "gpu":
+            from bench.errors import BenchError
+
+            raise BenchError("the numpy backend runs on the CPU only; use --device cpu (or auto)")
+        return NumpyModel(spec, params, settings)

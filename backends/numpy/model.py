@@ -1,0 +1,216 @@
+"""The whole model in NumPy: embedding, stacked cells, softmax cross-entropy, BPTT, updates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backends.base import Model, State, StepStats, TrainSettings
+from backends.numpy.kernels import make_kernel, per_example_norm
+from bench.model import ModelSpec
+
+
+@dataclass
+class _Forward:
+    """What the backward pass needs from the forward pass of one window."""
+
+    ids: np.ndarray | None  # (steps, batch) token ids, time-major
+    layer_inputs: list[np.ndarray]  # per layer, its (dropped-out) input (steps, batch, in)
+    caches: list[Any]
+    masks: list[np.ndarray | None]  # dropout masks: embedding output, then each layer's output
+    top: np.ndarray  # (steps*batch, hidden) input of the softmax layer
+
+
+class NumpyModel(Model):
+    def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.dtype = np.dtype(settings.dtype)
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
+        self.kernel = make_kernel(spec.cell)
+        self.accumulators = (
+            {k: np.full_like(v, settings.adagrad_initial_accumulator) for k, v in self.params.items()}
+            if settings.optimizer == "adagrad"
+            else {}
+        )
+        self.rng = np.random.default_rng(settings.seed)
+
+    # -- forward and backward ---------------------------------------------------------
+
+    def _dropout(self, a: np.ndarray, train: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        keep = self.spec.keep_prob
+        if not train or keep >= 1.0:
+            return a, None
+        mask = (self.rng.random(a.shape, dtype=self.dtype) < keep).astype(self.dtype)
+        mask /= keep
+        return a * mask, mask
+
+    def _forward(self, x: np.ndarray, state: State, train: bool) -> tuple[np.ndarray, _Forward, list]:
+        p, spec = self.params, self.spec
+        batch, steps = x.shape
+        ids = None
+        if spec.input_kind == "tokens":
+            ids = x.T
+            inputs = p["embedding"][ids]
+        else:
+            inputs = x.T[..., None].astype(self.dtype)
+        inputs, mask = self._dropout(inputs, train)
+        masks, layer_inputs, caches, final = [mask], [], [], []
+        for layer in range(spec.num_layers):
+            U, V, b = (p[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
+            P = inputs.reshape(steps * batch, -1) @ U
+            P += b
+            hs, last, cache = self.kernel.forward(P.reshape(steps, batch, -1), V, state[layer])
+            layer_inputs.append(inputs)
+            caches.append(cache)
+            final.append(last)
+            inputs, mask = self._dropout(hs, train)
+            masks.append(mask)
+        top = inputs.reshape(steps * batch, spec.hidden_size)
+        logits = top @ p["softmax.W"]
+        logits += p["softmax.b"]
+        return logits, _Forward(ids, layer_inputs, caches, masks, top), final
+
+    @staticmethod
+    def _softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row cross-entropy, and the softmax probabilities written over ``logits``."""
+        rows = np.arange(len(targets))
+        logits -= logits.max(axis=1, keepdims=True)
+        target_logit = logits[rows, targets].astype(np.float64)
+        np.exp(logits, out=logits)
+        sums = logits.sum(axis=1, keepdims=True)
+        logits /= sums
+        return np.log(sums[:, 0], dtype=np.float64) - target_logit, logits
+
+    def _backward(
+        self, dlogits: np.ndarray, fwd: _Forward, trace: bool = False
+    ) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+        p, spec = self.params, self.spec
+        steps, batch = fwd.layer_inputs[0].shape[:2]
+        grads: dict[str, np.ndarray] = {
+            "softmax.W": fwd.top.T @ dlogits,
+            "softmax.b": dlogits.sum(axis=0),
+        }
+        dinputs = (dlogits @ p["softmax.W"].T).reshape(steps, batch, spec.hidden_size)
+        traces: list[dict[str, np.ndarray]] = [{}] * spec.num_layers
+        for layer in reversed(range(spec.num_layers)):
+            U, V = p[f"layers.{layer}.U"], p[f"layers.{layer}.V"]
+            mask = fwd.masks[layer + 1]
+            dhs = dinputs * mask if mask is not None else dinputs
+            dZ, dV, traces[layer] = self.kernel.backward(dhs, V, fwd.caches[layer], trace)
+            dZ = dZ.reshape(steps * batch, -1)
+            inputs = fwd.layer_inputs[layer].reshape(steps * batch, -1)
+            grads[f"layers.{layer}.U"] = inputs.T @ dZ
+            grads[f"layers.{layer}.V"] = dV
+            grads[f"layers.{layer}.b"] = dZ.sum(axis=0)
+            if layer > 0 or fwd.ids is not None:
+                dinputs = (dZ @ U.T).reshape(steps, batch, -1)
+        if fwd.ids is not None:
+            if fwd.masks[0] is not None:
+                dinputs = dinputs * fwd.masks[0]
+            dembedding = np.zeros_like(p["embedding"])
+            np.add.at(dembedding, fwd.ids.reshape(-1), dinputs.reshape(-1, spec.hidden_size))
+            grads["embedding"] = dembedding
+        return grads, traces
+
+    def _loss_and_grads(self, x, y, state, train: bool):
+        batch, steps = x.shape
+        logits, fwd, final = self._forward(x, state, train)
+        targets = y.T.reshape(-1)
+        predictions = logits.argmax(axis=1)
+        ce, dlogits = self._softmax_cross_entropy(logits, targets)
+        dlogits[np.arange(len(targets)), targets] -= 1.0
+        dlogits *= self.spec.loss_scale(batch, steps)
+        grads, _ = self._backward(dlogits, fwd)
+        stats = StepStats(float(ce.sum()), int((predictions == targets).sum()), batch * steps)
+        return stats, grads, final
+
+    # -- the Model interface ----------------------------------------------------------
+
+    def zero_state(self, batch_size: int) -> State:
+        n = self.spec.hidden_size
+        return [
+            tuple(np.zeros((batch_size, n), self.dtype) for _ in self.spec.cell.state_names)
+            for _ in range(self.spec.num_layers)
+        ]
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
+        stats, grads, final = self._loss_and_grads(x, y, state, train=True)
+        stats.grad_norm = self._apply_update(grads, lr)
+        return stats, final
+
+    def _apply_update(self, grads: dict[str, np.ndarray], lr: float) -> float:
+        norm = float(np.sqrt(sum(np.vdot(g, g) for g in grads.values())))
+        clip = self.settings.max_grad_norm
+        scale = clip / max(norm, clip) if clip > 0 else 1.0
+        if not np.isfinite(norm):
+            return norm  # the runner stops the run; the weights stay as they were
+        for name, g in grads.items():
+            if scale != 1.0:
+                g *= scale
+            if self.settings.optimizer == "sgd":
+                g *= lr
+                self.params[name] -= g
+            else:
+                acc = self.accumulators[name]
+                acc += g * g
+                self.params[name] -= lr * g / np.sqrt(acc)
+        return norm
+
+    def eval_step(
+        self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
+    ) -> tuple[StepStats, State]:
+        batch, steps = x.shape
+        logits, _, final = self._forward(x, state, train=False)
+        targets = y.T.reshape(-1)
+        predicted = logits.argmax(axis=1)
+        ce, _ = self._softmax_cross_entropy(logits, targets)
+        stats = StepStats(float(ce.sum()), int((predicted == targets).sum()), batch * steps)
+        if predictions:
+            stats.predictions = predicted.reshape(steps, batch).T
+        return stats, final
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
+        stats, grads, final = self._loss_and_grads(x, y, state, train=False)
+        return stats.ce_sum * self.spec.loss_scale(*x.shape), grads, final
+
+    def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
+        batch, steps = x.shape
+        logits, fwd, _ = self._forward(x, state, train=False)
+        targets = y.T.reshape(-1)
+        _, probs = self._softmax_cross_entropy(logits, targets)
+        probs[np.arange(len(targets)), targets] -= 1.0  # d(sum of every token's CE)/dlogits
+        out: dict[str, np.ndarray] = {}
+        last_only = np.zeros_like(probs)
+        last_only[-batch:] = probs[-batch:]  # time-major: the last step's rows
+        for prefix, dlogits in (("dLT", last_only), ("dL", probs)):
+            _, traces = self._backward(dlogits, fwd, trace=True)
+            for key in traces[0]:
+                if prefix == "dL" and key == "s":
+                    continue
+                out[f"{prefix}_d{key}"] = np.stack([tr[key].mean(axis=1) for tr in traces])
+        return out
+
+    def state_to_numpy(self, state: State) -> list[tuple[np.ndarray, ...]]:
+        return [tuple(np.array(a) for a in layer) for layer in state]
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def checkpoint(self) -> dict[str, np.ndarray]:
+        arrays = {f"param/{k}": v for k, v in self.params.items()}
+        arrays.update({f"adagrad/{k}": v for k, v in self.accumulators.items()})
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        for key, value in arrays.items():
+            kind, name = key.split("/", 1)
+            target = self.params if kind == "param" else self.accumulators
+            target[name] = np.array(value, dtype=self.dtype)
+
+    def set_dropout_seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": "cpu", "kernel": "numpy hand-written BPTT", "dtype": str(self.dtype)}

@@ -1,0 +1,92 @@
+"""The contract every cell fulfils, and the tiny ops namespace its equations are written in."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ops:
+    """The few element-wise functions a cell's step needs beyond ``@``, ``*`` and ``+``.
+
+    Writing the step against this namespace lets one set of equations run on NumPy arrays,
+    torch tensors and TensorFlow tensors alike: the backends pass their own functions.
+    """
+
+    tanh: Callable[[Any], Any]
+    sigmoid: Callable[[Any], Any]
+
+
+def _np_sigmoid(x: np.ndarray) -> np.ndarray:
+    # tanh form: exact, and never overflows in exp for large |x|
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+NUMPY_OPS = Ops(tanh=np.tanh, sigmoid=_np_sigmoid)
+
+
+class CellSpec(ABC):
+    """One recurrent cell: parameters, initialisation and step equations.
+
+    Parameters of one layer are always the three arrays
+
+    - ``U``: ``(input_size, n_blocks * hidden)``, input weights, one block per gate,
+    - ``V``: ``(hidden, n_blocks * hidden)``, recurrent weights, same blocks,
+    - ``b``: ``(n_blocks * hidden,)``, bias,
+
+    where the blocks are stacked in the order of ``gates`` (so all gates are one GEMM).
+    The state is a tuple of arrays of shape ``(batch, hidden)`` named by ``state_names``;
+    the layer's output is always the last of them (``h``).
+    """
+
+    name: ClassVar[str]
+    gates: ClassVar[tuple[str, ...]]
+    state_names: ClassVar[tuple[str, ...]]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.gates)
+
+    def param_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
+        width = self.n_blocks * hidden_size
+        return {"U": (input_size, width), "V": (hidden_size, width), "b": (width,)}
+
+    def init_params(
+        self, input_size: int, hidden_size: int, init_scale: float, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """Weights uniform in ±init_scale, biases zero (then ``adjust_bias``).
+
+        Zero cell biases follow TensorFlow's BasicLSTMCell, which the published PTB runs used.
+        Draw order is fixed (U then V) so every backend built from the same seed starts
+        from the same numbers.
+        """
+        shapes = self.param_shapes(input_size, hidden_size)
+        params = {
+            "U": rng.uniform(-init_scale, init_scale, shapes["U"]),
+            "V": rng.uniform(-init_scale, init_scale, shapes["V"]),
+            "b": np.zeros(shapes["b"]),
+        }
+        self.adjust_bias(params["b"], hidden_size)
+        return params
+
+    def adjust_bias(self, b: np.ndarray, hidden_size: int) -> None:
+        """Hook for cells whose bias starts away from zero (the LSTM forget bias)."""
+
+    def gate_slice(self, gate: str, hidden_size: int) -> slice:
+        k = self.gates.index(gate)
+        return slice(k * hidden_size, (k + 1) * hidden_size)
+
+    @abstractmethod
+    def step(self, ops: Ops, params: dict[str, Any], x: Any, state: Sequence[Any]) -> tuple[Any, ...]:
+        """One time step: ``x`` is ``(batch, input_size)``; returns the new state tuple."""
+
+    def options(self) -> dict[str, Any]:
+        """Settings that change the function the cell computes; stored in every record."""
+        return {}
+
+    def supported_by_fused(self) -> str | None:
+        """Why a framework's fused layer cannot run this cell, or None when it can."""
+        return None

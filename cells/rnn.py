@@ -1,0 +1,44 @@
+"""The vanilla (Elman) recurrent cell of the seed tutorial."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from cells.base import CellSpec, Ops
+
+ACTIVATIONS = ("tanh", "sigmoid")
+
+
+class RNNCell(CellSpec):
+    """Vanilla RNN::
+
+        h_t = φ(b + x_t U + h_{t-1} V)
+
+    with φ = tanh by default (what every framework's RNN layer uses) or σ, the seed's form.
+    Backpropagation multiplies one factor φ'·V per step, at most 1 (tanh) or 0.25 (σ) times
+    ``V``: the vanishing gradient this benchmark measures.
+    """
+
+    name = "rnn"
+    gates = ("h",)
+    state_names = ("h",)
+
+    def __init__(self, activation: str = "tanh") -> None:
+        if activation not in ACTIVATIONS:
+            from bench.errors import BenchError
+
+            raise BenchError(f"unknown RNN activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
+
+    def step(self, ops: Ops, params: dict[str, Any], x: Any, state: Sequence[Any]) -> tuple[Any]:
+        (h_prev,) = state
+        phi = ops.tanh if self.activation == "tanh" else ops.sigmoid
+        h = phi(x @ params["U"] + h_prev @ params["V"] + params["b"])
+        return (h,)
+
+    def options(self) -> dict[str, Any]:
+        return {"activation": self.activation}
+
+    def supported_by_fused(self) -> str | None:
+        if self.activation != "tanh":
+            return f"fused RNN layers support tanh only, not {self.activation}; use --impl cell"
+        return None
