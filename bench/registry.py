@@ -7,12 +7,11 @@ its framework, so listing is cheap.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 
 BACKEND_GROUP = "bench.backends"
 CELL_GROUP = "bench.cells"
@@ -28,12 +27,6 @@ def _entry_points(group: str) -> dict[str, EntryPoint]:
     return dict(sorted(found.items()))
 
 
-def _unknown(kind: str, name: str, valid: list[str]) -> BenchError:
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return BenchError(f"unknown {kind} {name!r}{hint}; choose one of: {', '.join(valid)}")
-
-
 def backend_names() -> list[str]:
     return list(_entry_points(BACKEND_GROUP))
 
@@ -45,7 +38,7 @@ def cell_names() -> list[str]:
 def _load(group: str, kind: str, name: str) -> Any:
     eps = _entry_points(group)
     if name not in eps:
-        raise _unknown(kind, name, list(eps))
+        raise unknown_name(kind, name, list(eps))
     try:
         return eps[name].load()
     except Exception as exc:  # a broken plugin is reported, not a crash of every command

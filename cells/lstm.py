@@ -9,7 +9,9 @@ from cells.base import CellSpec, Ops
 
 
 class LSTMCell(CellSpec):
-    """Long short-term memory; ``∘`` is the element-wise product::
+    """Long short-term memory: cell state s, output h, gates g, i, f, o.
+
+    ``∘`` is the element-wise product::
 
         g   = tanh(b^g + x_t U^g + h_{t-1} V^g)      squashed input
         i   = σ(b^i + x_t U^i + h_{t-1} V^i)          input gate

@@ -9,7 +9,7 @@ ACTIVATIONS = ("tanh", "sigmoid")
 
 
 class RNNCell(CellSpec):
-    """Vanilla RNN::
+    """Vanilla (Elman) RNN: one state h, activation tanh or σ::
 
         h_t = φ(b + x_t U + h_{t-1} V)
 

@@ -1,0 +1,35 @@
+"""The seed tutorial's batch producer: each batch row is one contiguous stream of the corpus,
+so the state left by one window is the right initial state for the next."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from bench.errors import BenchError
+
+
+def epoch_size(n_tokens: int, batch_size: int, num_steps: int) -> int:
+    """Windows per epoch: ``(batch_len - 1) // num_steps`` with ``batch_len = n // batch``."""
+    return (n_tokens // batch_size - 1) // num_steps
+
+
+def ptb_windows(
+    data: np.ndarray, batch_size: int, num_steps: int, name: str = "data"
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(x, y)`` windows of shape ``(batch_size, num_steps)``; ``y`` is ``x`` shifted by one.
+
+    ``data`` is cut into ``batch_size`` rows of ``batch_len = len(data) // batch_size``
+    consecutive ids; window ``i`` is columns ``i*num_steps : (i+1)*num_steps`` (views, no copy).
+    """
+    n = epoch_size(len(data), batch_size, num_steps)
+    if n < 1:
+        raise BenchError(
+            f"{name} has {len(data):,} tokens: too few for batch_size {batch_size} x num_steps {num_steps} "
+            f"(needs at least {batch_size * (num_steps + 1):,}); lower --batch-size or --num-steps"
+        )
+    batch_len = len(data) // batch_size
+    rows = np.asarray(data)[: batch_size * batch_len].reshape(batch_size, batch_len)
+    for i in range(n):
+        start = i * num_steps
+        yield rows[:, start : start + num_steps], rows[:, start + 1 : start + num_steps + 1]

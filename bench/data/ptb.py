@@ -1,0 +1,162 @@
+"""The Penn Treebank word-level corpus (Mikolov's split), read as the seed tutorial reads it.
+
+``read_words`` replaces each newline by ``<eos>`` and splits on whitespace; ``build_vocab``
+counts the *training* words and sorts by (descending count, word); ``file_to_word_ids``
+maps each split to ids. Files are checked against known sha256 sums before use.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+
+SPLITS = ("train", "valid", "test")
+SHA256 = {
+    "train": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+    "valid": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "test": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+}
+ARCHIVE_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
+DOWNLOAD_HINT = "run `python -m bench data ptb` to download it, or pass --data-dir DIR (or set BENCH_DATA_DIR)"
+EOS, UNK = "<eos>", "<unk>"
+
+
+def file_name(split: str) -> str:
+    return f"ptb.{split}.txt"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``--data-dir``, else ``$BENCH_DATA_DIR``, else the per-user cache (``~/.cache/cellbench/ptb``)."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("BENCH_DATA_DIR"):
+        return Path(os.environ["BENCH_DATA_DIR"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "cellbench" / "ptb"
+
+
+def read_words(path: Path) -> list[str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"cannot read {path}: {exc.strerror}; {DOWNLOAD_HINT}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path} is not UTF-8 text (binary file?); {DOWNLOAD_HINT}") from exc
+    words = text.replace("\n", f" {EOS} ").split()
+    if not words:
+        raise BenchError(f"{path} is empty; {DOWNLOAD_HINT}")
+    return words
+
+
+def build_vocab(words: list[str]) -> dict[str, int]:
+    """Ids by descending count, ties broken by the word itself (the seed's order)."""
+    counts = collections.Counter(words)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {word: i for i, (word, _) in enumerate(ordered)}
+
+
+def file_to_word_ids(words: list[str], vocab: dict[str, int], source: str = "corpus") -> np.ndarray:
+    """Map words to ids; a word outside the vocabulary becomes ``<unk>`` when the vocabulary
+    has it, else it is an error (a corpus that does not match its vocabulary)."""
+    unk = vocab.get(UNK)
+    ids = np.empty(len(words), dtype=np.int64)
+    for k, word in enumerate(words):
+        i = vocab.get(word, unk)
+        if i is None:
+            raise BenchError(f"{source}: word {word!r} is not in the training vocabulary, which has no {UNK}")
+        ids[k] = i
+    return ids
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Token ids of the three splits and the vocabulary (id -> word for printing)."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    words: tuple[str, ...]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def split(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def to_words(self, ids: np.ndarray) -> list[str]:
+        return [self.words[i] for i in np.asarray(ids).ravel()]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(data_dir: Path) -> None:
+    """Every file present and matching its sha256: a truncated or altered file is an error."""
+    for split in SPLITS:
+        path = data_dir / file_name(split)
+        if not path.is_file():
+            raise BenchError(f"PTB corpus file {path} is missing; {DOWNLOAD_HINT}")
+        actual = sha256_of(path)
+        if actual != SHA256[split]:
+            raise BenchError(
+                f"{path} has sha256 {actual[:12]}…, expected {SHA256[split][:12]}… (truncated or altered); "
+                f"delete it and {DOWNLOAD_HINT}"
+            )
+
+
+def load_ptb(data_dir: str | os.PathLike | None = None, check: bool = True) -> Corpus:
+    """Read and verify the three splits. ``check=False`` skips the sha256 check (for corpora
+    other than Mikolov's PTB in the same format)."""
+    directory = resolve_data_dir(data_dir)
+    if not directory.is_dir():
+        raise BenchError(f"PTB corpus directory {directory} does not exist; {DOWNLOAD_HINT}")
+    if check:
+        verify(directory)
+    words = {split: read_words(directory / file_name(split)) for split in SPLITS}
+    vocab = build_vocab(words["train"])
+    ids = {split: file_to_word_ids(words[split], vocab, file_name(split)) for split in SPLITS}
+    return Corpus(ids["train"], ids["valid"], ids["test"], tuple(vocab))
+
+
+def download_ptb(data_dir: str | os.PathLike | None = None, url: str = ARCHIVE_URL) -> Path:
+    """Fetch ``simple-examples.tgz``, extract the three files into the data directory and
+    verify them. Files are moved into place only after their sums check out."""
+    directory = resolve_data_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            archive = response.read()
+    except OSError as exc:
+        raise BenchError(f"cannot download {url}: {exc}; download it by hand and pass --data-dir") from exc
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar, tempfile.TemporaryDirectory(
+        dir=directory
+    ) as tmp:
+        members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+        for split in SPLITS:
+            member = members.get(f"simple-examples/data/{file_name(split)}")
+            extracted = tar.extractfile(member) if member else None
+            if extracted is None:
+                raise BenchError(f"{url} has no simple-examples/data/{file_name(split)}: not the PTB archive")
+            (Path(tmp) / file_name(split)).write_bytes(extracted.read())
+        verify(Path(tmp))
+        for split in SPLITS:
+            os.replace(Path(tmp) / file_name(split), directory / file_name(split))
+    return directory

@@ -1,0 +1,135 @@
+"""The run record: one JSON file per run, its schema version, environment capture,
+atomic writes and loading.
+
+A record is rewritten (atomically: temporary file + rename) after every epoch, so an
+interrupted or killed run still leaves every completed epoch on disk. The schema is
+documented in ``results/README.md``; bump ``SCHEMA_VERSION`` when it changes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id(task: str, backend: str, impl: str, cell: str) -> str:
+    """Sortable by time and unique across concurrent processes (random suffix)."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{task}-{backend}-{impl}-{cell}-{uuid.uuid4().hex[:8]}"
+
+
+def prepare_results_dir(path: str | os.PathLike) -> Path:
+    """Create the directory (with the user's default permissions) and prove it is writable."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"results directory {directory} is not writable ({exc.strerror}); pass --results-dir DIR"
+        ) from exc
+    return directory
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename over ``path``: readers
+    see the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(record, indent=1, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one record; a file that is not a record of a known schema is a BenchError."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path}: not a readable JSON record ({exc})") from exc
+    if not isinstance(record, dict) or "schema_version" not in record or "run_id" not in record:
+        raise BenchError(f"{path}: not a cellbench run record")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise BenchError(f"{path}: schema version {record['schema_version']}, this cellbench reads {SCHEMA_VERSION}")
+    return record
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit the code ran from and whether the tree had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any]:
+    """Everything about the machine and software that can move the numbers."""
+    import numpy
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "libraries": {"numpy": numpy.__version__, **library_versions},
+        "git": git_commit(),
+    }

@@ -1,0 +1,302 @@
+"""THE training loop, shared by every backend: epochs, windows, state carry, learning-rate
+schedule, evaluation, checkpoints, records.
+
+Reading order: :func:`run` sets up (everything that can fail on user input fails here,
+before a record exists), :func:`_train` loops over epochs, :func:`train_epoch` and
+:func:`evaluate` loop over windows. A backend only ever sees single steps.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from backends.base import Model, StepStats, TrainSettings
+from bench.checkpoints import load_checkpoint, save_checkpoint
+from bench.config import Config, learning_rate_at, validate
+from bench.errors import BenchError
+from bench.model import ModelSpec, init_params
+from bench.records import environment, new_run_id, prepare_results_dir, utc_now, write_record
+from bench.registry import get_backend, make_cell, require_available
+from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, Windows, make_task, rng_for
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class Diverged(Exception):
+    """A NaN or infinite loss or gradient norm: the run stops at that step."""
+
+    def __init__(self, epoch: int, step: int, stats: StepStats) -> None:
+        super().__init__(
+            f"diverged at epoch {epoch + 1} step {step + 1}: loss {stats.ce_sum / stats.n_tokens:.4g}, "
+            f"gradient norm {stats.grad_norm}"
+        )
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class RunOptions:
+    """Where things are read and written, and how the run talks; not part of the numbers."""
+
+    data_dir: str | None = None
+    results_dir: str = "results"
+    checkpoint_dir: str | None = None  # default: <results_dir>/checkpoints
+    resume: str | None = None  # a checkpoint file to continue from
+    progress: bool | None = None  # None: a progress bar only when stderr is a terminal
+    quiet: bool = False
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    record_path: Path
+    exit_code: int
+
+
+@dataclass
+class _Progress:
+    """Where a run is, so an interrupt can say it and the record can keep it."""
+
+    epoch: int = 0
+    step: int = 0
+
+
+def run(config: Config, options: RunOptions | None = None) -> RunResult:
+    """Train and evaluate one (backend, impl, cell) on one task; write its record."""
+    options = options or RunOptions()
+    validate(config)
+    backend = get_backend(config.backend)
+    config = config.replace(impl=require_available(backend, config.impl))
+    cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
+    if config.impl == "fused" and (why := cell.supported_by_fused()):
+        raise BenchError(why)
+    resumed = _load_resume(options.resume, config) if options.resume else None
+    task = make_task(config, options.data_dir)
+    results_dir = prepare_results_dir(options.results_dir)
+    threads = _set_thread_pools(config.threads)
+
+    spec = ModelSpec(
+        cell, task.input_kind, task.vocab_size, config.hidden_size, config.num_layers, task.n_classes,
+        config.keep_prob, config.loss_reduction,
+    )
+    settings = TrainSettings(
+        impl=config.impl, optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
+        adagrad_initial_accumulator=config.adagrad_initial_accumulator, dtype=config.dtype,
+        device=config.device, threads=config.threads, seed=config.seed,
+    )
+    model = backend.build(spec, init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT)), settings)
+
+    run_id = resumed["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
+    record = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "status": "running",
+        "started_at": resumed["started_at"] if resumed else utc_now(),
+        "command": options.argv,
+        "config": config.as_dict(),
+        "seed": config.seed,
+        "model": spec.describe(),
+        "task": task.describe(),
+        "backend": {"name": backend.name, "impl": config.impl, **model.describe()},
+        "environment": environment(backend.versions(), threads),
+        "data_dir": options.data_dir,
+        "epochs": resumed["history"] if resumed else [],
+        "final": None,
+        "failure": None,
+    }
+    if resumed:
+        model.restore(resumed["arrays"])
+        record["resumed"] = resumed["resumed"] + [{"at": utc_now(), "from_epoch": len(record["epochs"])}]
+    record_path = results_dir / f"{run_id}.json"
+    checkpoint_path = Path(options.checkpoint_dir or results_dir / "checkpoints") / f"{run_id}.npz"
+    write_record(record_path, record)
+    say = _Reporter(options)
+    say(f"run {run_id}: {backend.name}/{config.impl} {config.cell} on {config.task}, record {record_path}")
+
+    where = _Progress()
+    exit_code = EXIT_OK
+    try:
+        _train(model, task, config, record, record_path, checkpoint_path, where, say)
+        record["status"] = "completed"
+    except Diverged as exc:
+        record["status"], exit_code = "diverged", EXIT_DIVERGED
+        record["failure"] = {"kind": "diverged", "epoch": exc.epoch + 1, "step": exc.step + 1, "message": str(exc)}
+        say(f"run {run_id} {exc}")
+    except KeyboardInterrupt:
+        record["status"], exit_code = "interrupted", EXIT_INTERRUPTED
+        record["failure"] = {"kind": "interrupted", "epoch": where.epoch + 1, "step": where.step + 1}
+        resume = f"python -m bench run --resume {checkpoint_path}" if checkpoint_path.exists() else "(no epoch completed)"
+        say(f"run {run_id} interrupted at epoch {where.epoch + 1} step {where.step + 1}; resume: {resume}")
+    except BaseException as exc:
+        record["status"] = "failed"
+        record["failure"] = {"kind": "failed", "epoch": where.epoch + 1, "step": where.step + 1, "message": repr(exc)}
+        raise
+    finally:
+        record["finished_at"] = utc_now()
+        write_record(record_path, record)
+    return RunResult(record, record_path, exit_code)
+
+
+def _train(
+    model: Model, task: Task, config: Config, record: dict, record_path: Path, checkpoint_path: Path,
+    where: _Progress, say: "_Reporter",
+) -> None:
+    history: list[dict[str, Any]] = record["epochs"]
+    for epoch in range(len(history), config.epochs):
+        where.epoch, where.step = epoch, 0
+        lr = learning_rate_at(config, epoch)
+        model.set_dropout_seed(int(rng_for(config.seed, SEED_DROPOUT, epoch).integers(2**31)))
+        entry: dict[str, Any] = {"epoch": epoch + 1, "learning_rate": lr}
+        entry["train"] = train_epoch(model, task, config, epoch, lr, where, say.bar(f"epoch {epoch + 1}/{config.epochs}"))
+        for split in task.per_epoch_splits:
+            entry[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
+        history.append(entry)
+        save_checkpoint(
+            checkpoint_path,
+            model.checkpoint(),
+            {"run_id": record["run_id"], "config": record["config"], "started_at": record["started_at"],
+             "history": history, "resumed": record.get("resumed", [])},
+        )
+        write_record(record_path, record)
+        say(_epoch_line(entry, config.epochs, task))
+    final = {split: history[-1][split] for split in task.per_epoch_splits} if history else {}
+    for split in task.eval_windows:
+        if split not in final:
+            final[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
+    record["final"] = {"epochs_completed": len(history), "train": history[-1]["train"] if history else None, **final}
+    say("final: " + ", ".join(f"{split} {_metric_text(m, task)}" for split, m in final.items()))
+
+
+def train_epoch(
+    model: Model, task: Task, config: Config, epoch: int, lr: float, where: _Progress, bar: Callable
+) -> dict[str, float]:
+    """One pass over the training windows, the state carried from window to window."""
+    state = model.zero_state(config.batch_size)
+    totals = _Totals()
+    with bar(task.n_train_windows) as progress:
+        for step, (x, y) in enumerate(task.train_windows(epoch)):
+            where.step = step
+            stats, state = model.train_step(x, y, state, lr)
+            if not (math.isfinite(stats.ce_sum) and math.isfinite(stats.grad_norm or 0.0)):
+                raise Diverged(epoch, step, stats)
+            totals.add(stats)
+            progress.tick(totals, task)
+    return totals.summary(task)
+
+
+def evaluate(model: Model, task: Task, split: str, batch_size: int, bar: Callable) -> dict[str, float]:
+    """Score a whole split with the state carried across it, starting from zeros."""
+    state = model.zero_state(batch_size)
+    totals = _Totals()
+    with bar(task.n_eval_windows[split]) as progress:
+        for x, y in task.eval_windows[split]():
+            stats, state = model.eval_step(x, y, state)
+            totals.add(stats)
+            progress.tick(totals, task)
+    return totals.summary(task)
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.ce = 0.0
+        self.correct = 0
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, stats: StepStats) -> None:
+        self.ce += stats.ce_sum
+        self.correct += stats.n_correct
+        self.tokens += stats.n_tokens
+
+    def summary(self, task: Task) -> dict[str, float]:
+        seconds = time.perf_counter() - self.start
+        loss = self.ce / max(self.tokens, 1)
+        out = {"loss": loss, "accuracy": self.correct / max(self.tokens, 1), "tokens": self.tokens,
+               "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None}
+        if task.reports_perplexity:
+            out["perplexity"] = math.exp(min(loss, 700.0))
+        return out
+
+
+def _metric_text(metrics: dict[str, float], task: Task) -> str:
+    if task.reports_perplexity:
+        return f"ppl {metrics['perplexity']:.2f} acc {metrics['accuracy']:.4f}"
+    return f"loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f}"
+
+
+def _epoch_line(entry: dict[str, Any], epochs: int, task: Task) -> str:
+    train = entry["train"]
+    parts = [f"epoch {entry['epoch']}/{epochs}", f"lr {entry['learning_rate']:.4g}", f"train {_metric_text(train, task)}"]
+    parts += [f"{split} {_metric_text(entry[split], task)}" for split in task.per_epoch_splits]
+    parts.append(f"{train['tokens_per_s']:,.0f} tok/s")
+    return " | ".join(parts)
+
+
+class _Reporter:
+    """Epoch lines (unless quiet) and progress bars (only on a terminal unless asked)."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.quiet = options.quiet
+        self.show_bars = options.progress if options.progress is not None else (sys.stderr.isatty() and not options.quiet)
+
+    def __call__(self, line: str) -> None:
+        if not self.quiet:
+            tqdm.write(line, file=sys.stderr)
+
+    def bar(self, label: str) -> Callable[[int], "_Bar"]:
+        return lambda total: _Bar(label, total, self.show_bars)
+
+
+class _Bar:
+    """A tqdm bar with live loss and tokens/s, refreshed at most a few times a second."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=label, leave=False, disable=not enabled, file=sys.stderr, mininterval=0.5)
+        self.last = 0.0
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def tick(self, totals: _Totals, task: Task) -> None:
+        self.bar.update()
+        now = time.perf_counter()
+        if self.bar.disable or now - self.last < 0.5:
+            return
+        self.last = now
+        loss = totals.ce / max(totals.tokens, 1)
+        shown = f"ppl={math.exp(min(loss, 700)):.1f}" if task.reports_perplexity else f"loss={loss:.4f}"
+        rate = totals.tokens / max(now - totals.start, 1e-9)
+        self.bar.set_postfix_str(f"{shown} acc={totals.correct / max(totals.tokens, 1):.3f} {rate:,.0f} tok/s")
+
+
+def _set_thread_pools(threads: int | None) -> int:
+    """Limit NumPy's BLAS pool (backends set their own framework's pools); returns the count."""
+    from threadpoolctl import threadpool_limits
+
+    count = threads or os.cpu_count() or 1
+    threadpool_limits(limits=count)
+    return count
+
+
+def _load_resume(path: str, config: Config) -> dict[str, Any]:
+    """Checkpoint arrays and progress, after checking the config matches the interrupted run
+    (only ``epochs`` may differ, to extend a finished run)."""
+    arrays, meta = load_checkpoint(path)
+    saved = dict(meta["config"])
+    differs = sorted(k for k, v in config.as_dict().items() if k != "epochs" and saved.get(k) != v)
+    if differs:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}" for k in differs)
+        raise BenchError(f"--resume {path}: settings differ from the checkpointed run ({details}); pass the same flags")
+    if len(meta["history"]) > config.epochs:
+        raise BenchError(f"--resume {path}: the checkpoint already has {len(meta['history'])} epochs > --epochs {config.epochs}")
+    return {**meta, "arrays": arrays, "resumed": meta.get("resumed", [])}
