@@ -109,13 +109,15 @@ DEFAULT_PRESET = {"echo": "echo", "ptb": "ptb-small"}
 def make_config(preset: str | None = None, **overrides: Any) -> Config:
     """The preset (default: the task's, else echo) with ``overrides`` applied, validated."""
     task = overrides.get("task")
+    if task is not None and task not in TASKS:
+        raise unknown_name("task", task, list(TASKS))
     if preset is None:
         preset = DEFAULT_PRESET.get(task, "echo") if task else "echo"
     if preset not in PRESETS:
         raise unknown_name("preset", preset, list(PRESETS))
     values = dict(PRESETS[preset])
     if task and task != values["task"]:
-        raise BenchError(f"preset {preset!r} is a {values['task']} preset but --task {task} was given; drop one")
+        raise BenchError(f"preset {preset!r} is for task {values['task']}, but --task {task} was given; drop one")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise BenchError(f"unknown setting(s): {', '.join(sorted(unknown))}")

@@ -136,8 +136,10 @@ class NumpyModel(Model):
         ]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
-        stats, grads, final = self._loss_and_grads(x, y, state, train=True)
-        stats.grad_norm = self._apply_update(grads, lr)
+        # overflow is reported as a non-finite loss or norm, which the runner records as divergence
+        with np.errstate(over="ignore", invalid="ignore"):
+            stats, grads, final = self._loss_and_grads(x, y, state, train=True)
+            stats.grad_norm = self._apply_update(grads, lr)
         return stats, final
 
     def _apply_update(self, grads: dict[str, np.ndarray], lr: float) -> float:

@@ -1,0 +1,602 @@
+"""The whole model in TensorFlow: embedding, stacked recurrent layers, softmax, updates.
+
+Two impls share everything but the recurrent layers:
+
+- ``cell`` (:class:`TFCellModel`): the cell's own ``step`` (the equations written once in
+  ``cells/``) applied with TensorFlow ops, unrolled in Python over the window while
+  ``tf.function`` traces it, so the graph holds ``steps x layers`` steps. The input
+  projection ``x U`` of a whole window is one GEMM before the loop. Time-major inside.
+- ``fused`` (:class:`TFFusedModel`): ``keras.layers.LSTM`` / ``keras.layers.SimpleRNN``
+  (cuDNN on a GPU when the configuration allows, Keras's ``while_loop`` otherwise).
+  Batch-major, as Keras wants.
+
+Variables are Keras variables in the framework's layout; :class:`_Param` maps each one to
+and from its canonical name and layout (the fused LSTM reorders gate blocks). Every
+function in the hot path is a ``tf.function`` traced once per window shape: inputs are
+converted to tensors of fixed dtypes, the learning rate is a tensor argument, and each
+step makes one device-to-host transfer (a small vector of statistics).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from backends.base import Model, State, StepStats, TrainSettings
+from backends.tf import runtime
+from bench.errors import BenchError
+from bench.model import ModelSpec
+from cells import LSTMCell, RNNCell
+
+tf = runtime.import_tf()
+import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)
+
+from cells.base import Ops  # noqa: E402
+
+TF_OPS = Ops(tanh=tf.math.tanh, sigmoid=tf.math.sigmoid)
+
+# Keras's LSTM stacks its gate blocks i, f, c, o; ours are g, i, f, o (c is our g).
+KERAS_LSTM_GATES = ("i", "f", "g", "o")
+
+
+def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+    runtime.configure_threads(settings.threads)  # first: it only works before TF initialises
+    device, kind = runtime.resolve_device(settings.device)
+    if settings.impl == "cell":
+        return TFCellModel(spec, params, settings, device, kind)
+    if settings.impl == "fused":
+        return TFFusedModel(spec, params, settings, device, kind)
+    raise BenchError(f"backend 'tf' has no impl {settings.impl!r}; choose one of: cell, fused")
+
+
+# -- the input projection trick -------------------------------------------------------
+
+
+class _UMarker:
+    """Stands for ``params["U"]`` in a step whose ``x @ U`` was computed beforehand."""
+
+
+_U = _UMarker()
+
+
+class _NotProjectable(Exception):
+    pass
+
+
+class _Projected:
+    """Stands for ``x_t`` in a cell's step: ``x_t @ U`` is the precomputed row block of
+    ``X U`` for step t (one GEMM for the whole window). Any other use of ``x`` or ``U``
+    fails, and the model falls back to passing the real ``x_t`` and ``U``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __matmul__(self, other: Any) -> Any:
+        if other is not _U:
+            raise _NotProjectable
+        return self.value
+
+
+def _step_accepts_projection(cell: Any, dtype: Any, hidden: int, in_size: int) -> bool:
+    """Whether ``cell.step`` uses ``x`` and ``U`` only as ``x @ U`` (checked eagerly, tiny)."""
+    width = cell.n_blocks * hidden
+    zeros = lambda *shape: tf.zeros(shape, dtype)  # noqa: E731
+    try:
+        out = cell.step(
+            TF_OPS,
+            {"U": _U, "V": zeros(hidden, width), "b": zeros(width)},
+            _Projected(zeros(1, width)),
+            tuple(zeros(1, hidden) for _ in cell.state_names),
+        )
+        return len(out) == len(cell.state_names)
+    except Exception:  # anything: the plain path is always correct
+        return False
+
+
+# -- parameters -----------------------------------------------------------------------
+
+
+@dataclass
+class _Param:
+    """One variable and its canonical name; ``cols`` reorders the last axis:
+    framework layout = canonical[..., cols]."""
+
+    name: str
+    var: Any  # keras.Variable
+    cols: np.ndarray | None = None
+
+    def to_framework(self, value: np.ndarray) -> np.ndarray:
+        return value if self.cols is None else value[..., self.cols]
+
+    def to_canonical(self, value: np.ndarray) -> np.ndarray:
+        return value if self.cols is None else value[..., np.argsort(self.cols)]
+
+    def canonical_tensor(self, value: Any) -> Any:
+        """Differentiable canonical view of a framework-layout tensor."""
+        if self.cols is None:
+            return value
+        return tf.gather(value, np.argsort(self.cols), axis=-1)
+
+
+def _block_columns(order: Sequence[str], gates: Sequence[str], hidden: int) -> np.ndarray:
+    """Columns of the canonical (``gates``-ordered) matrix that give the ``order`` layout."""
+    return np.concatenate([np.arange(hidden) + gates.index(g) * hidden for g in order])
+
+
+# -- the shared model -----------------------------------------------------------------
+
+
+class TFModel(Model):
+    """Everything but the recurrent layers; subclasses create ``self.params`` (a list of
+    :class:`_Param`, fixed order) and implement ``_recurrent`` and ``_canonical_layers``."""
+
+    time_major: bool  # layout of the tensors between the layers
+
+    def __init__(
+        self, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings, device: str, kind: str
+    ) -> None:
+        expected = spec.param_shapes()
+        if sorted(params) != sorted(expected):
+            raise BenchError(f"tf backend: parameters {sorted(params)} do not match the spec's {sorted(expected)}")
+        self.spec = spec
+        self.settings = settings
+        self.device = device
+        self.device_kind = kind
+        self.dtype = tf.as_dtype(settings.dtype)
+        self.np_dtype = np.dtype(settings.dtype)
+        self.trace_counts: Counter[str] = Counter()
+        with tf.device(self.device):
+            self.params: list[_Param] = self._make_params(params)
+            self._by_name = {p.name: p for p in self.params}
+            self._vars = [p.var for p in self.params]
+            self._lr = tf.Variable(0.0, dtype=self.dtype, trainable=False, name="learning_rate")
+            self._seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_seed")
+            self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_counter")
+            self.optimizer = self._make_optimizer()
+            self.optimizer.build(self._vars)  # slots exist now, so restore() can fill them
+        self.set_dropout_seed(settings.seed)
+        self._train_fn = tf.function(self._train_graph)
+        self._eval_fn = tf.function(self._eval_graph)
+        self._grads_fn = tf.function(self._grads_graph)
+        self._norms_fn = tf.function(self._norms_graph)
+
+    # -- to implement -----------------------------------------------------------------
+
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
+        raise NotImplementedError
+
+    def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
+        """The layers over ``inputs`` (``(steps, batch, in)`` when ``time_major`` else
+        ``(batch, steps, in)``, dropout already applied), each followed by dropout; returns
+        the top layer's output (same layout) and the final state per layer."""
+        raise NotImplementedError
+
+    def _canonical_layers(self) -> dict[str, Any]:
+        """``layers.{l}.U/V/b`` as differentiable tensors in the canonical layout."""
+        raise NotImplementedError
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def _variable(self, value: np.ndarray, name: str) -> Any:
+        return keras.Variable(np.asarray(value, self.np_dtype), dtype=self.settings.dtype, name=name)
+
+    def _make_optimizer(self) -> Any:
+        lr = lambda: self._lr  # noqa: E731  (a callable: the optimizer keeps no float copy)
+        if self.settings.optimizer == "sgd":
+            return keras.optimizers.SGD(learning_rate=lr, momentum=0.0, nesterov=False)
+        if self.settings.optimizer == "adagrad":
+            # Keras 3: a += g²; p -= lr * g / sqrt(a + epsilon); epsilon 0 is TF1's rule.
+            return keras.optimizers.Adagrad(
+                learning_rate=lr,
+                initial_accumulator_value=self.settings.adagrad_initial_accumulator,
+                epsilon=0.0,
+            )
+        raise BenchError(f"unknown optimizer {self.settings.optimizer!r}; choose sgd or adagrad")
+
+    def _accumulator(self, var: Any) -> Any:
+        return self.optimizer._accumulators[self.optimizer._get_variable_index(var)]
+
+    def _dropout(self, a: Any, site: int, train: bool) -> Any:
+        """Inverted dropout; the mask depends only on (seed, train step, site)."""
+        keep = self.spec.keep_prob
+        if not train or keep >= 1.0:
+            return a
+        n_sites = self.spec.num_layers + 1
+        seed = tf.stack([self._seed, self._counter * n_sites + site])
+        u = tf.random.stateless_uniform(tf.shape(a), seed=seed, dtype=self.dtype)
+        return a * (tf.cast(u < keep, self.dtype) / keep)
+
+    def _inputs(self, x: Any, embedding: Any) -> Any:
+        """Embedded tokens (or the scalar as a size-1 feature); ``x`` is already in the
+        model's layout (transposed on the host for time-major models)."""
+        if self.spec.input_kind == "tokens":
+            return tf.gather(embedding, x)
+        return x[..., None]
+
+    def _head(self, top: Any, y: Any) -> tuple[Any, Any]:
+        """Per-token cross-entropy and argmax, both shaped like ``y`` (model's layout)."""
+        W, b = self._by_name["softmax.W"].var, self._by_name["softmax.b"].var
+        flat = tf.reshape(top, [-1, self.spec.hidden_size])
+        logits = tf.matmul(flat, W) + b
+        labels = tf.reshape(y, [-1])
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        predicted = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+        return tf.reshape(ce, tf.shape(y)), tf.reshape(predicted, tf.shape(y)), y
+
+    def _forward(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, list[tuple]]:
+        embedding = self._by_name["embedding"].var if self.spec.input_kind == "tokens" else None
+        inputs = self._dropout(self._inputs(x, embedding), 0, train)
+        top, final = self._recurrent(inputs, state, train)
+        ce, predicted, y = self._head(top, y)
+        return ce, predicted, y, final
+
+    def _prepare_grad(self, g: Any) -> Any:
+        """Embedding gradients come as IndexedSlices with repeated rows: sum the repeats
+        (the norm and Adagrad's g² need the real rows); dense for Adagrad."""
+        if isinstance(g, tf.IndexedSlices):
+            if self.settings.optimizer != "sgd":
+                return tf.convert_to_tensor(g)
+            rows, where = tf.unique(g.indices)
+            values = tf.math.unsorted_segment_sum(g.values, where, tf.shape(rows)[0])
+            return tf.IndexedSlices(values, rows, g.dense_shape)
+        return g
+
+    # -- traced functions -------------------------------------------------------------
+
+    def _batch_steps(self, x: Any) -> tuple[int, int]:
+        return (x.shape[1], x.shape[0]) if self.time_major else (x.shape[0], x.shape[1])
+
+    def _train_graph(self, x: Any, y: Any, state: State, lr: Any) -> tuple[Any, list[tuple]]:
+        self.trace_counts["train"] += 1
+        batch, steps = self._batch_steps(x)
+        with tf.device(self.device):
+            with tf.GradientTape() as tape:
+                ce, predicted, y_, final = self._forward(x, y, state, train=True)
+                loss = tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps)
+            grads = [self._prepare_grad(g) for g in tape.gradient(loss, self._vars)]
+            norm = tf.linalg.global_norm(grads)
+            if self.settings.max_grad_norm > 0:
+                clip = tf.constant(self.settings.max_grad_norm, self.dtype)
+                grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
+
+            def update() -> Any:
+                self._lr.assign(lr)
+                self.optimizer.apply(grads, self._vars)
+                return tf.constant(True)
+
+            tf.cond(tf.math.is_finite(norm), update, lambda: tf.constant(False))
+            self._counter.assign_add(1)
+            stats = tf.stack(
+                [
+                    tf.reduce_sum(tf.cast(ce, tf.float64)),
+                    tf.cast(tf.math.count_nonzero(tf.equal(predicted, y_)), tf.float64),
+                    tf.cast(norm, tf.float64),
+                ]
+            )
+        return stats, final
+
+    def _eval_graph(self, x: Any, y: Any, state: State, with_predictions: bool) -> tuple[Any, list[tuple]]:
+        self.trace_counts["eval"] += 1
+        with tf.device(self.device):
+            ce, predicted, y_, final = self._forward(x, y, state, train=False)
+            parts = [
+                tf.reduce_sum(tf.cast(ce, tf.float64))[None],
+                tf.cast(tf.math.count_nonzero(tf.equal(predicted, y_)), tf.float64)[None],
+            ]
+            if with_predictions:
+                parts.append(tf.cast(tf.reshape(predicted, [-1]), tf.float64))
+        return tf.concat(parts, 0), final
+
+    def _grads_graph(self, x: Any, y: Any, state: State) -> tuple[Any, list[Any], list[tuple]]:
+        self.trace_counts["grads"] += 1
+        batch, steps = self._batch_steps(x)
+        with tf.device(self.device):
+            with tf.GradientTape() as tape:
+                ce, _, _, final = self._forward(x, y, state, train=False)
+                loss = tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps)
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self._vars)]
+        return loss, grads, final
+
+    def _norms_graph(self, x: Any, y: Any, state: State) -> dict[str, Any]:
+        """Gradient norms w.r.t. every h_t (and s_t): the tape differentiates with respect
+        to the intermediate state tensors themselves, which gives the total derivative
+        (the sum over all their consumers: the layer above, the next step, and for s_t
+        also h_t = tanh(s_t) o, inside the same step)."""
+        self.trace_counts["norms"] += 1
+        spec = self.spec
+        names = spec.cell.state_names
+        with tf.device(self.device):
+            with tf.GradientTape(persistent=True) as tape:
+                params = self._canonical_layers()
+                embedding = self._by_name["embedding"].var if spec.input_kind == "tokens" else None
+                inputs = self._inputs(x, embedding)  # x is time-major here, whatever the impl
+                top, _, trace = unrolled_layers(self, params, inputs, state, train=False, keep_trace=True)
+                W, b = self._by_name["softmax.W"].var, self._by_name["softmax.b"].var
+                logits = tf.matmul(top, W) + b  # (steps, batch, classes)
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                total = {"dL": tf.reduce_sum(ce), "dLT": tf.reduce_sum(ce[-1])}
+            out = {}
+            for prefix, loss in total.items():
+                for k, name in enumerate(names):
+                    if prefix == "dL" and k != len(names) - 1:
+                        continue  # ∂L/∂h only; the reference reports ∂L_T/∂s alone
+                    sources = [[trace[l][t][k] for t in range(len(trace[l]))] for l in range(spec.num_layers)]
+                    grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                    per_example = tf.norm(tf.cast(tf.stack([tf.stack(g) for g in grads]), tf.float64), axis=-1)
+                    out[f"{prefix}_d{name}"] = tf.reduce_mean(per_example, axis=-1)  # (layers, steps)
+            del tape
+        return out
+
+    # -- conversions ------------------------------------------------------------------
+
+    def _x(self, x: np.ndarray, time_major: bool | None = None) -> Any:
+        """Inputs as a tensor of a fixed dtype (no retracing on int64 vs int32), in the
+        model's layout: the transpose of a small index array is cheaper on the host."""
+        x = x.T if (self.time_major if time_major is None else time_major) else x
+        dtype = np.int32 if self.spec.input_kind == "tokens" else self.np_dtype
+        return tf.convert_to_tensor(np.ascontiguousarray(x, dtype))
+
+    def _y(self, y: np.ndarray, time_major: bool | None = None) -> Any:
+        y = y.T if (self.time_major if time_major is None else time_major) else y
+        return tf.convert_to_tensor(np.ascontiguousarray(y, np.int32))
+
+    def _state(self, state: State) -> tuple[tuple[Any, ...], ...]:
+        return tuple(tuple(tf.convert_to_tensor(a, self.dtype) for a in layer) for layer in state)
+
+    # -- the Model interface ----------------------------------------------------------
+
+    def zero_state(self, batch_size: int) -> State:
+        with tf.device(self.device):
+            return tuple(
+                tuple(tf.zeros((batch_size, self.spec.hidden_size), self.dtype) for _ in self.spec.cell.state_names)
+                for _ in range(self.spec.num_layers)
+            )
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
+        stats, final = self._train_fn(self._x(x), self._y(y), self._state(state), tf.constant(lr, self.dtype))
+        ce_sum, n_correct, norm = stats.numpy()  # the one host transfer
+        return StepStats(float(ce_sum), int(n_correct), int(np.prod(x.shape)), float(norm)), _freeze(final)
+
+    def eval_step(
+        self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
+    ) -> tuple[StepStats, State]:
+        out, final = self._eval_fn(self._x(x), self._y(y), self._state(state), bool(predictions))
+        out = out.numpy()
+        stats = StepStats(float(out[0]), int(out[1]), int(np.prod(x.shape)))
+        if predictions:
+            predicted = out[2:].astype(np.int64)
+            stats.predictions = predicted.reshape(x.shape[::-1]).T.copy() if self.time_major else predicted.reshape(x.shape)
+        return stats, _freeze(final)
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
+        loss, grads, final = self._grads_fn(self._x(x), self._y(y), self._state(state))
+        named = {p.name: p.to_canonical(g.numpy()) for p, g in zip(self.params, grads)}
+        return float(loss), named, _freeze(final)
+
+    def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
+        out = self._norms_fn(self._x(x, time_major=True), self._y(y, time_major=True), self._state(state))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def state_to_numpy(self, state: State) -> list[tuple[np.ndarray, ...]]:
+        return [tuple(np.array(a) for a in layer) for layer in state]
+
+    def get_params(self) -> dict[str, np.ndarray]:
+        return {p.name: p.to_canonical(np.array(p.var.numpy())) for p in self.params}
+
+    def checkpoint(self) -> dict[str, np.ndarray]:
+        arrays = {f"param/{name}": value for name, value in self.get_params().items()}
+        if self.settings.optimizer == "adagrad":
+            for p in self.params:
+                arrays[f"adagrad/{p.name}"] = p.to_canonical(np.array(self._accumulator(p.var).numpy()))
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        for key, value in arrays.items():
+            kind, name = key.split("/", 1)
+            if name not in self._by_name or kind not in ("param", "adagrad"):
+                raise BenchError(f"checkpoint entry {key!r} does not belong to this model")
+            p = self._by_name[name]
+            value = p.to_framework(np.asarray(value, self.np_dtype))
+            if kind == "param":
+                p.var.assign(value)
+            elif self.settings.optimizer == "adagrad":
+                self._accumulator(p.var).assign(value)
+
+    def set_dropout_seed(self, seed: int) -> None:
+        self._seed.assign(int(seed))
+        self._counter.assign(0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device_kind if self.device_kind == "cpu" else f"{self.device_kind} ({self.device})",
+            "kernel": self._kernel_description(),
+            "dtype": self.settings.dtype,
+            "threads": runtime.thread_settings(),
+            "onednn": _onednn_setting(),
+        }
+
+    def _kernel_description(self) -> str:
+        raise NotImplementedError
+
+
+def _freeze(final: Sequence[Sequence[Any]]) -> State:
+    return tuple(tuple(layer) for layer in final)
+
+
+def _onednn_setting() -> str:
+    import os
+
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return "default (on for x86 CPUs)" if value is None else value
+
+
+# -- the unrolled cell, shared by impl "cell" and the fused impl's gradient norms -----
+
+
+def unrolled_layers(
+    model: TFModel, params: dict[str, Any], inputs: Any, state: State, train: bool, keep_trace: bool = False
+) -> tuple[Any, list[tuple], list[list[tuple]]]:
+    """The cell's step over a time-major window, layer after layer.
+
+    Per layer, ``X U`` for the whole window is one GEMM when the cell's step uses ``x``
+    only as ``x @ U`` (checked once at build); each layer's output goes through dropout.
+    Returns (top output (steps, batch, hidden), final state per layer, and with
+    ``keep_trace`` the state tuple of every step per layer).
+    """
+    spec, cell = model.spec, model.spec.cell
+    steps = inputs.shape[0]
+    final, trace = [], []
+    for layer in range(spec.num_layers):
+        U, V, b = (params[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
+        if model.project[layer]:
+            in_size, width = U.shape
+            P = tf.matmul(tf.reshape(inputs, [-1, in_size]), U)
+            xs = [_Projected(p) for p in tf.unstack(tf.reshape(P, [steps, -1, width]))]
+            step_params = {"U": _U, "V": V, "b": b}
+        else:
+            xs = tf.unstack(inputs)
+            step_params = {"U": U, "V": V, "b": b}
+        st = tuple(state[layer])
+        outputs, states = [], []
+        for t in range(steps):
+            st = tuple(cell.step(TF_OPS, step_params, xs[t], st))
+            outputs.append(st[-1])
+            if keep_trace:
+                states.append(st)
+        final.append(st)
+        trace.append(states)
+        inputs = model._dropout(tf.stack(outputs), layer + 1, train)
+    return inputs, final, trace
+
+
+def _find_projection(model: TFModel) -> list[bool]:
+    return [
+        _step_accepts_projection(model.spec.cell, model.dtype, model.spec.hidden_size, model.spec.layer_input_size(l))
+        for l in range(model.spec.num_layers)
+    ]
+
+
+class TFCellModel(TFModel):
+    """impl ``cell``: the cell's ``step`` unrolled in a ``tf.function``, any CellSpec."""
+
+    time_major = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.project = _find_projection(self)
+
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
+        return [_Param(name, self._variable(params[name], name.replace(".", "_"))) for name in self.spec.param_shapes()]
+
+    def _canonical_layers(self) -> dict[str, Any]:
+        return {p.name: p.var for p in self.params if p.name.startswith("layers.")}
+
+    def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
+        top, final, _ = unrolled_layers(self, self._canonical_layers(), inputs, state, train)
+        return top, final
+
+    def _kernel_description(self) -> str:
+        how = "X·U precomputed per window" if all(self.project) else "x·U per step"
+        return f"{self.spec.cell.name} step equations unrolled in tf.function ({how})"
+
+
+class TFFusedModel(TFModel):
+    """impl ``fused``: ``keras.layers.LSTM`` or ``keras.layers.SimpleRNN`` per layer.
+
+    Gradient norms over time need every layer's state at every step, which the fused
+    layers do not expose: :meth:`gradient_norms_over_time` unrolls the cell's step
+    equations on the fused layers' CURRENT weights (mapped to the canonical layout), so it
+    measures the same function but not the fused kernel's own arithmetic.
+    """
+
+    time_major = False
+
+    def __init__(self, spec: ModelSpec, *args: Any) -> None:
+        if isinstance(spec.cell, LSTMCell):
+            self.layer_kind = "lstm"
+        elif isinstance(spec.cell, RNNCell):
+            self.layer_kind = "rnn"
+        else:
+            raise BenchError(
+                f"the tf backend has no fused layer for cell {spec.cell.name!r}; use --impl cell"
+            )
+        super().__init__(spec, *args)
+        self.project = _find_projection(self)
+
+    def _make_layer(self, layer: int) -> Any:
+        common = dict(
+            units=self.spec.hidden_size,
+            activation="tanh",
+            use_bias=True,
+            kernel_initializer="zeros",  # overwritten by the given weights right away
+            recurrent_initializer="zeros",
+            bias_initializer="zeros",
+            dropout=0.0,
+            recurrent_dropout=0.0,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=False,
+            stateful=False,
+            unroll=False,
+            dtype=self.settings.dtype,
+            name=f"{self.layer_kind}_{layer}",
+        )
+        if self.layer_kind == "lstm":
+            return keras.layers.LSTM(
+                **common,
+                recurrent_activation="sigmoid",
+                unit_forget_bias=False,  # the forget bias is already in the given b
+                use_cudnn="auto" if self.device_kind == "gpu" else False,
+            )
+        common["activation"] = self.spec.cell.activation  # tanh, or sigmoid (generic loop)
+        return keras.layers.SimpleRNN(**common)
+
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
+        spec, H = self.spec, self.spec.hidden_size
+        out: list[_Param] = []
+        if spec.input_kind == "tokens":
+            out.append(_Param("embedding", self._variable(params["embedding"], "embedding")))
+        cols = _block_columns(KERAS_LSTM_GATES, spec.cell.gates, H) if self.layer_kind == "lstm" else None
+        self.layers = []
+        for layer in range(spec.num_layers):
+            keras_layer = self._make_layer(layer)
+            keras_layer.build((None, None, spec.layer_input_size(layer)))
+            cell = keras_layer.cell
+            for key, var in (("U", cell.kernel), ("V", cell.recurrent_kernel), ("b", cell.bias)):
+                p = _Param(f"layers.{layer}.{key}", var, cols)
+                var.assign(p.to_framework(np.asarray(params[p.name], self.np_dtype)))
+                out.append(p)
+            self.layers.append(keras_layer)
+        out.append(_Param("softmax.W", self._variable(params["softmax.W"], "softmax_W")))
+        out.append(_Param("softmax.b", self._variable(params["softmax.b"], "softmax_b")))
+        return out
+
+    def _canonical_layers(self) -> dict[str, Any]:
+        return {p.name: p.canonical_tensor(p.var.value) for p in self.params if p.name.startswith("layers.")}
+
+    def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
+        final = []
+        for layer, keras_layer in enumerate(self.layers):
+            if self.layer_kind == "lstm":
+                s, h = state[layer]
+                seq, h, s = keras_layer(inputs, initial_state=[h, s], training=False)  # Keras: [h, c]
+                final.append((s, h))
+            else:
+                seq, h = keras_layer(inputs, initial_state=[state[layer][0]], training=False)
+                final.append((h,))
+            inputs = self._dropout(seq, layer + 1, train)
+        return inputs, final
+
+    def _kernel_description(self) -> str:
+        if self.layer_kind == "lstm":
+            from keras.src.backend.tensorflow.rnn import cudnn_ok
+
+            layer = self.layers[0]
+            if self.device_kind == "gpu" and cudnn_ok(layer.activation, layer.recurrent_activation, False, True):
+                return "keras LSTM -> cuDNN (tf.function)"
+            return "keras LSTM, generic while_loop (tf.function)"
+        return f"keras SimpleRNN ({self.spec.cell.activation}), generic while_loop (tf.function)"

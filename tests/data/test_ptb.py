@@ -1,0 +1,99 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from bench.data import load_ptb, resolve_data_dir
+from bench.data.ptb import build_vocab, file_to_word_ids, read_words
+from bench.errors import BenchError
+
+
+def test_token_counts_and_vocabulary(ptb_corpus):
+    assert (len(ptb_corpus.train), len(ptb_corpus.valid), len(ptb_corpus.test)) == (929_589, 73_760, 82_430)
+    assert ptb_corpus.vocab_size == 10_000
+    assert "<eos>" in ptb_corpus.words and "<unk>" in ptb_corpus.words
+
+
+def test_vocab_sorted_by_count_then_word():
+    vocab = build_vocab("b a c a b a d c".split())
+    assert list(vocab) == ["a", "b", "c", "d"]
+    vocab = build_vocab("z y".split())
+    assert list(vocab) == ["y", "z"]
+
+
+def test_newlines_become_eos(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text(" a b \n c \n")
+    assert read_words(path) == ["a", "b", "<eos>", "c", "<eos>"]
+
+
+def test_unknown_word_maps_to_unk_when_vocabulary_has_it():
+    vocab = {"<unk>": 0, "a": 1}
+    assert file_to_word_ids(["a", "zebra"], vocab).tolist() == [1, 0]
+
+
+def test_unknown_word_without_unk_is_a_clear_error():
+    with pytest.raises(BenchError, match="'zebra' is not in the training vocabulary"):
+        file_to_word_ids(["zebra"], {"a": 0})
+
+
+def _copy(ptb_dir, tmp_path):
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        shutil.copy(ptb_dir / name, tmp_path / name)
+    return tmp_path
+
+
+def test_truncated_file_fails_checksum(ptb_dir, tmp_path):
+    directory = _copy(ptb_dir, tmp_path)
+    data = (directory / "ptb.valid.txt").read_bytes()
+    (directory / "ptb.valid.txt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BenchError, match=r"ptb.valid.txt has sha256 .* \(truncated or altered\)"):
+        load_ptb(directory)
+
+
+def test_altered_file_fails_checksum(ptb_dir, tmp_path):
+    directory = _copy(ptb_dir, tmp_path)
+    text = (directory / "ptb.test.txt").read_text()
+    (directory / "ptb.test.txt").write_text(text.replace(" the ", " teh ", 1))
+    with pytest.raises(BenchError, match="truncated or altered"):
+        load_ptb(directory)
+
+
+def test_missing_file_names_the_download_command(tmp_path):
+    with pytest.raises(BenchError, match=r"missing; run `python -m bench data ptb`.*--data-dir"):
+        load_ptb(tmp_path)
+
+
+def test_missing_directory_names_the_download_command(tmp_path):
+    with pytest.raises(BenchError, match="does not exist; run `python -m bench data ptb`"):
+        load_ptb(tmp_path / "nope")
+
+
+def test_empty_and_binary_files_are_clear_errors(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(BenchError, match="is empty"):
+        read_words(tmp_path / "empty.txt")
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(BenchError, match="not UTF-8"):
+        read_words(tmp_path / "bin.txt")
+
+
+def test_unchecked_corpus_in_the_same_format_loads(tmp_path):
+    for split, text in (("train", "a b a\nc a\n"), ("valid", "a zz\n"), ("test", "b\n")):
+        (tmp_path / f"ptb.{split}.txt").write_text(text)
+    with pytest.raises(BenchError, match="'zz' is not in the training vocabulary"):
+        load_ptb(tmp_path, check=False)
+
+
+def test_data_dir_resolution_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert resolve_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("BENCH_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert resolve_data_dir(None) == tmp_path / "cache" / "cellbench" / "ptb"
+
+
+def test_ids_are_int_arrays(ptb_corpus):
+    assert ptb_corpus.train.dtype == np.int64
+    assert ptb_corpus.train.max() == 9_999

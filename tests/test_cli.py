@@ -1,0 +1,82 @@
+"""Bad input: one line on stderr, exit status 2, no traceback, no record left behind."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bench.cli import main
+
+ECHO_QUICK = ["--epochs", "1", "--total-series-length", "1500", "--quiet"]
+
+
+def _fails_cleanly(capsys, argv, message, results_dir):
+    code = main(argv + ["--results-dir", str(results_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not list(results_dir.glob("*.json")) if results_dir.exists() else True
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--backend", "tensorflw"], "unknown backend 'tensorflw'"),
+        (["--cell", "gru"], "unknown cell 'gru'; choose one of: lstm, rnn"),
+        (["--task", "mnist"], "unknown task 'mnist'"),
+        (["--preset", "ptb-huge"], "unknown preset 'ptb-huge'"),
+        (["--hidden-size", "0"], "--hidden-size must be a positive integer"),
+        (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+        (["--num-steps", "400"], "shorter than a window of 400"),
+        (["--impl", "fused"], "backend 'numpy' has no impl 'fused'"),
+        (["--device", "gpu"], "numpy backend runs on the CPU only"),
+    ],
+)
+def test_bad_run_arguments(capsys, tmp_path, argv, message):
+    _fails_cleanly(capsys, ["run", *ECHO_QUICK, *argv], message, tmp_path / "results")
+
+
+def test_batch_too_large_for_ptb(capsys, tmp_path, ptb_dir):
+    argv = ["run", "--preset", "ptb-tiny", "--data-dir", str(ptb_dir), "--batch-size", "1000", "--quiet"]
+    _fails_cleanly(capsys, argv, "too few for batch 1000", tmp_path / "results")
+
+
+def test_missing_corpus_names_the_command_and_flag(capsys, tmp_path):
+    argv = ["run", "--preset", "ptb-tiny", "--data-dir", str(tmp_path / "none")]
+    _fails_cleanly(capsys, argv, "python -m bench data ptb", tmp_path / "results")
+
+
+def test_truncated_corpus(capsys, tmp_path, ptb_dir):
+    corpus = tmp_path / "ptb"
+    shutil.copytree(ptb_dir, corpus)
+    (corpus / "ptb.train.txt").write_bytes((corpus / "ptb.train.txt").read_bytes()[:1000])
+    argv = ["run", "--preset", "ptb-tiny", "--data-dir", str(corpus)]
+    _fails_cleanly(capsys, argv, "truncated or altered", tmp_path / "results")
+
+
+def test_unwritable_results_directory(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code = main(["run", *ECHO_QUICK, "--results-dir", str(blocker / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "is not writable" in err and "--results-dir" in err
+
+
+def test_run_writes_a_completed_record(capsys, tmp_path):
+    assert main(["run", *ECHO_QUICK, "--cell", "rnn", "--results-dir", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "completed"
+    assert record["config"]["cell"] == "rnn" and record["config"]["total_series_length"] == 1500
+    assert record["final"]["test"]["tokens"] > 0
+
+
+def test_list_shows_everything(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("backends:", "numpy", "cells:", "lstm", "rnn", "tasks:", "echo", "ptb", "presets:", "ptb-medium"):
+        assert word in out
