@@ -52,6 +52,9 @@ class Config:
     total_series_length: int = _f(50_000, "echo: length of each random series")
     echo_step: int = _f(3, "echo: the target is the input this many steps earlier")
     max_tokens: int = _f(0, "ptb: use only the first N tokens of each split (0: all); for quick checks")
+    grad_probe_windows: int = _f(
+        4, "held-out windows on which gradient norms over time are measured at init and after each epoch (0: off)"
+    )
     seed: int = _f(0, "seeds weights, data order, dropout: the same seed gives the same numbers")
     dtype: str = _f("float32", "floating-point type of the weights and activations", DTYPES)
     device: str = _f("cpu", "cpu, gpu (error if absent) or auto", DEVICES)
@@ -157,8 +160,9 @@ def validate(config: Config) -> None:
         raise BenchError(f"--keep-prob must be in (0, 1], got {config.keep_prob!r}")
     if not 0 <= config.max_grad_norm < float("inf"):
         raise BenchError(f"--max-grad-norm must be >= 0 (0 disables clipping), got {config.max_grad_norm!r}")
-    if config.max_lr_epoch < 0 or config.max_tokens < 0:
-        raise BenchError("--max-lr-epoch and --max-tokens must be >= 0")
+    for name in ("max_lr_epoch", "max_tokens", "grad_probe_windows"):
+        if getattr(config, name) < 0:
+            raise BenchError(f"{_flag(name)} must be >= 0, got {getattr(config, name)!r}")
     if config.threads is not None and config.threads < 1:
         raise BenchError(f"--threads must be a positive integer, got {config.threads!r}")
     if config.task == "echo" and config.total_series_length % config.batch_size:

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from backends.base import Model, StepStats, TrainSettings
 from bench.checkpoints import load_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
 from bench.errors import BenchError
+from bench.metrics import StretchTimer, flops_per_token, gradient_summary, peak_rss_mb
 from bench.model import ModelSpec, init_params
 from bench.records import environment, new_run_id, prepare_results_dir, utc_now, write_record
 from bench.registry import get_backend, make_cell, require_available
@@ -108,6 +110,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
         "environment": environment(backend.versions(), threads),
         "data_dir": options.data_dir,
         "epochs": resumed["history"] if resumed else [],
+        "gradient_norms": resumed["gradient_norms"] if resumed else [],
         "final": None,
         "failure": None,
     }
@@ -140,6 +143,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
         raise
     finally:
         record["finished_at"] = utc_now()
+        record["peak_rss_mb"] = peak_rss_mb()
         write_record(record_path, record)
     return RunResult(record, record_path, exit_code)
 
@@ -149,6 +153,8 @@ def _train(
     where: _Progress, say: "_Reporter",
 ) -> None:
     history: list[dict[str, Any]] = record["epochs"]
+    if not history and config.grad_probe_windows:
+        record["gradient_norms"].append({"epoch": 0, **measure_gradient_norms(model, task, config)})
     for epoch in range(len(history), config.epochs):
         where.epoch, where.step = epoch, 0
         lr = learning_rate_at(config, epoch)
@@ -158,11 +164,13 @@ def _train(
         for split in task.per_epoch_splits:
             entry[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
         history.append(entry)
+        if config.grad_probe_windows:
+            record["gradient_norms"].append({"epoch": epoch + 1, **measure_gradient_norms(model, task, config)})
         save_checkpoint(
             checkpoint_path,
             model.checkpoint(),
             {"run_id": record["run_id"], "config": record["config"], "started_at": record["started_at"],
-             "history": history, "resumed": record.get("resumed", [])},
+             "history": history, "gradient_norms": record["gradient_norms"], "resumed": record.get("resumed", [])},
         )
         write_record(record_path, record)
         say(_epoch_line(entry, config.epochs, task))
@@ -179,7 +187,7 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the training windows, the state carried from window to window."""
     state = model.zero_state(config.batch_size)
-    totals = _Totals()
+    totals = _Totals(flops_per_token(model.spec, training=True))
     with bar(task.n_train_windows) as progress:
         for step, (x, y) in enumerate(task.train_windows(epoch)):
             where.step = step
@@ -194,7 +202,7 @@ def train_epoch(
 def evaluate(model: Model, task: Task, split: str, batch_size: int, bar: Callable) -> dict[str, float]:
     """Score a whole split with the state carried across it, starting from zeros."""
     state = model.zero_state(batch_size)
-    totals = _Totals()
+    totals = _Totals(flops_per_token(model.spec, training=False))
     with bar(task.n_eval_windows[split]) as progress:
         for x, y in task.eval_windows[split]():
             stats, state = model.eval_step(x, y, state)
@@ -203,25 +211,49 @@ def evaluate(model: Model, task: Task, split: str, batch_size: int, bar: Callabl
     return totals.summary(task)
 
 
+def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str, Any]:
+    """Gradient norms over time steps on the task's fixed held-out windows, averaged over
+    ``grad_probe_windows`` consecutive windows (the state carried into each, as in training)."""
+    state = model.zero_state(config.batch_size)
+    curves: list[dict[str, Any]] = []
+    for _, (x, y) in zip(range(config.grad_probe_windows), task.probe_windows()):
+        curves.append(model.gradient_norms_over_time(x, y, state))
+        _, state = model.eval_step(x, y, state)
+    mean = {key: np.mean([c[key] for c in curves], axis=0) for key in curves[0]}
+    summary = {key: [gradient_summary(layer) for layer in value] for key, value in mean.items() if key.startswith("dLT")}
+    return {"windows": len(curves), "curves": {k: v.tolist() for k, v in mean.items()}, "summary": summary}
+
+
 class _Totals:
-    def __init__(self) -> None:
+    """Running sums of one pass, its timer, and the summary that goes into the record."""
+
+    def __init__(self, flops_per_token: float) -> None:
         self.ce = 0.0
         self.correct = 0
         self.tokens = 0
+        self.flops_per_token = flops_per_token
+        self.timer = StretchTimer()
         self.start = time.perf_counter()
 
     def add(self, stats: StepStats) -> None:
         self.ce += stats.ce_sum
         self.correct += stats.n_correct
         self.tokens += stats.n_tokens
+        self.timer.tick(stats.n_tokens)
 
     def summary(self, task: Task) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
         loss = self.ce / max(self.tokens, 1)
-        out = {"loss": loss, "accuracy": self.correct / max(self.tokens, 1), "tokens": self.tokens,
-               "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None}
+        out: dict[str, Any] = {
+            "loss": loss, "accuracy": self.correct / max(self.tokens, 1), "tokens": self.tokens,
+            "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None,
+        }
         if task.reports_perplexity:
             out["perplexity"] = math.exp(min(loss, 700.0))
+        out.update(self.timer.summary())
+        rate = out.get("tokens_per_s_median") or out["tokens_per_s"]
+        out["flops_per_token"] = self.flops_per_token
+        out["gflops_per_s"] = self.flops_per_token * rate / 1e9 if rate else None
         return out
 
 

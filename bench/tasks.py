@@ -18,7 +18,7 @@ from bench.errors import BenchError
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
 
 # Independent random streams per purpose: numpy.random.default_rng([seed, purpose, ...]).
-SEED_INIT, SEED_TRAIN_DATA, SEED_DROPOUT, SEED_VALID_DATA, SEED_TEST_DATA = range(5)
+SEED_INIT, SEED_TRAIN_DATA, SEED_DROPOUT, SEED_VALID_DATA, SEED_TEST_DATA, SEED_PROBE_DATA = range(6)
 
 
 def rng_for(seed: int, purpose: int, *more: int) -> np.random.Generator:
@@ -38,6 +38,7 @@ class Task:
     eval_windows: dict[str, Callable[[], Windows]]  # split -> windows
     n_eval_windows: dict[str, int]
     per_epoch_splits: tuple[str, ...]  # evaluated after every epoch; the rest only at the end
+    probe_windows: Callable[[], Windows]  # fixed held-out windows (training shape) for gradient norms
     words: tuple[str, ...] | None = None  # id -> word, for printing predictions
     reports_perplexity: bool = False
 
@@ -94,6 +95,8 @@ def _ptb_task(config: Config, corpus: Corpus) -> Task:
         eval_windows={name: eval_windows(name) for name in ("valid", "test")},
         n_eval_windows=n_eval,
         per_epoch_splits=("valid",),
+        # the start of the validation split, cut like the training data
+        probe_windows=lambda: ptb_windows(split("valid"), config.batch_size, config.num_steps, "valid"),
         words=corpus.words,
         reports_perplexity=True,
     )
@@ -131,4 +134,5 @@ def _echo_task(config: Config) -> Task:
             for name in ("valid", "test")
         },
         per_epoch_splits=("valid",),
+        probe_windows=windows(config.batch_size, config.num_steps, SEED_PROBE_DATA),
     )

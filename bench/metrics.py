@@ -1,0 +1,99 @@
+"""Measurements beside the loss: throughput, FLOP counts and gradient-norm summaries."""
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.model import ModelSpec
+
+
+class StretchTimer:
+    """Tokens per second as the median of several timed stretches, after warm-up steps.
+
+    The first ``warmup`` steps (tracing, caches, allocator growth) are not timed; the rest
+    is cut into stretches of ``stretch`` steps, each timed by wall clock. Backends return
+    their step statistics as host numbers, so each step ends synchronised with the device.
+    The median resists the noise of a shared machine; min and max show its spread.
+    """
+
+    def __init__(self, warmup: int = 5, stretch: int = 20) -> None:
+        self.warmup, self.stretch = warmup, stretch
+        self.steps = 0
+        self.rates: list[float] = []
+        self.step_ms: list[float] = []
+        self._tokens = 0
+        self._start = time.perf_counter()
+
+    def tick(self, tokens: int) -> None:
+        self.steps += 1
+        if self.steps == self.warmup:
+            self._start, self._tokens = time.perf_counter(), 0
+            return
+        if self.steps < self.warmup:
+            return
+        self._tokens += tokens
+        if (self.steps - self.warmup) % self.stretch == 0:
+            seconds = time.perf_counter() - self._start
+            self.rates.append(self._tokens / seconds)
+            self.step_ms.append(1000 * seconds / self.stretch)
+            self._start, self._tokens = time.perf_counter(), 0
+
+    def summary(self) -> dict[str, Any]:
+        if not self.rates:
+            return {"timed_stretches": 0}
+        return {
+            "timed_stretches": len(self.rates),
+            "tokens_per_s_median": statistics.median(self.rates),
+            "tokens_per_s_min": min(self.rates),
+            "tokens_per_s_max": max(self.rates),
+            "ms_per_step_median": statistics.median(self.step_ms),
+        }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def flops_per_token(spec: ModelSpec, training: bool) -> float:
+    """Analytic floating-point operations per token (a multiply-add counts 2).
+
+    Counts the matrix products, which dominate: per layer ``2 (in + hidden) blocks·hidden``
+    for the gate pre-activations, and ``2 hidden classes`` for the softmax layer; element-wise
+    work (activations, state updates, softmax) adds ``~10 blocks·hidden + 5 classes``.
+    Training costs three times the forward pass: the backward pass computes one product for
+    the input gradient and one for the weight gradient per forward product.
+    """
+    width = spec.cell.n_blocks * spec.hidden_size
+    forward = 0.0
+    for layer in range(spec.num_layers):
+        forward += 2.0 * (spec.layer_input_size(layer) + spec.hidden_size) * width + 10.0 * width
+    forward += 2.0 * spec.hidden_size * spec.n_classes + 5.0 * spec.n_classes
+    return 3.0 * forward if training else forward
+
+
+def gradient_summary(norms: np.ndarray) -> dict[str, float]:
+    """Summaries of one ``||dL_T/dh_t||`` curve (t = 0..T-1) of one layer.
+
+    ``ratio`` = norm at t=0 over norm at t=T-1: how much of the last step's error signal
+    reaches the window's first step. ``decay_per_step`` = exp(-slope) of a least-squares line
+    through log(norm) against t: the factor by which the signal shrinks per step back in time
+    (1: no decay; 0.5: halves every step).
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    ratio = float(norms[0] / norms[-1]) if norms[-1] > 0 else math.nan
+    positive = norms > 0
+    if positive.sum() >= 2:
+        t = np.arange(len(norms))[positive]
+        slope = np.polyfit(t, np.log(norms[positive]), 1)[0]
+        decay = float(np.exp(-slope))
+    else:
+        decay = math.nan
+    return {"ratio": ratio, "decay_per_step": decay}
