@@ -25,8 +25,35 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                             help="progress bar (default: only when stderr is a terminal)")
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run_parser.add_argument("--tag", help="a label stored in the record to group runs in reports")
 
     commands.add_parser("list", help="backends (and whether they can run here), cells, tasks, presets")
+
+    matrix_parser = commands.add_parser(
+        "matrix", help="run every backend x impl x cell under identical settings, each in its own process",
+        description="Any other flag is passed to every `bench run` (e.g. --preset, --epochs, --results-dir).",
+    )
+    matrix_parser.add_argument("--backends", default="numpy,torch,tf", help="comma-separated (default: numpy,torch,tf)")
+    matrix_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
+    matrix_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
+
+    sweep_parser = commands.add_parser(
+        "sweep", help="vary one setting across cells, e.g. --param echo_step --values 1,3,6,10,14",
+        description="Any other flag is passed to every `bench run`.",
+    )
+    sweep_parser.add_argument("--param", required=True, help="a setting of `bench run`, e.g. echo_step or hidden_size")
+    sweep_parser.add_argument("--values", required=True, help="comma-separated values")
+    sweep_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
+    sweep_parser.add_argument("--backend", default="numpy", help="backend (default: numpy)")
+    sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
+
+    report_parser = commands.add_parser("report", help="tables and plots from the records in a directory")
+    report_parser.add_argument("directory", nargs="?", default="results", help="records to read (default: results)")
+    report_parser.add_argument("--out", help="where report.md, report.csv and the plots go (default: DIRECTORY)")
+
+    roofline_parser = commands.add_parser("roofline", help="measure this machine's float32 GEMM peak and record it")
+    roofline_parser.add_argument("--threads", type=int, help="threads (default: all cores)")
+    roofline_parser.add_argument("--results-dir", default="results", help="where roofline.json goes (default: results)")
 
     data_parser = commands.add_parser("data", help="download a corpus")
     data_parser.add_argument("corpus", choices=["ptb"])
@@ -36,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if passthrough and args.command not in ("matrix", "sweep"):
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     try:
-        if args.command == "run":
-            return _run(args, argv)
-        if args.command == "list":
-            return _list()
-        return _data(args)
+        handler = {"run": lambda: _run(args, argv), "list": _list, "data": lambda: _data(args),
+                   "matrix": lambda: _matrix(args, passthrough), "sweep": lambda: _sweep(args, passthrough),
+                   "report": lambda: _report(args), "roofline": lambda: _roofline(args)}[args.command]
+        return handler()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -58,7 +87,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         config,
         RunOptions(
             data_dir=args.data_dir, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
-            resume=args.resume, progress=args.progress, quiet=args.quiet, argv=["python", "-m", "bench", *argv],
+            resume=args.resume, progress=args.progress, quiet=args.quiet, tag=args.tag, argv=["python", "-m", "bench", *argv],
         ),
     )
     return result.exit_code
@@ -115,4 +144,48 @@ def _data(args: argparse.Namespace) -> int:
 
     directory = download_ptb(args.data_dir)
     print(f"PTB corpus verified in {directory}")
+    return 0
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from bench.matrix import print_outcomes, run_matrix
+
+    impls = _split(args.impls) if args.impls else None
+    return print_outcomes(run_matrix(_split(args.backends), _split(args.cells), impls, passthrough))
+
+
+def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
+    import dataclasses
+
+    from bench.errors import unknown_name
+    from bench.matrix import print_outcomes, run_sweep
+
+    names = [f.name for f in dataclasses.fields(Config)]
+    if args.param not in names:
+        raise unknown_name("setting", args.param, names)
+    return print_outcomes(run_sweep(args.param, _split(args.values), _split(args.cells), args.backend, args.impl, passthrough))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report import markdown_table, write_report
+
+    result = write_report(args.directory, args.out)
+    print(markdown_table(result["table"]) if len(result["table"]) else "(no records)")
+    for path, reason in result["bad"]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"\nwrote {result['out'] / 'report.md'}, report.csv and {len(result['figures'])} plot(s)", file=sys.stderr)
+    return 0
+
+
+def _roofline(args: argparse.Namespace) -> int:
+    from bench.roofline import measure_peak, record_peak
+
+    measurement = measure_peak(args.threads)
+    path = record_peak(args.results_dir, measurement)
+    peaks = ", ".join(f"{lib} {gflops:.1f}" for lib, gflops in measurement["gflops"].items())
+    print(f"float32 GEMM peak, {measurement['threads']} thread(s), {measurement['cpu']}: {peaks} GFLOP/s -> {path}")
     return 0

@@ -52,6 +52,7 @@ class RunOptions:
     resume: str | None = None  # a checkpoint file to continue from
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     quiet: bool = False
+    tag: str | None = None  # groups runs for reports, e.g. "matrix" or "sweep:echo_step"
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -102,6 +103,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
         "status": "running",
         "started_at": resumed["started_at"] if resumed else utc_now(),
         "command": options.argv,
+        "tag": options.tag,
         "config": config.as_dict(),
         "seed": config.seed,
         "model": spec.describe(),
@@ -179,7 +181,13 @@ def _train(
         if split not in final:
             final[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
     record["final"] = {"epochs_completed": len(history), "train": history[-1]["train"] if history else None, **final}
+    record["sample"] = sample_predictions(model, task, config)
     say("final: " + ", ".join(f"{split} {_metric_text(m, task)}" for split, m in final.items()))
+    if task.words:
+        sample = record["sample"]
+        say("test sample (true | predicted next word):")
+        say("  " + " ".join(sample["target_words"][:12]))
+        say("  " + " ".join(sample["predicted_words"][:12]))
 
 
 def train_epoch(
@@ -222,6 +230,30 @@ def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str
     mean = {key: np.mean([c[key] for c in curves], axis=0) for key in curves[0]}
     summary = {key: [gradient_summary(layer) for layer in value] for key, value in mean.items() if key.startswith("dLT")}
     return {"windows": len(curves), "curves": {k: v.tolist() for k, v in mean.items()}, "summary": summary}
+
+
+def sample_predictions(model: Model, task: Task, config: Config, steps: int = 45, warmup: int = 5) -> dict[str, Any]:
+    """Inputs, targets and predictions of the start of the test split, for people to look at
+    (the echo task's bars, PTB's true words beside predicted ones). Like the tutorial, the
+    first ``warmup`` windows only let the state settle."""
+    state = model.zero_state(config.eval_batch_size)
+    xs, ys, ps = [], [], []
+    seen = 0
+    for index, (x, y) in enumerate(task.eval_windows["test"]()):
+        stats, state = model.eval_step(x, y, state, predictions=True)
+        if index < warmup:
+            continue
+        xs.append(x), ys.append(y), ps.append(stats.predictions)
+        seen += x.shape[1]
+        if seen >= steps:
+            break
+    inputs, targets, predicted = (np.concatenate(a, axis=1)[:, :steps] for a in (xs, ys, ps))
+    sample: dict[str, Any] = {"split": "test", "warmup_windows": warmup, "inputs": inputs.tolist(),
+                              "targets": targets.tolist(), "predictions": predicted.tolist()}
+    if task.words:
+        to_words = lambda ids: [task.words[i] for i in np.asarray(ids)[0]]
+        sample.update(input_words=to_words(inputs), target_words=to_words(targets), predicted_words=to_words(predicted))
+    return sample
 
 
 class _Totals:

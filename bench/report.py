@@ -1,0 +1,203 @@
+"""Records -> tidy pandas DataFrames -> a comparison table, report.md, report.csv and plots.
+
+Reports read records only, never a live model. A file that is not a readable record of the
+current schema is listed and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.records import load_record
+
+ROOFLINE_FILE = "roofline.json"
+RUN_COLUMNS = [
+    "task", "backend", "impl", "cell", "device", "status", "epochs", "accuracy", "valid_ppl", "test_ppl",
+    "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final",
+]
+
+
+def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Every record under ``directory`` (recursively), and ``(path, reason)`` for the files
+    that could not be read. Checkpoints, roofline files and dot-files are not records."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BenchError(f"no results directory {directory}; run `python -m bench run` first or name one")
+    good, bad = [], []
+    for path in sorted(directory.rglob("*.json")):
+        if path.name.startswith(".") or path.name == ROOFLINE_FILE:
+            continue
+        try:
+            record = load_record(path)
+            record["_path"] = str(path)
+            good.append(record)
+        except BenchError as exc:
+            bad.append((str(path), str(exc).split(": ", 1)[-1]))
+    return good, bad
+
+
+def _top_ratio(entry: dict[str, Any] | None) -> float | None:
+    if not entry:
+        return None
+    return entry["summary"]["dLT_dh"][-1]["ratio"]
+
+
+def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per run: what ran, how well, how fast, and how the gradient decays."""
+    rows = []
+    for r in records:
+        config, final, epochs = r["config"], r.get("final") or {}, r.get("epochs") or []
+        last = epochs[-1] if epochs else {}
+        train = last.get("train") or {}
+        test = final.get("test") or {}
+        valid = final.get("valid") or last.get("valid") or {}
+        grads = r.get("gradient_norms") or []
+        rate = train.get("tokens_per_s_median") or train.get("tokens_per_s")
+        eval_split = test or valid
+        row = {
+            "run_id": r["run_id"],
+            "task": config["task"],
+            "backend": r["backend"]["name"],
+            "impl": r["backend"]["impl"],
+            "cell": config["cell"],
+            "device": r["backend"].get("device", config.get("device")),
+            "status": r["status"],
+            "epochs": len(epochs),
+            "accuracy": test.get("accuracy", valid.get("accuracy")),
+            "valid_ppl": valid.get("perplexity"),
+            "test_ppl": test.get("perplexity"),
+            "train_tok_s": rate,
+            "eval_tok_s": eval_split.get("tokens_per_s_median") or eval_split.get("tokens_per_s"),
+            "train_gflops": train.get("gflops_per_s"),
+            "grad_ratio_init": _top_ratio(grads[0] if grads else None),
+            "grad_ratio_final": _top_ratio(grads[-1] if len(grads) > 1 else None),
+            "hidden_size": config["hidden_size"],
+            "num_layers": config["num_layers"],
+            "echo_step": config["echo_step"] if config["task"] == "echo" else None,
+            "seed": config["seed"],
+            "threads": r["environment"]["threads"],
+            "cpu": r["environment"]["cpu"],
+            "hours": _hours(r),
+            "started_at": r["started_at"],
+            "tag": r.get("tag"),
+        }
+        peak = (peaks or {}).get(f"{row['cpu']}|{row['threads']}")
+        row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _hours(record: dict[str, Any]) -> float | None:
+    seconds = sum((e.get("train") or {}).get("seconds", 0) + (e.get("valid") or {}).get("seconds", 0)
+                  for e in record.get("epochs") or [])
+    return seconds / 3600 if seconds else None
+
+
+def epochs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run x epoch x split (train, valid)."""
+    rows = []
+    for r in records:
+        for e in r.get("epochs") or []:
+            for split in ("train", "valid"):
+                if split in e:
+                    rows.append({"run_id": r["run_id"], "backend": r["backend"]["name"], "impl": r["backend"]["impl"],
+                                 "cell": r["config"]["cell"], "task": r["config"]["task"], "epoch": e["epoch"],
+                                 "split": split, **{k: e[split].get(k) for k in ("loss", "accuracy", "perplexity")}})
+    return pd.DataFrame(rows)
+
+
+def gradients_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run x measurement epoch x quantity x layer x time step."""
+    rows = []
+    for r in records:
+        for m in r.get("gradient_norms") or []:
+            for key, layers in m["curves"].items():
+                for layer, curve in enumerate(layers):
+                    for t, value in enumerate(curve):
+                        rows.append({"run_id": r["run_id"], "backend": r["backend"]["name"], "impl": r["backend"]["impl"],
+                                     "cell": r["config"]["cell"], "task": r["config"]["task"], "epoch": m["epoch"],
+                                     "quantity": key, "layer": layer, "t": t, "norm": value})
+    return pd.DataFrame(rows)
+
+
+def load_peaks(directory: Path) -> dict[str, float]:
+    """Measured GEMM peaks, keyed by "cpu|threads" (see ``bench roofline``)."""
+    peaks: dict[str, float] = {}
+    for path in directory.rglob(ROOFLINE_FILE):
+        try:
+            for entry in json.loads(path.read_text()).get("measurements", []):
+                key = f"{entry['cpu']}|{entry['threads']}"
+                peaks[key] = max(peaks.get(key, 0.0), max(entry["gflops"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+    return peaks
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in RUN_COLUMNS if c in runs and runs[c].notna().any()]
+    return runs.sort_values(["task", "cell", "backend", "impl"])[columns].reset_index(drop=True)
+
+
+def write_report(directory: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Write report.md, report.csv and PNG plots for every record under ``directory``."""
+    directory = Path(directory)
+    out = Path(out_dir) if out_dir else directory
+    out.mkdir(parents=True, exist_ok=True)
+    records, bad = load_records(directory)
+    runs = runs_frame(records, load_peaks(directory))
+    table = comparison_table(runs) if len(runs) else runs
+    runs.to_csv(out / "report.csv", index=False)
+    from bench import plots
+
+    figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
+    (out / "report.md").write_text(_markdown(table, records, bad, figures, directory))
+    return {"records": len(records), "bad": bad, "table": table, "figures": figures, "out": out}
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
+            return f"{value:.2e}"
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _markdown(table: pd.DataFrame, records: list[dict], bad: list[tuple[str, str]], figures: list[str], directory: Path) -> str:
+    lines = [
+        "# cellbench report", "",
+        f"Generated by `python -m bench report {directory}` from {len(records)} record(s); every number below "
+        "comes from those records.", "",
+        "Columns: accuracy and perplexities on the final evaluation; `*_tok_s` are medians of timed stretches "
+        "(tokens = batch x steps); `train_gflops` from the analytic FLOP count; `efficiency_pct` against this "
+        "machine's measured float32 GEMM peak (`python -m bench roofline`); `grad_ratio_*` = "
+        "||dL_T/dh_0|| / ||dL_T/dh_{T-1}|| of the top layer at initialisation and after the last epoch.", "",
+    ]
+    lines += [markdown_table(table) if len(table) else "(no records)", ""]
+    for r in records:
+        sample = r.get("sample") or {}
+        if sample.get("target_words"):
+            lines += [f"## Test sample: {r['backend']['name']}/{r['backend']['impl']} {r['config']['cell']}", "",
+                      "| input | true next | predicted |", "|---|---|---|"]
+            lines += [f"| {a} | {b} | {c} |" for a, b, c in
+                      zip(sample["input_words"], sample["target_words"], sample["predicted_words"])][:20]
+            lines.append("")
+            break
+    if figures:
+        lines += ["## Plots", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
+    if bad:
+        lines += ["## Skipped files", ""] + [f"- `{path}`: {reason}" for path, reason in bad] + [""]
+    return "\n".join(lines)
