@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from bench.config import make_config
+from bench.matrix import Outcome, print_outcomes
+from bench.report import load_records, runs_frame, write_report
+from bench.runner import RunOptions, run
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("results")
+    for cell in ("rnn", "lstm"):
+        run(make_config("echo", cell=cell, epochs=2, total_series_length=1500), RunOptions(results_dir=str(directory), quiet=True))
+    return directory
+
+
+def test_bad_files_are_listed_and_skipped(results, tmp_path):
+    for path in results.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    good = json.loads(next(results.glob("*.json")).read_text())
+    (tmp_path / "truncated.json").write_text(json.dumps(good)[:200])
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    (tmp_path / "old.json").write_text(json.dumps({**good, "schema_version": 0}))
+    records, bad = load_records(tmp_path)
+    assert len(records) == 2
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in bad) == ["empty.json", "foreign.json", "old.json", "truncated.json"]
+    assert any("schema version 0" in reason for _, reason in bad)
+
+
+def test_runs_frame_has_one_row_per_run_with_the_comparison_columns(results):
+    records, _ = load_records(results)
+    frame = runs_frame(records)
+    assert len(frame) == 2
+    assert set(frame["cell"]) == {"rnn", "lstm"}
+    assert (frame["train_tok_s"] > 0).all()
+    # at initialisation the plain RNN passes far less of the last step's error back
+    ratios = frame.set_index("cell")["grad_ratio_init"]
+    assert ratios["rnn"] < ratios["lstm"] / 100
+
+
+def test_write_report_makes_markdown_csv_and_plots(results, tmp_path):
+    out = write_report(results, tmp_path)
+    assert (tmp_path / "report.md").read_text().count("| echo |") == 2
+    assert (tmp_path / "report.csv").exists()
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert {"gradients-echo.png", "curves-echo.png", "throughput-echo.png"} <= names
+    assert any(n.startswith("echo-sample-") for n in names)
+    assert out["records"] == 2
+
+
+def test_matrix_summary_fails_when_a_combination_failed(capsys):
+    assert print_outcomes([Outcome("a", "completed", 1.0), Outcome("b", "skipped", 0.0, "no torch")]) == 0
+    assert print_outcomes([Outcome("a", "completed", 1.0), Outcome("b", "diverged", 1.0)]) == 1
+    assert "diverged" in capsys.readouterr().out
+
+
+def test_matrix_carries_on_past_a_failing_combination(monkeypatch):
+    import bench.matrix as matrix
+
+    calls = []
+
+    def fake_run_one(label, argv, quiet=False):
+        calls.append(label)
+        return Outcome(label, "failed (exit 1)" if len(calls) == 1 else "completed", 0.1)
+
+    monkeypatch.setattr(matrix, "run_one", fake_run_one)
+    outcomes = matrix.run_matrix(["numpy"], ["rnn", "lstm"], None, ["--epochs", "1"])
+    assert [o.status for o in outcomes] == ["failed (exit 1)", "completed"]
+    assert calls == ["numpy/cell rnn", "numpy/cell lstm"]
+
+
+def test_sweep_runs_each_value_in_its_own_process_and_tags_records(tmp_path):
+    from bench.matrix import run_sweep
+
+    outcomes = run_sweep("echo_step", ["1", "2"], ["rnn"], "numpy", None,
+                         ["--epochs", "1", "--total-series-length", "1500", "--results-dir", str(tmp_path), "--quiet"])
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    records, _ = load_records(tmp_path)
+    assert sorted(r["config"]["echo_step"] for r in records) == [1, 2]
+    assert {r["tag"] for r in records} == {"sweep:echo_step"}
