@@ -141,8 +141,15 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "int | None": (int, type(None)), "str | None": (str, type(None))}
+
+
 def validate(config: Config) -> None:
     """Reject every invalid value before anything is trained or written."""
+    for f in dataclasses.fields(Config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, _TYPES[str(f.type)]):
+            raise BenchError(f"{_flag(f.name)} must be of type {f.type}, got {value!r}")
     for f in dataclasses.fields(Config):
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)

@@ -97,6 +97,13 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+def redact_home(args: list[str]) -> list[str]:
+    """The command line with the user's home directory shown as ``~``: records get shared,
+    and a home path says who ran them (the data directory is recorded on its own, as given)."""
+    home = str(Path.home())
+    return [arg.replace(home, "~") if home not in ("/", "") else arg for arg in args]
+
+
 def git_commit() -> dict[str, Any]:
     """The commit the code ran from and whether the tree had uncommitted changes."""
     def git(*args: str) -> str:

@@ -1,0 +1,93 @@
+"""Property-based tests: the batch producer and config validation, for random inputs."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.config import Config, make_config, validate
+from bench.data import epoch_size, ptb_windows
+from bench.errors import BenchError
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=st.integers(2, 600), batch=st.integers(1, 12), steps=st.integers(1, 25))
+def test_batch_producer_layout(length, batch, steps):
+    data = np.arange(length)
+    n = epoch_size(length, batch, steps)
+    if n < 1:
+        try:
+            list(ptb_windows(data, batch, steps))
+        except BenchError:
+            return
+        raise AssertionError("too little data must be an error")
+    windows = list(ptb_windows(data, batch, steps))
+    assert len(windows) == n
+    xs = np.concatenate([x for x, _ in windows], axis=1)
+    ys = np.concatenate([y for _, y in windows], axis=1)
+    batch_len = length // batch
+    # every token of each row's stream appears once in x, in order ...
+    for row in range(batch):
+        assert (xs[row] == np.arange(row * batch_len, row * batch_len + n * steps)).all()
+    # ... and y is x shifted by one
+    assert (ys == xs + 1).all()
+    assert all(x.shape == y.shape == (batch, steps) for x, y in windows)
+
+
+_INT_FIELDS = ["hidden_size", "num_layers", "num_steps", "batch_size", "epochs", "eval_batch_size",
+               "eval_num_steps", "echo_step", "total_series_length"]
+
+
+def _valid(field: str, value: object) -> bool:
+    """The rule, stated independently of the implementation."""
+    if isinstance(value, bool):
+        return False
+    number = isinstance(value, (int, float))
+    if field in _INT_FIELDS:
+        return isinstance(value, int) and value >= 1
+    if field == "threads":
+        return value is None or (isinstance(value, int) and value >= 1)
+    if field == "keep_prob":
+        return number and 0 < value <= 1
+    if field == "max_grad_norm":
+        return number and 0 <= value < float("inf")
+    if field in ("learning_rate", "init_scale", "lr_decay"):
+        return number and 0 < value < float("inf")
+    choices = dataclasses.fields(Config)[[f.name for f in dataclasses.fields(Config)].index(field)].metadata["choices"]
+    return value in choices
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(_INT_FIELDS + ["learning_rate", "init_scale", "keep_prob", "lr_decay", "max_grad_norm",
+                                         "optimizer", "dtype", "device", "activation", "loss_reduction", "threads"]),
+    value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+                    st.sampled_from(["sgd", "adagrad", "float64", "gpu", "sigmoid", "mean", None, True])),
+)
+def test_config_validation_accepts_exactly_the_valid_values(field, value):
+    config = dataclasses.replace(make_config("echo", total_series_length=50_000), **{field: value})
+    if field in ("batch_size", "eval_batch_size", "total_series_length") and _valid(field, value):
+        return  # divisibility of the echo series is its own test below
+    try:
+        validate(config)
+    except BenchError:
+        assert not _valid(field, value), f"{field}={value!r} is valid but was rejected"
+        return
+    assert _valid(field, value), f"{field}={value!r} is invalid but was accepted"
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.integers(1, 64), length=st.integers(1, 5000))
+def test_echo_length_must_divide_into_batch_rows(batch, length):
+    try:
+        config = make_config("echo", batch_size=batch, eval_batch_size=batch, total_series_length=length)
+    except BenchError:
+        assert length % batch
+        return
+    assert config.total_series_length % config.batch_size == 0
+
+
+def test_config_fields_all_have_help():
+    assert all(f.metadata.get("help") for f in dataclasses.fields(Config))
