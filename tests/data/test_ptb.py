@@ -97,3 +97,41 @@ def test_data_dir_resolution_order(monkeypatch, tmp_path):
 def test_ids_are_int_arrays(ptb_corpus):
     assert ptb_corpus.train.dtype == np.int64
     assert ptb_corpus.train.max() == 9_999
+
+
+def _archive(ptb_dir, tmp_path, alter=False):
+    import tarfile
+
+    path = tmp_path / "simple-examples.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+            source = ptb_dir / name
+            if alter and name == "ptb.test.txt":
+                source = tmp_path / name
+                source.write_text((ptb_dir / name).read_text()[:-10])
+            tar.add(source, arcname=f"./simple-examples/data/{name}")
+    return path.as_uri()
+
+
+def test_download_extracts_and_verifies_the_archive(ptb_dir, tmp_path):
+    from bench.data.ptb import download_ptb
+
+    url = _archive(ptb_dir, tmp_path)
+    target = download_ptb(tmp_path / "cache", url=url)
+    assert len(load_ptb(target).train) == 929_589
+
+
+def test_download_of_an_altered_archive_leaves_nothing_behind(ptb_dir, tmp_path):
+    from bench.data.ptb import download_ptb
+
+    url = _archive(ptb_dir, tmp_path, alter=True)
+    with pytest.raises(BenchError, match="truncated or altered"):
+        download_ptb(tmp_path / "cache", url=url)
+    assert not list((tmp_path / "cache").glob("ptb.*"))
+
+
+def test_download_failure_says_what_to_do(tmp_path):
+    from bench.data.ptb import download_ptb
+
+    with pytest.raises(BenchError, match="cannot download .*--data-dir"):
+        download_ptb(tmp_path / "cache", url=(tmp_path / "missing.tgz").as_uri())
