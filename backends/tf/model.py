@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -158,6 +158,12 @@ class TFModel(Model):
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_counter")
             self.optimizer = self._make_optimizer()
             self.optimizer.build(self._vars)  # slots exist now, so restore() can fill them
+            if settings.optimizer == "adagrad":
+                # Keras's Constant initializer passes the value through float32
+                # (0.1 -> 0.10000000149 in a float64 slot): set the exact value.
+                for var in self._vars:
+                    acc = self._accumulator(var)
+                    acc.assign(np.full(acc.shape, settings.adagrad_initial_accumulator, self.np_dtype))
         self.set_dropout_seed(settings.seed)
         self._train_fn = tf.function(self._train_graph)
         self._eval_fn = tf.function(self._eval_graph)
@@ -593,10 +599,17 @@ class TFFusedModel(TFModel):
 
     def _kernel_description(self) -> str:
         if self.layer_kind == "lstm":
-            from keras.src.backend.tensorflow.rnn import cudnn_ok
-
-            layer = self.layers[0]
-            if self.device_kind == "gpu" and cudnn_ok(layer.activation, layer.recurrent_activation, False, True):
+            if self.device_kind == "gpu" and _keras_would_use_cudnn(self.layers[0]):
                 return "keras LSTM -> cuDNN (tf.function)"
             return "keras LSTM, generic while_loop (tf.function)"
         return f"keras SimpleRNN ({self.spec.cell.activation}), generic while_loop (tf.function)"
+
+
+def _keras_would_use_cudnn(layer: Any) -> bool:
+    """Keras's own test (activations, no unroll, bias, a GPU visible); a private helper,
+    so an unknown Keras answers False rather than claiming cuDNN."""
+    try:
+        from keras.src.backend.tensorflow.rnn import cudnn_ok
+    except ImportError:  # pragma: no cover - Keras moved it
+        return False
+    return bool(layer.use_cudnn in ("auto", True) and cudnn_ok(layer.activation, layer.recurrent_activation, layer.unroll, layer.use_bias))
