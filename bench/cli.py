@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("directory", nargs="?", default="results", help="records to read (default: results)")
     report_parser.add_argument("--out", help="where report.md, report.csv and the plots go (default: DIRECTORY)")
 
+    speed_parser = commands.add_parser(
+        "speed", help="training and evaluation tokens/s of every backend x impl x cell at a preset's sizes")
+    speed_parser.add_argument("--preset", default="ptb-small", help="sizes to measure (default: ptb-small)")
+    speed_parser.add_argument("--backends", default="numpy,torch,tf")
+    speed_parser.add_argument("--cells", default="rnn,lstm")
+    speed_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
+    speed_parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
+    speed_parser.add_argument("--steps", type=int, default=20, help="timed steps per phase and round")
+    speed_parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    speed_parser.add_argument("--threads", type=int, help="threads of every pool (default: all cores)")
+    speed_parser.add_argument("--device", default="cpu", choices=["cpu", "gpu", "auto"])
+    speed_parser.add_argument("--out", help="also write the table as JSON to this file")
+
     roofline_parser = commands.add_parser("roofline", help="measure this machine's float32 GEMM peak and record it")
     roofline_parser.add_argument("--threads", type=int, help="threads (default: all cores)")
     roofline_parser.add_argument("--results-dir", default="results", help="where roofline.json goes (default: results)")
@@ -70,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"run": lambda: _run(args, argv), "list": _list, "data": lambda: _data(args),
                    "matrix": lambda: _matrix(args, passthrough), "sweep": lambda: _sweep(args, passthrough),
-                   "report": lambda: _report(args), "roofline": lambda: _roofline(args)}[args.command]
+                   "report": lambda: _report(args), "roofline": lambda: _roofline(args),
+                   "speed": lambda: _speed(args)}[args.command]
         return handler()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,3 +203,40 @@ def _roofline(args: argparse.Namespace) -> int:
     peaks = ", ".join(f"{lib} {gflops:.1f}" for lib, gflops in measurement["gflops"].items())
     print(f"float32 GEMM peak, {measurement['threads']} thread(s), {measurement['cpu']}: {peaks} GFLOP/s -> {path}")
     return 0
+
+
+def _speed(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from bench.matrix import combinations
+    from bench.report import markdown_table
+    from bench.roofline import measure_peak
+    from bench.speed import run_speed
+
+    make_config(args.preset)
+    if min(args.rounds, args.steps) < 1 or args.warmup < 0:
+        raise BenchError("--rounds and --steps must be positive, --warmup >= 0")
+    available = [b for b in _split(args.backends) if not _backend_reason(b)]
+    combos = [c for c in combinations(available, _split(args.cells), _split(args.impls) if args.impls else None)]
+    peak = None
+    if args.device == "cpu":
+        measurement = measure_peak(args.threads, seconds=2.0)
+        peak = max(measurement["gflops"].values())
+        print(f"float32 GEMM peak: {peak:.1f} GFLOP/s ({measurement['threads']} threads, {measurement['cpu']})")
+    rows = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device, peak)
+    print(markdown_table(pd.DataFrame(rows)))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"preset": args.preset, "peak_gflops": peak, "rounds": args.rounds, "steps": args.steps, "rows": rows}, f, indent=1)
+    return 0
+
+
+def _backend_reason(name: str) -> str | None:
+    from bench.registry import get_backend
+
+    reason = get_backend(name).unavailable_reason()
+    if reason:
+        print(f"skipping backend {name}: {reason}", file=sys.stderr)
+    return reason

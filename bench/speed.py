@@ -1,0 +1,112 @@
+"""``bench speed``: training and evaluation tokens/s of every backend x impl x cell at a
+preset's sizes, side by side, as ratios to torch fused LSTM and as % of the GEMM peak.
+
+Each measurement runs in its own process (frameworks and thread pools never share one),
+on synthetic windows of the preset's shape (timing does not depend on the words), and the
+contenders are interleaved round by round so drift of a shared machine hits all alike;
+the table shows the median over rounds.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from backends.base import TrainSettings
+from bench.config import make_config
+from bench.metrics import flops_per_token
+from bench.model import ModelSpec, init_params
+from bench.registry import get_backend, make_cell
+
+PTB_VOCAB = 10_000
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
+    config = make_config(job["preset"], **job.get("overrides", {}))
+    cell = make_cell(job["cell"], activation=config.activation, forget_bias=config.forget_bias)
+    tokens_task = config.task == "ptb"
+    spec = ModelSpec(cell, "tokens" if tokens_task else "scalar", PTB_VOCAB if tokens_task else 1, config.hidden_size,
+                     config.num_layers, PTB_VOCAB if tokens_task else 2, config.keep_prob, config.loss_reduction)
+    if job.get("threads"):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(job["threads"])
+    settings = TrainSettings(impl=job["impl"], optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
+                             device=job.get("device", "cpu"), threads=job.get("threads"), seed=0)
+    model = get_backend(job["backend"]).build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)), settings)
+    rng = np.random.default_rng(1)
+    batch, steps = config.batch_size, config.num_steps
+    windows = []
+    for _ in range(8):
+        if tokens_task:
+            ids = rng.integers(0, PTB_VOCAB, (batch, steps + 1))
+            windows.append((ids[:, :-1], ids[:, 1:]))
+        else:
+            bits = rng.integers(0, 2, (batch, steps))
+            windows.append((bits.astype(np.float32), bits))
+    result: dict[str, Any] = {"backend": job["backend"], "impl": job["impl"], "cell": job["cell"],
+                              "describe": model.describe()}
+    for phase in ("train", "eval"):
+        state = model.zero_state(batch)
+        step = (lambda x, y, s: model.train_step(x, y, s, 0.1)) if phase == "train" else model.eval_step
+        for i in range(job["warmup"]):
+            _, state = step(*windows[i % 8], state)
+        start = time.perf_counter()
+        for i in range(job["steps"]):
+            _, state = step(*windows[i % 8], state)
+        seconds = time.perf_counter() - start
+        rate = batch * steps * job["steps"] / seconds
+        result[f"{phase}_tok_s"] = rate
+        result[f"{phase}_gflops"] = rate * flops_per_token(spec, training=phase == "train") / 1e9
+    return result
+
+
+def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, steps: int, warmup: int,
+              threads: int | None, device: str, peak_gflops: float | None) -> list[dict[str, Any]]:
+    samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {c: [] for c in combos}
+    failures: dict[tuple[str, str, str], str] = {}
+    for r in range(rounds):
+        for combo in combos:
+            if combo in failures:
+                continue
+            job = {"preset": preset, "backend": combo[0], "impl": combo[1], "cell": combo[2], "steps": steps,
+                   "warmup": warmup, "threads": threads, "device": device}
+            done = subprocess.run([sys.executable, "-m", "bench.speed", json.dumps(job)], capture_output=True, text=True)
+            if done.returncode:
+                failures[combo] = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                continue
+            samples[combo].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1}/{rounds} {combo[0]}/{combo[1]} {combo[2]}: "
+                  f"train {samples[combo][-1]['train_tok_s']:,.0f} tok/s", file=sys.stderr, flush=True)
+    rows = []
+    for combo in combos:
+        row: dict[str, Any] = {"backend": combo[0], "impl": combo[1], "cell": combo[2]}
+        if combo in failures:
+            row["error"] = failures[combo]
+        else:
+            for key in ("train_tok_s", "eval_tok_s", "train_gflops", "eval_gflops"):
+                values = [s[key] for s in samples[combo]]
+                row[key] = statistics.median(values)
+                if key.endswith("tok_s"):
+                    row[key.replace("tok_s", "min")], row[key.replace("tok_s", "max")] = min(values), max(values)
+            row["kernel"] = samples[combo][-1]["describe"].get("kernel")
+            row["eval_over_train"] = row["eval_tok_s"] / row["train_tok_s"]
+            if peak_gflops:
+                row["train_pct_peak"] = 100 * row["train_gflops"] / peak_gflops
+        rows.append(row)
+    base = next((r for r in rows if (r["backend"], r["impl"], r["cell"]) == ("torch", "fused", "lstm") and "error" not in r), None)
+    for row in rows:
+        if base and "error" not in row:
+            row["train_vs_torch_fused_lstm"] = row["train_tok_s"] / base["train_tok_s"]
+            row["eval_vs_torch_fused_lstm"] = row["eval_tok_s"] / base["eval_tok_s"]
+    return rows
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))
