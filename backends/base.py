@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.model import ModelSpec
+from cells.base import CellSpec
 
 OPTIMIZERS = ("sgd", "adagrad")
 DTYPES = ("float32", "float64")
@@ -146,6 +147,12 @@ class Backend(ABC):
         """None when the backend can run here; else why not and how to fix it."""
         if cls.framework and importlib.util.find_spec(cls.framework) is None:
             return f"{cls.framework} is not installed; {cls.install_hint}".rstrip("; ")
+        return None
+
+    @classmethod
+    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
+        """Why ``impl`` cannot run ``cell`` (None when it can): checked before anything is
+        built or written, so it must not need the framework imported."""
         return None
 
     @classmethod

@@ -60,7 +60,7 @@ def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[st
         if reason:
             outcomes.append(Outcome(label, "skipped", 0.0, reason))
             continue
-        if impl == "fused" and (why := make_cell(cell, activation=_flag_value(run_args, "--activation") or "tanh").supported_by_fused()):
+        if why := get_backend(backend).unsupported(make_cell(cell, activation=_flag_value(run_args, "--activation") or "tanh"), impl):
             outcomes.append(Outcome(label, "skipped", 0.0, why))
             continue
         argv = ["--backend", backend, "--impl", impl, "--cell", cell, "--tag", "matrix", *run_args]

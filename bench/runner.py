@@ -78,7 +78,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     backend = get_backend(config.backend)
     config = config.replace(impl=require_available(backend, config.impl))
     cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
-    if config.impl == "fused" and (why := cell.supported_by_fused()):
+    if why := backend.unsupported(cell, config.impl):
         raise BenchError(why)
     resumed = _load_resume(options.resume, config) if options.resume else None
     task = make_task(config, options.data_dir)

@@ -79,14 +79,18 @@ class CellSpec(ABC):
         k = self.gates.index(gate)
         return slice(k * hidden_size, (k + 1) * hidden_size)
 
-    @abstractmethod
     def step(self, ops: Ops, params: dict[str, Any], x: Any, state: Sequence[Any]) -> tuple[Any, ...]:
-        """One time step: ``x`` is ``(batch, input_size)``; returns the new state tuple."""
+        """One time step: ``x`` is ``(batch, input_size)``; returns the new state tuple.
+
+        The input enters every cell only through ``x U + b``, so backends compute that
+        projection for a whole window in one GEMM and call :meth:`recurrence` per step.
+        """
+        return self.recurrence(ops, params["V"], x @ params["U"] + params["b"], state)
+
+    @abstractmethod
+    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any, ...]:
+        """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``."""
 
     def options(self) -> dict[str, Any]:
         """Settings that change the function the cell computes; stored in every record."""
         return {}
-
-    def supported_by_fused(self) -> str | None:
-        """Why a framework's fused layer cannot run this cell, or None when it can."""
-        return None

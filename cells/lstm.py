@@ -37,9 +37,9 @@ class LSTMCell(CellSpec):
     def adjust_bias(self, b: np.ndarray, hidden_size: int) -> None:
         b[self.gate_slice("f", hidden_size)] += self.forget_bias
 
-    def step(self, ops: Ops, params: dict[str, Any], x: Any, state: Sequence[Any]) -> tuple[Any, Any]:
+    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any, Any]:
         s_prev, h_prev = state
-        z = x @ params["U"] + h_prev @ params["V"] + params["b"]
+        z = z_in + h_prev @ V  # z_in = x_t U + b
         n = z.shape[-1] // 4
         g = ops.tanh(z[:, 0 * n : 1 * n])
         i = ops.sigmoid(z[:, 1 * n : 2 * n])

@@ -29,16 +29,11 @@ class RNNCell(CellSpec):
             raise BenchError(f"unknown RNN activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         self.activation = activation
 
-    def step(self, ops: Ops, params: dict[str, Any], x: Any, state: Sequence[Any]) -> tuple[Any]:
+    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any]:
         (h_prev,) = state
         phi = ops.tanh if self.activation == "tanh" else ops.sigmoid
-        h = phi(x @ params["U"] + h_prev @ params["V"] + params["b"])
+        h = phi(z_in + h_prev @ V)  # z_in = x_t U + b
         return (h,)
 
     def options(self) -> dict[str, Any]:
         return {"activation": self.activation}
-
-    def supported_by_fused(self) -> str | None:
-        if self.activation != "tanh":
-            return f"fused RNN layers support tanh only, not {self.activation}; use --impl cell"
-        return None

@@ -66,7 +66,7 @@ def build_pair(backend_name: str, impl: str, spec: ModelSpec, optimizer: str = "
         spec, params, TrainSettings(impl="cell", optimizer=optimizer, dtype="float64", threads=1)
     )
     backend = get_backend(backend_name)
-    if impl == "fused" and (why := spec.cell.supported_by_fused()):
+    if why := backend.unsupported(spec.cell, impl):
         pytest.skip(why)
     model = backend.build(spec, params, TrainSettings(impl=impl, optimizer=optimizer, dtype="float32", threads=1))
     return reference, model

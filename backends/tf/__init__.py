@@ -13,6 +13,19 @@ import numpy as np
 
 from backends.base import Backend, Model, TrainSettings
 from bench.model import ModelSpec
+from cells import CellSpec, LSTMCell, RNNCell
+
+
+def fused_layer_kind(cell: CellSpec) -> str | None:
+    """"lstm" (keras.layers.LSTM), "rnn" (keras.layers.SimpleRNN, tanh or sigmoid) or None.
+
+    Exact types only: a subclass may change the equations, which Keras's layers cannot follow.
+    """
+    if type(cell) is LSTMCell:
+        return "lstm"
+    if type(cell) is RNNCell:
+        return "rnn"
+    return None
 
 
 class TFBackend(Backend):
@@ -21,6 +34,12 @@ class TFBackend(Backend):
     default_impl: ClassVar[str] = "fused"
     framework: ClassVar[str | None] = "tensorflow"
     install_hint: ClassVar[str] = "pip install 'cellbench[tf]'"
+
+    @classmethod
+    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
+        if impl == "fused" and fused_layer_kind(cell) is None:
+            return f"the tf backend has no fused layer for cell {cell.name!r}; use --impl cell"
+        return None
 
     @classmethod
     def versions(cls) -> dict[str, str]:

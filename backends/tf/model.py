@@ -5,7 +5,7 @@ Two impls share everything but the recurrent layers:
 - ``cell`` (:class:`TFCellModel`): the cell's own ``step`` (the equations written once in
   ``cells/``) applied with TensorFlow ops, unrolled in Python over the window while
   ``tf.function`` traces it, so the graph holds ``steps x layers`` steps. The input
-  projection ``x U`` of a whole window is one GEMM before the loop. Time-major inside.
+  projection ``x U + b`` of a whole window is one GEMM before the loop. Time-major inside.
 - ``fused`` (:class:`TFFusedModel`): ``keras.layers.LSTM`` / ``keras.layers.SimpleRNN``
   (cuDNN on a GPU when the configuration allows, Keras's ``while_loop`` otherwise).
   Batch-major, as Keras wants.
@@ -28,7 +28,7 @@ from backends.base import Model, State, StepStats, TrainSettings
 from backends.tf import runtime
 from bench.errors import BenchError
 from bench.model import ModelSpec
-from cells import LSTMCell, RNNCell
+from backends.tf import TFBackend, fused_layer_kind
 
 tf = runtime.import_tf()
 import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)
@@ -49,52 +49,6 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
     if settings.impl == "fused":
         return TFFusedModel(spec, params, settings, device, kind)
     raise BenchError(f"backend 'tf' has no impl {settings.impl!r}; choose one of: cell, fused")
-
-
-# -- the input projection trick -------------------------------------------------------
-
-
-class _UMarker:
-    """Stands for ``params["U"]`` in a step whose ``x @ U`` was computed beforehand."""
-
-
-_U = _UMarker()
-
-
-class _NotProjectable(Exception):
-    pass
-
-
-class _Projected:
-    """Stands for ``x_t`` in a cell's step: ``x_t @ U`` is the precomputed row block of
-    ``X U`` for step t (one GEMM for the whole window). Any other use of ``x`` or ``U``
-    fails, and the model falls back to passing the real ``x_t`` and ``U``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __matmul__(self, other: Any) -> Any:
-        if other is not _U:
-            raise _NotProjectable
-        return self.value
-
-
-def _step_accepts_projection(cell: Any, dtype: Any, hidden: int, in_size: int) -> bool:
-    """Whether ``cell.step`` uses ``x`` and ``U`` only as ``x @ U`` (checked eagerly, tiny)."""
-    width = cell.n_blocks * hidden
-    zeros = lambda *shape: tf.zeros(shape, dtype)  # noqa: E731
-    try:
-        out = cell.step(
-            TF_OPS,
-            {"U": _U, "V": zeros(hidden, width), "b": zeros(width)},
-            _Projected(zeros(1, width)),
-            tuple(zeros(1, hidden) for _ in cell.state_names),
-        )
-        return len(out) == len(cell.state_names)
-    except Exception:  # anything: the plain path is always correct
-        return False
 
 
 # -- parameters -----------------------------------------------------------------------
@@ -448,8 +402,8 @@ def unrolled_layers(
 ) -> tuple[Any, list[tuple], list[list[tuple]]]:
     """The cell's step over a time-major window, layer after layer.
 
-    Per layer, ``X U`` for the whole window is one GEMM when the cell's step uses ``x``
-    only as ``x @ U`` (checked once at build); each layer's output goes through dropout.
+    Per layer, ``X U + b`` for the whole window is one GEMM, then the cell's recurrence
+    runs step by step; each layer's output goes through dropout.
     Returns (top output (steps, batch, hidden), final state per layer, and with
     ``keep_trace`` the state tuple of every step per layer).
     """
@@ -458,18 +412,13 @@ def unrolled_layers(
     final, trace = [], []
     for layer in range(spec.num_layers):
         U, V, b = (params[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-        if model.project[layer]:
-            in_size, width = U.shape
-            P = tf.matmul(tf.reshape(inputs, [-1, in_size]), U)
-            xs = [_Projected(p) for p in tf.unstack(tf.reshape(P, [steps, -1, width]))]
-            step_params = {"U": _U, "V": V, "b": b}
-        else:
-            xs = tf.unstack(inputs)
-            step_params = {"U": U, "V": V, "b": b}
+        in_size, width = U.shape
+        P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), U) + b, [steps, -1, width])
+        z_ins = tf.unstack(P)
         st = tuple(state[layer])
         outputs, states = [], []
         for t in range(steps):
-            st = tuple(cell.step(TF_OPS, step_params, xs[t], st))
+            st = tuple(cell.recurrence(TF_OPS, V, z_ins[t], st))
             outputs.append(st[-1])
             if keep_trace:
                 states.append(st)
@@ -479,21 +428,10 @@ def unrolled_layers(
     return inputs, final, trace
 
 
-def _find_projection(model: TFModel) -> list[bool]:
-    return [
-        _step_accepts_projection(model.spec.cell, model.dtype, model.spec.hidden_size, model.spec.layer_input_size(l))
-        for l in range(model.spec.num_layers)
-    ]
-
-
 class TFCellModel(TFModel):
     """impl ``cell``: the cell's ``step`` unrolled in a ``tf.function``, any CellSpec."""
 
     time_major = True
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.project = _find_projection(self)
 
     def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
         return [_Param(name, self._variable(params[name], name.replace(".", "_"))) for name in self.spec.param_shapes()]
@@ -506,8 +444,7 @@ class TFCellModel(TFModel):
         return top, final
 
     def _kernel_description(self) -> str:
-        how = "X·U precomputed per window" if all(self.project) else "x·U per step"
-        return f"{self.spec.cell.name} step equations unrolled in tf.function ({how})"
+        return f"{self.spec.cell.name} step equations unrolled in tf.function (X·U + b precomputed per window)"
 
 
 class TFFusedModel(TFModel):
@@ -522,16 +459,10 @@ class TFFusedModel(TFModel):
     time_major = False
 
     def __init__(self, spec: ModelSpec, *args: Any) -> None:
-        if isinstance(spec.cell, LSTMCell):
-            self.layer_kind = "lstm"
-        elif isinstance(spec.cell, RNNCell):
-            self.layer_kind = "rnn"
-        else:
-            raise BenchError(
-                f"the tf backend has no fused layer for cell {spec.cell.name!r}; use --impl cell"
-            )
+        if why := TFBackend.unsupported(spec.cell, "fused"):
+            raise BenchError(why)
+        self.layer_kind = fused_layer_kind(spec.cell)
         super().__init__(spec, *args)
-        self.project = _find_projection(self)
 
     def _make_layer(self, layer: int) -> Any:
         common = dict(

@@ -12,6 +12,19 @@ import numpy as np
 
 from backends.base import Backend, Model, TrainSettings
 from bench.model import ModelSpec
+from cells import CellSpec, LSTMCell, RNNCell
+
+
+def fused_layer_kind(cell: CellSpec) -> str | None:
+    """"lstm" (nn.LSTM), "rnn" (nn.RNN) or None when torch has no layer computing ``cell``.
+
+    Exact types only: a subclass may change the equations, which torch's layers cannot follow.
+    """
+    if type(cell) is LSTMCell:
+        return "lstm"
+    if type(cell) is RNNCell and cell.activation == "tanh":
+        return "rnn"
+    return None
 
 
 class TorchBackend(Backend):
@@ -22,6 +35,12 @@ class TorchBackend(Backend):
     install_hint: ClassVar[str] = (
         "pip install 'cellbench[torch]' (on this project's machines: pip install torch==2.13.0)"
     )
+
+    @classmethod
+    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
+        if impl == "fused" and fused_layer_kind(cell) is None:
+            return f"torch has no fused layer for cell {cell.name!r} {cell.options()} (nn.RNN is tanh only); use --impl cell"
+        return None
 
     @classmethod
     def versions(cls) -> dict[str, str]:

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from backends.base import DEVICES, DTYPES, OPTIMIZERS, Model, State, StepStats, TrainSettings
 from backends.torch.layout import TORCH_GATES, GateLayout
-from backends.torch.unroll import run_layer, supports_projection
+from backends.torch import TorchBackend, fused_layer_kind
+from backends.torch.unroll import run_layer
 from bench.errors import BenchError
 from bench.model import ModelSpec
-from cells import LSTMCell, RNNCell
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
@@ -96,10 +96,8 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
     ):
         if value not in valid:
             raise BenchError(f"torch backend: unknown {what} {value!r}; choose one of: {', '.join(valid)}")
-    if settings.impl == "fused":
-        why = spec.cell.supported_by_fused() or FusedModel.unsupported_reason(spec)
-        if why:
-            raise BenchError(why)
+    if why := TorchBackend.unsupported(spec.cell, settings.impl):
+        raise BenchError(why)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
@@ -126,9 +124,6 @@ class TorchModel(Model):
             if name not in params or tuple(np.shape(params[name])) != shape:
                 got = tuple(np.shape(params[name])) if name in params else "missing"
                 raise BenchError(f"torch backend: parameter {name!r} should be {shape}, got {got}")
-        # Projecting the whole window's input in one GEMM keeps the cell's own equations
-        # (see unroll.py); also used by both impls to measure gradient norms.
-        self.projected = supports_projection(spec.cell)
         self._slots: dict[str, _Slot] = {}
         self.embedding = self._plain_param("embedding", params) if spec.input_kind == "tokens" else None
         self._build_layers(params)
@@ -294,7 +289,7 @@ class TorchModel(Model):
             captured: list[tuple[torch.Tensor, ...]] = []
             for layer in range(spec.num_layers):
                 U, V, b = (p[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-                inputs, _ = run_layer(spec.cell, U, V, b, inputs, state[layer], self.projected, captured)
+                inputs, _ = run_layer(spec.cell, U, V, b, inputs, state[layer], captured)
             logits = torch.addmm(p["softmax.b"], inputs.reshape(-1, spec.hidden_size), p["softmax.W"])
             ce = F.cross_entropy(logits, targets, reduction="none").view(steps, batch)
             flat = [t for step_state in captured for t in step_state]  # layer, step, state name
@@ -382,11 +377,10 @@ class CellModel(TorchModel):
 
     def _layer(self, layer: int, inputs: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         U, V, b = self.layer_params[layer]
-        return run_layer(self.spec.cell, U, V, b, inputs, state, self.projected)
+        return run_layer(self.spec.cell, U, V, b, inputs, state)
 
     def _kernel(self) -> str:
-        where = "input projection: one GEMM per window" if self.projected else "input GEMM per step"
-        return f"aten ops unrolled in Python, autograd ({where})"
+        return "aten ops unrolled in Python, autograd (input projection: one GEMM per window)"
 
 
 class FusedModel(TorchModel):
@@ -402,23 +396,8 @@ class FusedModel(TorchModel):
 
     impl = "fused"
 
-    @staticmethod
-    def _kind(spec: ModelSpec) -> str | None:
-        # exact types: a subclass may change the equations, which torch's layers cannot follow
-        if type(spec.cell) is LSTMCell:
-            return "lstm"
-        if type(spec.cell) is RNNCell and spec.cell.activation == "tanh":
-            return "rnn"
-        return None
-
-    @classmethod
-    def unsupported_reason(cls, spec: ModelSpec) -> str | None:
-        if cls._kind(spec) is None:
-            return f"torch has no fused layer for cell {spec.cell.name!r} {spec.cell.options()}; use --impl cell"
-        return None
-
     def _build_layers(self, params: dict[str, np.ndarray]) -> None:
-        kind = self._kind(self.spec)
+        kind = fused_layer_kind(self.spec.cell)
         self.lstm = kind == "lstm"
         layout = GateLayout.between(self.spec.cell.gates, TORCH_GATES[kind])
         self.rnns: list[torch.nn.RNNBase] = []

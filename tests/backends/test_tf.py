@@ -185,9 +185,13 @@ def test_non_finite_gradient_norm_skips_the_update(impl):
 
 def test_sigmoid_rnn_runs_under_fused_as_keras_simplernn():
     """Keras's SimpleRNN takes activation="sigmoid" (generic loop, no cuDNN), so the tf
-    fused impl supports what ``RNNCell.supported_by_fused`` declines for every framework."""
+    fused impl runs what torch's nn.RNN (tanh or relu only) declines."""
+    from backends.tf import TFBackend
+    from backends.torch import TorchBackend
+
     spec = _sigmoid_rnn()
-    assert spec.cell.supported_by_fused() is not None
+    assert TFBackend.unsupported(spec.cell, "fused") is None
+    assert TorchBackend.unsupported(spec.cell, "fused") is not None
     model = _build("tf", spec, "fused")
     assert model.layers[0].activation.__name__ == "sigmoid"
     assert "sigmoid" in model.describe()["kernel"]

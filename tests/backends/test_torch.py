@@ -331,22 +331,22 @@ def test_importing_the_backend_does_not_import_torch():
     assert result.stdout.strip() == "ok"
 
 
-def test_unknown_cell_falls_back_to_the_plain_step_and_is_refused_by_fused():
-    """A plugin cell whose step does not use ``x @ U + ... + b`` still runs in the cell impl."""
+def test_plugin_cell_runs_in_the_cell_impl_and_is_refused_by_fused():
+    """A plugin cell with its own recurrence runs in the cell impl; fused layers cannot follow it."""
 
     class ScaledRNN(RNNCell):
         name = "scaled-rnn"
 
-        def step(self, ops, params, x, state):
+        def recurrence(self, ops, V, z_in, state):
             (h_prev,) = state
-            return (ops.tanh(params["b"] + (2.0 * x) @ params["U"] + h_prev @ params["V"]),)
+            return (ops.tanh(2.0 * (z_in + h_prev @ V)),)
 
     spec = ModelSpec(ScaledRNN("tanh"), "scalar", 1, HIDDEN, 1, 2, 1.0, "mean")
     params = _params(spec)
     model = TorchBackend.build(spec, params, _settings("cell"))
-    assert not model.projected
     x, y = _data(spec)
-    doubled = dict(params, **{"layers.0.U": 2.0 * params["layers.0.U"]})
+    # tanh(2 (x U + b + h V)) is the plain tanh RNN with U, V and b doubled
+    doubled = {k: 2.0 * v if k.startswith("layers.") else v for k, v in params.items()}
     tanh_spec = ModelSpec(RNNCell("tanh"), "scalar", 1, HIDDEN, 1, 2, 1.0, "mean")
     reference = NumpyBackend.build(tanh_spec, doubled, _settings("cell"))
     assert model.loss_and_grads(x, y, model.zero_state(BATCH))[0] == pytest.approx(
