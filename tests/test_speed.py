@@ -1,0 +1,26 @@
+"""bench speed and bench roofline produce their figures (the figures themselves are not asserted)."""
+import json
+
+from bench.cli import main
+from bench.roofline import measure_peak, record_peak
+
+
+def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    code = main(["speed", "--preset", "echo", "--backends", "numpy", "--rounds", "2", "--steps", "3",
+                 "--warmup", "1", "--threads", "1", "--out", str(out)])
+    assert code == 0
+    table = json.loads(out.read_text())
+    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", "rnn"), ("numpy", "lstm")]
+    for row in table["rows"]:
+        assert row["train_tok_s"] > 0 and row["eval_tok_s"] > 0 and row["train_pct_peak"] > 0
+        assert row["train_min"] <= row["train_tok_s"] <= row["train_max"]
+    assert "| numpy | cell | lstm |" in capsys.readouterr().out
+
+
+def test_roofline_measures_and_appends(tmp_path):
+    first = measure_peak(threads=1, n=128, seconds=0.2)
+    assert first["threads"] == 1 and first["gflops"]["numpy"] > 0
+    path = record_peak(tmp_path, first)
+    record_peak(tmp_path, first)
+    assert len(json.loads(path.read_text())["measurements"]) == 2
