@@ -25,10 +25,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from backends.base import Model, State, StepStats, TrainSettings
-from backends.tf import runtime
+from backends.tf import TFBackend, fused_layer_kind, runtime
 from bench.errors import BenchError
 from bench.model import ModelSpec
-from backends.tf import TFBackend, fused_layer_kind
 
 tf = runtime.import_tf()
 import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)
