@@ -81,3 +81,15 @@ def test_sweep_runs_each_value_in_its_own_process_and_tags_records(tmp_path):
     records, _ = load_records(tmp_path)
     assert sorted(r["config"]["echo_step"] for r in records) == [1, 2]
     assert {r["tag"] for r in records} == {"sweep:echo_step"}
+
+
+def test_matrix_records_divergence_and_carries_on(tmp_path, ptb_dir):
+    from bench.matrix import run_matrix
+
+    args = ["--preset", "ptb-tiny", "--data-dir", str(ptb_dir), "--learning-rate", "1e38", "--max-grad-norm", "0",
+            "--results-dir", str(tmp_path), "--quiet"]
+    outcomes = run_matrix(["numpy"], ["rnn", "lstm"], None, args)
+    assert [o.status for o in outcomes] == ["diverged", "diverged"]
+    records, _ = load_records(tmp_path)
+    assert sorted(r["config"]["cell"] for r in records) == ["lstm", "rnn"]
+    assert all(r["status"] == "diverged" and r["failure"]["step"] >= 1 for r in records)
