@@ -24,7 +24,9 @@ from bench.config import Config, learning_rate_at, validate
 from bench.errors import BenchError
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary, peak_rss_mb
 from bench.model import ModelSpec, init_params
-from bench.records import environment, new_run_id, prepare_results_dir, redact_home, utc_now, write_record
+from bench.records import (
+    SCHEMA_VERSION, environment, new_run_id, prepare_results_dir, redact_home, utc_now, write_record,
+)
 from bench.registry import get_backend, make_cell, require_available
 from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, Windows, make_task, rng_for
 
@@ -98,7 +100,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
 
     run_id = resumed["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
     record = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "status": "running",
         "started_at": resumed["started_at"] if resumed else utc_now(),
