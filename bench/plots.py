@@ -23,7 +23,7 @@ def _label(row: Any) -> str:
 
 def _latest(runs: pd.DataFrame) -> pd.DataFrame:
     """The most recent completed run per (task, backend, impl, cell), sweeps left out."""
-    main = runs[(runs["status"] == "completed") & (runs["tag"].fillna("").str.startswith("sweep") == False)]  # noqa: E712
+    main = runs[(runs["status"] == "completed") & ~runs["tag"].fillna("").str.startswith("sweep")]
     return main.sort_values("started_at").groupby(["task", "backend", "impl", "cell"], as_index=False).tail(1)
 
 
