@@ -22,8 +22,9 @@ def _label(row: Any) -> str:
 
 
 def _latest(runs: pd.DataFrame) -> pd.DataFrame:
-    """The most recent completed run per (task, backend, impl, cell), sweeps left out."""
-    main = runs[(runs["status"] == "completed") & ~runs["tag"].fillna("").str.startswith("sweep")]
+    """The most recent run per (task, backend, impl, cell) that has a completed epoch and
+    did not fail, sweeps left out (an interrupted or still running run shows its epochs)."""
+    main = runs[(runs["status"] != "failed") & (runs["epochs"] > 0) & ~runs["tag"].fillna("").str.startswith("sweep")]
     return main.sort_values("started_at").groupby(["task", "backend", "impl", "cell"], as_index=False).tail(1)
 
 
@@ -43,10 +44,12 @@ def draw_all(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grad
     if not sweep.empty:
         files.append(lag_plot(sweep, out))
     by_id = {r["run_id"]: r for r in records}
-    for _, row in latest[latest["task"] == "echo"].iterrows():
-        sample = by_id[row["run_id"]].get("sample")
-        if sample:
-            files.append(echo_sample_plot(sample, _label(row), out / f"echo-sample-{row['cell']}-{row['backend']}-{row['impl']}.png"))
+    echo = latest[latest["task"] == "echo"].sort_values(["cell", "backend", "impl"])
+    for cell, group in echo.groupby("cell"):  # one picture per cell: every backend predicts alike
+        with_sample = [row for _, row in group.iterrows() if by_id[row["run_id"]].get("sample")]
+        if with_sample:
+            row = with_sample[0]
+            files.append(echo_sample_plot(by_id[row["run_id"]]["sample"], _label(row), out / f"echo-sample-{cell}.png"))
     return [str(f) for f in files]
 
 
@@ -55,14 +58,19 @@ def gradient_plot(grads: pd.DataFrame, task: str, out: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("run_id")["layer"].transform("max"))]
-    colors = {}
-    for run_id, run in top.groupby("run_id"):
-        first = run.iloc[0]
-        label = _label(first)
-        color = colors.setdefault(label, f"C{len(colors) % 10}")
-        for epoch, style, when in ((run["epoch"].min(), "-", "init"), (run["epoch"].max(), "--", f"epoch {run['epoch'].max()}")):
+    colors = {"rnn": "C0", "lstm": "C1"}
+    labelled: set[str] = set()
+    for _, run in top.groupby("run_id"):
+        cell = run.iloc[0]["cell"]
+        color = colors.setdefault(cell, f"C{len(colors) % 10}")
+        for epoch, style, when in ((run["epoch"].min(), "-", "at init"), (run["epoch"].max(), "--", "trained")):
             curve = run[run["epoch"] == epoch].sort_values("t")
-            ax.semilogy(curve["t"], curve["norm"], style, color=color, label=f"{label} ({when})")
+            label = f"{cell} {when}"
+            ax.semilogy(curve["t"], curve["norm"], style, color=color, alpha=0.7,
+                        label=None if label in labelled else label)
+            labelled.add(label)
+    backends = ", ".join(sorted({_label(r).split(" ", 1)[1] for _, r in top.drop_duplicates("run_id").iterrows()}))
+    ax.text(0.01, 0.01, f"one line per backend/impl ({backends}); they overlap", transform=ax.transAxes, fontsize=7)
     ax.set_xlabel("time step t (the loss is at the last step, T-1)")
     ax.set_ylabel("||dL_T / dh_t||, mean over the batch")
     ax.set_title(f"{task}: how much of the last step's error reaches step t")

@@ -47,7 +47,7 @@ def test_write_report_makes_markdown_csv_and_plots(results, tmp_path):
     assert (tmp_path / "report.csv").exists()
     names = {p.name for p in tmp_path.glob("*.png")}
     assert {"gradients-echo.png", "curves-echo.png", "throughput-echo.png"} <= names
-    assert any(n.startswith("echo-sample-") for n in names)
+    assert {"echo-sample-rnn.png", "echo-sample-lstm.png"} <= names
     assert out["records"] == 2
 
 
