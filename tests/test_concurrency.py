@@ -35,3 +35,20 @@ def test_record_has_no_home_paths(tmp_path, monkeypatch):
     text = result.record_path.read_text()
     assert str(home) + "/" not in text
     assert "~/somewhere" in json.loads(text)["command"]
+
+
+def test_results_are_created_with_the_users_default_permissions(tmp_path):
+    import os
+    import stat
+
+    from bench.config import make_config
+    from bench.runner import RunOptions, run
+
+    old = os.umask(0o027)
+    try:
+        result = run(make_config("echo", epochs=1, total_series_length=1500),
+                     RunOptions(results_dir=str(tmp_path / "new" / "results"), quiet=True))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new" / "results").stat().st_mode) == 0o750
+    assert stat.S_IMODE(result.record_path.stat().st_mode) == 0o640
