@@ -7,7 +7,9 @@ import signal
 import sys
 from typing import Sequence
 
-from bench.config import PRESETS, TASKS, Config, add_config_arguments, config_from_args, make_config
+from bench.config import (
+    PRESETS, TASKS, Config, add_config_arguments, config_from_args, make_config, overrides_from_args,
+)
 from bench.errors import BenchError
 from bench.runner import EXIT_USER_ERROR, RunOptions, run
 
@@ -110,13 +112,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 def _resumed_config(args: argparse.Namespace) -> Config:
     """The checkpointed run's settings, with any flags given now applied on top (the runner
     then refuses every change but ``--epochs``)."""
-    import dataclasses
-
     from bench.checkpoints import load_checkpoint
 
     _, meta = load_checkpoint(args.resume)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    return Config(**{**meta["config"], **overrides})
+    return Config(**{**meta["config"], **overrides_from_args(args)})
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

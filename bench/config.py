@@ -198,6 +198,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f.metadata["help"] + f" (echo default: {f.default})")
 
 
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (flags left out are None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    return make_config(args.preset, **overrides)
+    return make_config(args.preset, **overrides_from_args(args))

@@ -87,10 +87,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     results_dir = prepare_results_dir(options.results_dir)
     threads = _set_thread_pools(config.threads)
 
-    spec = ModelSpec(
-        cell, task.input_kind, task.vocab_size, config.hidden_size, config.num_layers, task.n_classes,
-        config.keep_prob, config.loss_reduction,
-    )
+    spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
     settings = TrainSettings(
         impl=config.impl, optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
         adagrad_initial_accumulator=config.adagrad_initial_accumulator, dtype=config.dtype,

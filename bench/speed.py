@@ -31,8 +31,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     config = make_config(job["preset"], **job.get("overrides", {}))
     cell = make_cell(job["cell"], activation=config.activation, forget_bias=config.forget_bias)
     tokens_task = config.task == "ptb"
-    spec = ModelSpec(cell, "tokens" if tokens_task else "scalar", PTB_VOCAB if tokens_task else 1, config.hidden_size,
-                     config.num_layers, PTB_VOCAB if tokens_task else 2, config.keep_prob, config.loss_reduction)
+    spec = ModelSpec.from_config(config, cell, "tokens" if tokens_task else "scalar",
+                                 PTB_VOCAB if tokens_task else 1, PTB_VOCAB if tokens_task else 2)
     if job.get("threads"):
         from threadpoolctl import threadpool_limits
 

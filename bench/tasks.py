@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from bench.config import Config
-from bench.data import Corpus, echo_windows, epoch_size, load_ptb, ptb_windows
+from bench.data import Corpus, echo_windows, load_ptb, ptb_windows
+from bench.data.batching import check_fits
 from bench.errors import BenchError
 
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
@@ -58,24 +59,14 @@ def make_task(config: Config, data_dir: str | None = None) -> Task:
     return _echo_task(config)
 
 
-def _check_fits(n_tokens: int, batch: int, steps: int, what: str, flags: str) -> int:
-    n = epoch_size(n_tokens, batch, steps)
-    if n < 1:
-        raise BenchError(
-            f"{what} has {n_tokens:,} tokens: too few for batch {batch} x {steps} steps "
-            f"(needs at least {batch * (steps + 1):,}); lower {flags}"
-        )
-    return n
-
-
 def _ptb_task(config: Config, corpus: Corpus) -> Task:
     def split(name: str) -> np.ndarray:
         ids = corpus.split(name)
         return ids[: config.max_tokens] if config.max_tokens else ids
 
-    n_train = _check_fits(len(split("train")), config.batch_size, config.num_steps, "ptb train", "--batch-size or --num-steps")
+    n_train = check_fits(len(split("train")), config.batch_size, config.num_steps, "ptb train", "--batch-size or --num-steps")
     n_eval = {
-        name: _check_fits(
+        name: check_fits(
             len(split(name)), config.eval_batch_size, config.eval_num_steps, f"ptb {name}",
             "--eval-batch-size or --eval-num-steps",
         )

@@ -14,6 +14,17 @@ def epoch_size(n_tokens: int, batch_size: int, num_steps: int) -> int:
     return (n_tokens // batch_size - 1) // num_steps
 
 
+def check_fits(n_tokens: int, batch_size: int, num_steps: int, what: str, flags: str) -> int:
+    """Windows per epoch, or a clear error when the data cannot fill one window."""
+    n = epoch_size(n_tokens, batch_size, num_steps)
+    if n < 1:
+        raise BenchError(
+            f"{what} has {n_tokens:,} tokens: too few for batch {batch_size} x {num_steps} steps "
+            f"(needs at least {batch_size * (num_steps + 1):,}); lower {flags}"
+        )
+    return n
+
+
 def ptb_windows(
     data: np.ndarray, batch_size: int, num_steps: int, name: str = "data"
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -22,12 +33,7 @@ def ptb_windows(
     ``data`` is cut into ``batch_size`` rows of ``batch_len = len(data) // batch_size``
     consecutive ids; window ``i`` is columns ``i*num_steps : (i+1)*num_steps`` (views, no copy).
     """
-    n = epoch_size(len(data), batch_size, num_steps)
-    if n < 1:
-        raise BenchError(
-            f"{name} has {len(data):,} tokens: too few for batch_size {batch_size} x num_steps {num_steps} "
-            f"(needs at least {batch_size * (num_steps + 1):,}); lower --batch-size or --num-steps"
-        )
+    n = check_fits(len(data), batch_size, num_steps, name, "--batch-size or --num-steps")
     batch_len = len(data) // batch_size
     rows = np.asarray(data)[: batch_size * batch_len].reshape(batch_size, batch_len)
     for i in range(n):

@@ -34,8 +34,7 @@ def test_runner_overhead_against_a_bare_loop(preset, cell_name, ptb_dir, monkeyp
     config = make_config(preset, cell=cell_name, threads=1)
     task = make_task(config, str(ptb_dir))
     cell = make_cell(cell_name, forget_bias=config.forget_bias)
-    spec = ModelSpec(cell, task.input_kind, task.vocab_size, config.hidden_size, config.num_layers, task.n_classes,
-                     config.keep_prob, config.loss_reduction)
+    spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
     model = get_backend("numpy").build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)),
                                        TrainSettings(impl="cell", optimizer=config.optimizer, max_grad_norm=config.max_grad_norm))
     windows = list(task.train_windows(0))
