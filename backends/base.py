@@ -131,6 +131,11 @@ class Model(ABC):
         """What actually ran (device, kernel path); stored in the record."""
         return {}
 
+    def peak_device_memory_mb(self) -> float | None:
+        """Peak accelerator memory this model's process has allocated (None on the CPU,
+        where the record's peak resident memory covers it)."""
+        return None
+
 
 class Backend(ABC):
     """A framework that can build models. Subclasses must import their framework lazily

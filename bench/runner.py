@@ -145,6 +145,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     finally:
         record["finished_at"] = utc_now()
         record["peak_rss_mb"] = peak_rss_mb()
+        record["peak_device_memory_mb"] = model.peak_device_memory_mb()
         write_record(record_path, record)
     return RunResult(record, record_path, exit_code)
 

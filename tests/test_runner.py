@@ -130,3 +130,9 @@ def test_sigterm_writes_an_interrupted_record(tmp_path):
     record = load_record(records[0])
     assert record["status"] == "interrupted" and len(record["epochs"]) >= 1
     assert "Traceback" not in err
+
+
+def test_record_has_peak_memory(tmp_path):
+    record = run(_echo(epochs=1), _options(tmp_path)).record
+    assert record["peak_rss_mb"] > 10
+    assert record["peak_device_memory_mb"] is None  # the CPU: resident memory covers it

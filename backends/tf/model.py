@@ -369,6 +369,11 @@ class TFModel(Model):
         self._seed.assign(int(seed))
         self._counter.assign(0)
 
+    def peak_device_memory_mb(self) -> float | None:
+        if self.device_kind != "gpu":
+            return None
+        return tf.config.experimental.get_memory_info(self.device.lstrip("/"))["peak"] / 2**20  # "GPU:0"
+
     def describe(self) -> dict[str, Any]:
         return {
             "device": self.device_kind if self.device_kind == "cpu" else f"{self.device_kind} ({self.device})",

@@ -351,6 +351,11 @@ class TorchModel(Model):
     def set_dropout_seed(self, seed: int) -> None:
         self._generator.manual_seed(seed)
 
+    def peak_device_memory_mb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
     def describe(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
         info: dict[str, Any] = {
