@@ -209,13 +209,17 @@ class TFModel(Model):
     def _batch_steps(self, x: Any) -> tuple[int, int]:
         return (x.shape[1], x.shape[0]) if self.time_major else (x.shape[0], x.shape[1])
 
+    def _loss(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, Any, list[tuple]]:
+        """(the differentiated loss, per-token CE, argmax ids, targets, final state)."""
+        batch, steps = self._batch_steps(x)
+        ce, predicted, y_, final = self._forward(x, y, state, train)
+        return tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps), ce, predicted, y_, final
+
     def _train_graph(self, x: Any, y: Any, state: State, lr: Any) -> tuple[Any, list[tuple]]:
         self.trace_counts["train"] += 1
-        batch, steps = self._batch_steps(x)
         with tf.device(self.device):
             with tf.GradientTape() as tape:
-                ce, predicted, y_, final = self._forward(x, y, state, train=True)
-                loss = tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps)
+                loss, ce, predicted, y_, final = self._loss(x, y, state, train=True)
             grads = [self._prepare_grad(g) for g in tape.gradient(loss, self._vars)]
             norm = tf.linalg.global_norm(grads)
             if self.settings.max_grad_norm > 0:
@@ -252,11 +256,9 @@ class TFModel(Model):
 
     def _grads_graph(self, x: Any, y: Any, state: State) -> tuple[Any, list[Any], list[tuple]]:
         self.trace_counts["grads"] += 1
-        batch, steps = self._batch_steps(x)
         with tf.device(self.device):
             with tf.GradientTape() as tape:
-                ce, _, _, final = self._forward(x, y, state, train=False)
-                loss = tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps)
+                loss, _, _, _, final = self._loss(x, y, state, train=False)
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self._vars)]
         return loss, grads, final
 
