@@ -26,6 +26,7 @@ import numpy as np
 
 from backends.base import Model, State, StepStats, TrainSettings
 from backends.tf import TFBackend, fused_layer_kind, runtime
+from backends.tf.losses import softmax_cross_entropy
 from bench.errors import BenchError
 from bench.model import ModelSpec
 
@@ -182,7 +183,7 @@ class TFModel(Model):
         flat = tf.reshape(top, [-1, self.spec.hidden_size])
         logits = tf.matmul(flat, W) + b
         labels = tf.reshape(y, [-1])
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        ce = softmax_cross_entropy(logits, labels)
         predicted = tf.argmax(logits, axis=-1, output_type=labels.dtype)
         return tf.reshape(ce, tf.shape(y)), tf.reshape(predicted, tf.shape(y)), y
 

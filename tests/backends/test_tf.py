@@ -232,3 +232,28 @@ def test_fused_lstm_layout_is_keras_gate_order():
     np.testing.assert_array_equal(bias[H : 2 * H], np.ones(H))  # Keras's f block holds the forget bias
     for name, value in model.get_params().items():
         np.testing.assert_array_equal(value, params[name])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_hand_written_cross_entropy_matches_tensorflows_op(scale):
+    """Value and gradient against tf.nn.sparse_softmax_cross_entropy_with_logits in float64,
+    under a non-uniform upstream gradient; scale 1e3 checks the max-shift (no overflow)."""
+    import tensorflow as tf
+
+    from backends.tf.losses import softmax_cross_entropy
+
+    rng = np.random.default_rng(3)
+    logits = tf.constant(rng.normal(size=(13, 37)) * scale)
+    labels = tf.constant(rng.integers(0, 37, 13).astype(np.int32))
+    weights = tf.constant(rng.uniform(0.5, 2.0, 13))
+    results = []
+    for fn in (softmax_cross_entropy, lambda l, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=l)):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            ce = fn(logits, labels)
+            loss = tf.reduce_sum(ce * weights)
+        results.append((ce.numpy(), tape.gradient(loss, logits).numpy()))
+    (ce, grad), (ce_ref, grad_ref) = results
+    assert np.all(np.isfinite(ce)) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(ce, ce_ref, rtol=1e-12, atol=1e-9 * scale)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-12, atol=1e-12)
