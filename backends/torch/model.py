@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from backends.base import DEVICES, DTYPES, OPTIMIZERS, Model, State, StepStats, TrainSettings
 from backends.torch.layout import TORCH_GATES, GateLayout
+from backends.torch.losses import softmax_cross_entropy
 from backends.torch import TorchBackend, fused_layer_kind
 from backends.torch.unroll import run_layer
 from bench.errors import BenchError
@@ -203,9 +204,9 @@ class TorchModel(Model):
         batch, steps = x.shape
         targets = self._targets(y)
         logits, final = self._forward(x, state, train)
-        ce_sum = F.cross_entropy(logits, targets, reduction="sum")
+        ce, predicted = softmax_cross_entropy(logits, targets)
+        ce_sum = ce.sum()
         loss = ce_sum * self.spec.loss_scale(batch, steps)
-        predicted = logits.detach().argmax(dim=1)
         correct = (predicted == targets).sum()
         return loss, ce_sum.detach(), correct, predicted, final
 
