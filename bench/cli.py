@@ -206,12 +206,13 @@ def _roofline(args: argparse.Namespace) -> int:
 
 def _speed(args: argparse.Namespace) -> int:
     import json
+    import os
+    import statistics
 
     import pandas as pd
 
     from bench.matrix import combinations
     from bench.report import markdown_table
-    from bench.roofline import measure_peak
     from bench.speed import run_speed
 
     make_config(args.preset)
@@ -219,16 +220,16 @@ def _speed(args: argparse.Namespace) -> int:
         raise BenchError("--rounds and --steps must be positive, --warmup >= 0")
     available = [b for b in _split(args.backends) if not _backend_reason(b)]
     combos = [c for c in combinations(available, _split(args.cells), _split(args.impls) if args.impls else None)]
-    peak = None
-    if args.device == "cpu":
-        measurement = measure_peak(args.threads, seconds=2.0)
-        peak = max(measurement["gflops"].values())
-        print(f"float32 GEMM peak: {peak:.1f} GFLOP/s ({measurement['threads']} threads, {measurement['cpu']})")
-    rows = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device, peak)
+    rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
+                            peak_seconds=1.5 if args.device == "cpu" else None)
+    peak = statistics.median(peaks) if peaks else None
+    if peak:
+        print(f"float32 GEMM peak: median {peak:.1f} GFLOP/s over {len(peaks)} rounds "
+              f"(min {min(peaks):.1f}, max {max(peaks):.1f}; {args.threads or os.cpu_count()} threads)")
     print(markdown_table(pd.DataFrame(rows)))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"preset": args.preset, "peak_gflops": peak, "rounds": args.rounds, "steps": args.steps, "rows": rows}, f, indent=1)
+            json.dump({"preset": args.preset, "peak_gflops": peak, "peaks_per_round": peaks, "rounds": args.rounds, "steps": args.steps, "rows": rows}, f, indent=1)
     return 0
 
 

@@ -4,7 +4,9 @@ preset's sizes, side by side, as ratios to torch fused LSTM and as % of the GEMM
 Each measurement runs in its own process (frameworks and thread pools never share one),
 on synthetic windows of the preset's shape (timing does not depend on the words), and the
 contenders are interleaved round by round so drift of a shared machine hits all alike;
-the table shows the median over rounds.
+the table shows the median over rounds. On the CPU each round also measures the GEMM peak
+first (a shared machine's peak moves with its load: 48 to 97 GFLOP/s on one thread here),
+and "% of peak" uses the median of those peaks, taken under the same conditions.
 """
 from __future__ import annotations
 
@@ -68,10 +70,18 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, steps: int, warmup: int,
-              threads: int | None, device: str, peak_gflops: float | None) -> list[dict[str, Any]]:
+              threads: int | None, device: str, peak_seconds: float | None) -> tuple[list[dict[str, Any]], list[float]]:
+    """(one row per combination, the GEMM peak of each round); ``peak_seconds`` None or 0
+    measures no peak (GPU runs: the CPU GEMM is no yardstick there)."""
+    from bench.roofline import measure_peak
+
     samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {c: [] for c in combos}
     failures: dict[tuple[str, str, str], str] = {}
+    peaks: list[float] = []
     for r in range(rounds):
+        if peak_seconds:
+            peaks.append(max(measure_peak(threads, seconds=peak_seconds)["gflops"].values()))
+            print(f"round {r + 1}/{rounds} GEMM peak: {peaks[-1]:.1f} GFLOP/s", file=sys.stderr, flush=True)
         for combo in combos:
             if combo in failures:
                 continue
@@ -84,6 +94,7 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             samples[combo].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"round {r + 1}/{rounds} {combo[0]}/{combo[1]} {combo[2]}: "
                   f"train {samples[combo][-1]['train_tok_s']:,.0f} tok/s", file=sys.stderr, flush=True)
+    peak_gflops = statistics.median(peaks) if peaks else None
     rows = []
     for combo in combos:
         row: dict[str, Any] = {"backend": combo[0], "impl": combo[1], "cell": combo[2]}
@@ -105,7 +116,7 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
         if base and "error" not in row:
             row["train_vs_torch_fused_lstm"] = row["train_tok_s"] / base["train_tok_s"]
             row["eval_vs_torch_fused_lstm"] = row["eval_tok_s"] / base["eval_tok_s"]
-    return rows
+    return rows, peaks
 
 
 if __name__ == "__main__":

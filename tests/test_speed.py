@@ -24,3 +24,16 @@ def test_roofline_measures_and_appends(tmp_path):
     path = record_peak(tmp_path, first)
     record_peak(tmp_path, first)
     assert len(json.loads(path.read_text())["measurements"]) == 2
+
+
+def test_speed_measures_the_peak_in_every_round(tmp_path):
+    """% of peak is taken against peaks measured between the contenders, one per round."""
+    out = tmp_path / "speed.json"
+    assert main(["speed", "--preset", "echo", "--backends", "numpy", "--cells", "rnn", "--rounds", "3", "--steps", "2",
+                 "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    peaks = table["peaks_per_round"]
+    assert len(peaks) == 3 and all(p > 0 for p in peaks)
+    assert table["peak_gflops"] == sorted(peaks)[1]
+    row = table["rows"][0]
+    assert abs(row["train_pct_peak"] - 100 * row["train_gflops"] / table["peak_gflops"]) < 1e-9
