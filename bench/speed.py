@@ -28,13 +28,20 @@ from bench.registry import get_backend, make_cell
 PTB_VOCAB = 10_000
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
-    config = make_config(job["preset"], **job.get("overrides", {}))
-    cell = make_cell(job["cell"], activation=config.activation, forget_bias=config.forget_bias)
+def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
+    """(config, model spec) of a preset with a given cell, PTB's vocabulary for token tasks."""
+    config = make_config(preset, **(overrides or {}))
+    cell = make_cell(cell_name, activation=config.activation, forget_bias=config.forget_bias)
     tokens_task = config.task == "ptb"
     spec = ModelSpec.from_config(config, cell, "tokens" if tokens_task else "scalar",
                                  PTB_VOCAB if tokens_task else 1, PTB_VOCAB if tokens_task else 2)
+    return config, spec
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
+    config, spec = preset_spec(job["preset"], job["cell"], job.get("overrides"))
+    tokens_task = config.task == "ptb"
     if job.get("threads"):
         from threadpoolctl import threadpool_limits
 
@@ -72,15 +79,25 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, steps: int, warmup: int,
               threads: int | None, device: str, peak_seconds: float | None) -> tuple[list[dict[str, Any]], list[float]]:
     """(one row per combination, the GEMM peak of each round); ``peak_seconds`` None or 0
-    measures no peak (GPU runs: the CPU GEMM is no yardstick there)."""
-    from bench.roofline import measure_peak
+    measures no peak and no ceiling (GPU runs: the CPU's GEMMs are no yardstick there).
+
+    Each round on the CPU also measures, per cell, the model's GEMM ceiling
+    (:func:`bench.roofline.gemm_ceiling`); rows get ``*_pct_ceiling`` against its median.
+    """
+    from bench.roofline import gemm_ceiling, measure_peak
 
     samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {c: [] for c in combos}
     failures: dict[tuple[str, str, str], str] = {}
     peaks: list[float] = []
+    ceilings: dict[tuple[str, str], list[float]] = {}
     for r in range(rounds):
         if peak_seconds:
             peaks.append(max(measure_peak(threads, seconds=peak_seconds)["gflops"].values()))
+            for cell_name in dict.fromkeys(c[2] for c in combos):
+                config, spec = preset_spec(preset, cell_name)
+                for phase in ("train", "eval"):
+                    ceiling = gemm_ceiling(spec, config.batch_size, config.num_steps, phase == "train", threads)
+                    ceilings.setdefault((cell_name, phase), []).append(ceiling["tok_s"])
             print(f"round {r + 1}/{rounds} GEMM peak: {peaks[-1]:.1f} GFLOP/s", file=sys.stderr, flush=True)
         for combo in combos:
             if combo in failures:
@@ -110,6 +127,10 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             row["eval_over_train"] = row["eval_tok_s"] / row["train_tok_s"]
             if peak_gflops:
                 row["train_pct_peak"] = 100 * row["train_gflops"] / peak_gflops
+            for phase in ("train", "eval"):
+                if (combo[2], phase) in ceilings:
+                    row[f"{phase}_ceiling_tok_s"] = statistics.median(ceilings[(combo[2], phase)])
+                    row[f"{phase}_pct_ceiling"] = 100 * row[f"{phase}_tok_s"] / row[f"{phase}_ceiling_tok_s"]
         rows.append(row)
     base = next((r for r in rows if (r["backend"], r["impl"], r["cell"]) == ("torch", "fused", "lstm") and "error" not in r), None)
     for row in rows:

@@ -37,3 +37,24 @@ def test_speed_measures_the_peak_in_every_round(tmp_path):
     assert table["peak_gflops"] == sorted(peaks)[1]
     row = table["rows"][0]
     assert abs(row["train_pct_peak"] - 100 * row["train_gflops"] / table["peak_gflops"]) < 1e-9
+    for phase in ("train", "eval"):
+        assert row[f"{phase}_ceiling_tok_s"] > 0
+        assert abs(row[f"{phase}_pct_ceiling"] - 100 * row[f"{phase}_tok_s"] / row[f"{phase}_ceiling_tok_s"]) < 1e-9
+
+
+def test_model_gemms_count_the_same_flops_as_the_analytic_count():
+    """The ceiling's products are the analytic FLOP count's matrix products, no more, no less."""
+    from bench.metrics import flops_per_token
+    from bench.roofline import model_gemms
+    from bench.speed import preset_spec
+
+    for preset in ("ptb-small", "echo"):
+        for cell in ("rnn", "lstm"):
+            config, spec = preset_spec(preset, cell)
+            tokens = config.batch_size * config.num_steps
+            width = spec.cell.n_blocks * spec.hidden_size
+            elementwise = spec.num_layers * 10.0 * width + 5.0 * spec.n_classes
+            for training in (True, False):
+                gemm_flops = sum(2.0 * m * k * n * count for m, k, n, count in model_gemms(spec, config.batch_size, config.num_steps, training))
+                expected = flops_per_token(spec, training) - (3.0 if training else 1.0) * elementwise
+                assert abs(gemm_flops / tokens - expected) < 1e-6 * expected
