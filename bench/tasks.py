@@ -13,7 +13,7 @@ import numpy as np
 
 from bench.config import Config
 from bench.data import Corpus, echo_windows, load_ptb, ptb_windows
-from bench.data.batching import check_fits
+from bench.data.batching import check_fits, eval_window_count, ptb_eval_windows
 from bench.errors import BenchError
 
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
@@ -66,15 +66,12 @@ def _ptb_task(config: Config, corpus: Corpus) -> Task:
 
     n_train = check_fits(len(split("train")), config.batch_size, config.num_steps, "ptb train", "--batch-size or --num-steps")
     n_eval = {
-        name: check_fits(
-            len(split(name)), config.eval_batch_size, config.eval_num_steps, f"ptb {name}",
-            "--eval-batch-size or --eval-num-steps",
-        )
+        name: eval_window_count(len(split(name)), config.eval_batch_size, config.eval_num_steps, f"ptb {name}")
         for name in ("valid", "test")
     }
 
     def eval_windows(name: str) -> Callable[[], Windows]:
-        return lambda: ptb_windows(split(name), config.eval_batch_size, config.eval_num_steps, name)
+        return lambda: ptb_eval_windows(split(name), config.eval_batch_size, config.eval_num_steps, name)
 
     return Task(
         name="ptb",

@@ -136,3 +136,32 @@ def test_record_has_peak_memory(tmp_path):
     record = run(_echo(epochs=1), _options(tmp_path)).record
     assert record["peak_rss_mb"] > 10
     assert record["peak_device_memory_mb"] is None  # the CPU: resident memory covers it
+
+
+@pytest.mark.parametrize("backend,impl,dtype,tolerance", [
+    ("numpy", "cell", "float64", 1e-12), ("torch", "fused", "float32", 1e-5), ("tf", "fused", "float32", 1e-5)])
+def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl, dtype, tolerance):
+    """The PTB presets score 35 steps per call where the published runs scored 1: with the
+    state carried and the remainder scored, the same tokens give the same perplexity."""
+    import numpy as np
+
+    from backends.base import TrainSettings
+    from bench.model import ModelSpec, init_params
+    from bench.registry import get_backend, make_cell
+    from bench.runner import _Bar, evaluate
+    from bench.tasks import make_task
+
+    if backend != "numpy":
+        pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[backend])
+    config = make_config("ptb-tiny", max_tokens=1000)
+    spec = ModelSpec.from_config(config, make_cell("lstm"), "tokens", 10_000, 10_000)
+    params = init_params(spec, 0.5, np.random.default_rng(0))  # large weights: states far from zero
+    model = get_backend(backend).build(spec, params, TrainSettings(impl=impl, dtype=dtype, threads=1))
+    scores = {}
+    for steps in (1, 7, 35):
+        task = make_task(config.replace(eval_num_steps=steps), str(ptb_dir))
+        scores[steps] = evaluate(model, task, "valid", config.eval_batch_size, lambda n: _Bar("valid", n, False))
+    assert scores[1]["tokens"] == scores[7]["tokens"] == scores[35]["tokens"] == 999
+    for steps in (7, 35):
+        assert scores[steps]["loss"] == pytest.approx(scores[1]["loss"], rel=tolerance)
+        assert scores[steps]["accuracy"] == pytest.approx(scores[1]["accuracy"], abs=2 / 999)

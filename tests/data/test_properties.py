@@ -91,3 +91,31 @@ def test_echo_length_must_divide_into_batch_rows(batch, length):
 
 def test_config_fields_all_have_help():
     assert all(f.metadata.get("help") for f in dataclasses.fields(Config))
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=st.integers(0, 600), batch=st.integers(1, 12), steps=st.integers(1, 40))
+def test_eval_windows_score_every_token_whatever_the_window_length(length, batch, steps):
+    """Evaluation windows: each row's tokens once, in order, all but the row's last (it has no
+    target), with a shorter last window for the remainder; y is x shifted by one."""
+    from bench.data.batching import eval_window_count, ptb_eval_windows
+
+    data = np.arange(length)
+    batch_len = length // batch
+    if batch_len < 2:
+        for call in (lambda: eval_window_count(length, batch, steps), lambda: list(ptb_eval_windows(data, batch, steps))):
+            try:
+                call()
+            except BenchError:
+                continue
+            raise AssertionError("a row with no token to score must be an error")
+        return
+    windows = list(ptb_eval_windows(data, batch, steps))
+    assert len(windows) == eval_window_count(length, batch, steps)
+    assert all(x.shape == y.shape and x.shape[0] == batch and 1 <= x.shape[1] <= steps for x, y in windows)
+    assert all(x.shape[1] == steps for x, _ in windows[:-1])
+    xs = np.concatenate([x for x, _ in windows], axis=1)
+    ys = np.concatenate([y for _, y in windows], axis=1)
+    for row in range(batch):
+        assert (xs[row] == np.arange(row * batch_len, (row + 1) * batch_len - 1)).all()
+    assert (ys == xs + 1).all()
