@@ -112,6 +112,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 PUBLISHED_PERPLEXITY = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
+
+
+def published_preset(config: dict[str, Any]) -> str | None:
+    """The preset with published perplexities whose experiment a record's config ran, if any:
+    every setting the preset fixes matches (the window length of evaluation aside: it
+    changes the speed, not the scores), and the cell is the LSTM they published."""
+    if config.get("cell") != "lstm":
+        return None
+    for name in PUBLISHED_PERPLEXITY:
+        fixed = {k: v for k, v in PRESETS[name].items() if k != "eval_num_steps"}
+        if all(config.get(k) == v for k, v in fixed.items()) and config.get("max_tokens", 0) == 0:
+            return name
+    return None
 DEFAULT_PRESET = {"echo": "echo", "ptb": "ptb-small"}
 
 

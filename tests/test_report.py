@@ -93,3 +93,26 @@ def test_matrix_records_divergence_and_carries_on(tmp_path, ptb_dir):
     records, _ = load_records(tmp_path)
     assert sorted(r["config"]["cell"] for r in records) == ["lstm", "rnn"]
     assert all(r["status"] == "diverged" and r["failure"]["step"] >= 1 for r in records)
+
+
+def test_published_table_matches_runs_of_a_published_configuration(results):
+    """A ptb-small LSTM record (any eval window length) is set beside 120.7 / 114.5; an RNN, a
+    changed setting or a token cap is not; the distance is test / published - 1."""
+    from bench.config import make_config, published_preset
+    from bench.report import published_table
+
+    config = make_config("ptb-small", cell="lstm", backend="torch", impl="fused", threads=1, seed=3).as_dict()
+    assert published_preset(config) == "ptb-small"
+    assert published_preset({**config, "eval_num_steps": 1}) == "ptb-small"
+    assert published_preset(make_config("ptb-medium").as_dict()) == "ptb-medium"
+    for changed in ({"cell": "rnn"}, {"learning_rate": 0.5}, {"epochs": 1}, {"max_tokens": 2000}):
+        assert published_preset({**config, **changed}) is None, changed
+    records, _ = load_records(results)
+    echo = records[0]
+    ptb = {**echo, "config": config, "status": "completed",
+           "final": {"valid": {"perplexity": 119.0}, "test": {"perplexity": 114.5 * 1.02}}}
+    table = published_table([echo, ptb])
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["preset"], row["published_valid"], row["published_test"]) == ("ptb-small", 120.7, 114.5)
+    assert row["test_vs_published_pct"] == pytest.approx(2.0)
