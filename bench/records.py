@@ -131,6 +131,8 @@ def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any
     """Everything about the machine and software that can move the numbers."""
     import numpy
 
+    from bench import memory
+
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -139,4 +141,5 @@ def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any
         "threads": threads,
         "libraries": {"numpy": numpy.__version__, **library_versions},
         "git": git_commit(),
+        "allocator": memory.describe(),
     }

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from backends.base import Model, StepStats, TrainSettings
+from bench import memory
 from bench.checkpoints import load_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
 from bench.errors import BenchError
@@ -86,6 +87,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     task = make_task(config, options.data_dir)
     results_dir = prepare_results_dir(options.results_dir)
     threads = _set_thread_pools(config.threads)
+    memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
 
     spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
     settings = TrainSettings(

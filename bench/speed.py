@@ -42,6 +42,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
     config, spec = preset_spec(job["preset"], job["cell"], job.get("overrides"))
     tokens_task = config.task == "ptb"
+    if job.get("keep_freed_memory", True):
+        from bench.memory import keep_freed_memory
+
+        keep_freed_memory()  # as bench run does
     if job.get("threads"):
         from threadpoolctl import threadpool_limits
 
