@@ -15,6 +15,7 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.config import make_config
+from bench.memory import keep_freed_memory
 from bench.metrics import flops_per_token
 from bench.model import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
@@ -25,6 +26,7 @@ VOCAB = 10_000
 
 
 def _model(backend_name, impl, cell_name, preset):
+    keep_freed_memory()  # as `bench run` and `bench speed` do (bench/memory.py)
     config = make_config(preset)
     cell = make_cell(cell_name, forget_bias=config.forget_bias)
     spec = ModelSpec(cell, "tokens", VOCAB, config.hidden_size, config.num_layers, VOCAB, 1.0, config.loss_reduction)
