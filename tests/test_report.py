@@ -116,3 +116,17 @@ def test_published_table_matches_runs_of_a_published_configuration(results):
     row = table.iloc[0]
     assert (row["preset"], row["published_valid"], row["published_test"]) == ("ptb-small", 120.7, 114.5)
     assert row["test_vs_published_pct"] == pytest.approx(2.0)
+
+
+def test_speed_tables_in_the_results_directory_are_reported_not_skipped(results, tmp_path):
+    from bench.cli import main
+
+    for path in results.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "speed").mkdir()
+    assert main(["speed", "--preset", "echo", "--backends", "numpy", "--cells", "lstm", "--rounds", "1", "--steps", "2",
+                 "--warmup", "0", "--threads", "1", "--out", str(tmp_path / "speed" / "echo.json")]) == 0
+    out = write_report(tmp_path, tmp_path / "out")
+    assert out["records"] == 2 and out["bad"] == []
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Speed: echo (`speed/echo.json`)" in text and "| numpy | cell | lstm |" in text
