@@ -79,18 +79,34 @@ def gradient_plot(grads: pd.DataFrame, task: str, out: Path) -> Path:
     return _save(fig, out / f"gradients-{task}.png")
 
 
+PERPLEXITY_AXIS_TOP = 2000.0  # a diverging run (1e21) would flatten every other curve
+
+
 def curves_plot(epochs: pd.DataFrame, task: str, out: Path) -> Path:
+    """Train (solid) and valid (dashed) per epoch, one colour per run; where the runs'
+    learning rates differ, each label names its own."""
     plt = _pyplot()
     metric = "perplexity" if task == "ptb" else "loss"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for (run_id, split), run in epochs.groupby(["run_id", "split"]):
-        first = run.iloc[0]
-        style = "-" if split == "train" else "--"
-        left.plot(run["epoch"], run[metric], style, marker=".", label=f"{_label(first)} {split}")
-        right.plot(run["epoch"], run["accuracy"], style, marker=".", label=f"{_label(first)} {split}")
+    firsts = epochs.drop_duplicates("run_id")
+    name_lr = firsts["learning_rate"].nunique() > 1
+    colours = plt.get_cmap("tab20" if len(firsts) > 10 else "tab10")
+    cut = False
+    for k, (_, first) in enumerate(firsts.iterrows()):
+        label = _label(first) + (f" lr {first['learning_rate']:g}" if name_lr else "")
+        for split, style in (("train", "-"), ("valid", "--")):
+            run = epochs[(epochs["run_id"] == first["run_id"]) & (epochs["split"] == split)]
+            kwargs = dict(color=colours(k % colours.N), marker=".", label=label if split == "train" else None)
+            left.plot(run["epoch"], run[metric], style, **kwargs)
+            right.plot(run["epoch"], run["accuracy"], style, **kwargs)
+            cut = cut or bool((run[metric] > PERPLEXITY_AXIS_TOP).any())
+    title = f"{task}: {metric} (solid train, dashed valid)"
     if metric == "perplexity":
         left.set_yscale("log")
-    left.set(xlabel="epoch", ylabel=metric, title=f"{task}: {metric}")
+        if cut:
+            left.set_ylim(top=PERPLEXITY_AXIS_TOP)
+            title += f"; axis cut at {PERPLEXITY_AXIS_TOP:,.0f}"
+    left.set(xlabel="epoch", ylabel=metric, title=title)
     right.set(xlabel="epoch", ylabel="accuracy", title=f"{task}: accuracy")
     for ax in (left, right):
         ax.grid(True, alpha=0.3)

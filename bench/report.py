@@ -17,7 +17,7 @@ from bench.records import load_record
 
 ROOFLINE_FILE = "roofline.json"
 RUN_COLUMNS = [
-    "task", "backend", "impl", "cell", "device", "status", "epochs", "accuracy", "valid_ppl", "test_ppl",
+    "task", "backend", "impl", "cell", "learning_rate", "device", "status", "epochs", "accuracy", "valid_ppl", "test_ppl",
     "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final", "hours",
     "cpu",  # throughput compares only within one machine
 ]
@@ -90,6 +90,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "backend": r["backend"]["name"],
             "impl": r["backend"]["impl"],
             "cell": config["cell"],
+            "learning_rate": config["learning_rate"],
             "device": r["backend"].get("device", config.get("device")),
             "status": r["status"],
             "epochs": len(epochs),
@@ -132,6 +133,7 @@ def epochs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 if split in e:
                     rows.append({"run_id": r["run_id"], "backend": r["backend"]["name"], "impl": r["backend"]["impl"],
                                  "cell": r["config"]["cell"], "task": r["config"]["task"], "epoch": e["epoch"],
+                                 "learning_rate": r["config"]["learning_rate"],
                                  "split": split, **{k: e[split].get(k) for k in ("loss", "accuracy", "perplexity")}})
     return pd.DataFrame(rows)
 
