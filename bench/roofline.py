@@ -5,12 +5,42 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from bench.records import atomic_write_bytes, cpu_model, utc_now
+
+
+@contextmanager
+def _thread_limit(threads: int | None) -> Iterator[int]:
+    """NumPy's BLAS and torch held to ``threads`` (default: every core) while measuring."""
+    from threadpoolctl import threadpool_limits
+
+    threads = threads or os.cpu_count() or 1
+    with threadpool_limits(limits=threads):
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            torch.set_num_threads(threads)
+        yield threads
+
+
+def _matmuls(a: np.ndarray, b: np.ndarray) -> dict[str, Callable[[], Any]]:
+    """``a @ b`` into a preallocated output, per library available (NumPy's BLAS, torch)."""
+    out = np.empty((a.shape[0], b.shape[1]), np.float32)
+    calls: dict[str, Callable[[], Any]] = {"numpy": lambda: np.matmul(a, b, out=out)}
+    try:
+        import torch
+    except ImportError:
+        return calls
+    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(np.empty_like(out))
+    calls["torch"] = lambda: torch.matmul(ta, tb, out=tout)
+    return calls
 
 
 def _best_gflops(matmul: Callable[[], Any], n: int, seconds: float) -> float:
@@ -26,24 +56,10 @@ def _best_gflops(matmul: Callable[[], Any], n: int, seconds: float) -> float:
 
 def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0) -> dict[str, Any]:
     """Best observed float32 GFLOP/s of an n x n x n product, per library available."""
-    from threadpoolctl import threadpool_limits
-
-    threads = threads or os.cpu_count() or 1
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    out = np.empty_like(a)
-    gflops = {}
-    with threadpool_limits(limits=threads):
-        gflops["numpy"] = _best_gflops(lambda: np.matmul(a, b, out=out), n, seconds)
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if torch is not None:
-        torch.set_num_threads(threads)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        tout = torch.empty_like(ta)
-        gflops["torch"] = _best_gflops(lambda: torch.matmul(ta, tb, out=tout), n, seconds)
+    with _thread_limit(threads) as threads:
+        gflops = {lib: _best_gflops(matmul, n, seconds) for lib, matmul in _matmuls(a, b).items()}
     return {"cpu": cpu_model(), "threads": threads, "n": n, "measured_at": utc_now(), "gflops": gflops}
 
 
@@ -80,43 +96,35 @@ def model_gemms(spec: Any, batch: int, steps: int, training: bool) -> list[tuple
     return out
 
 
-def gemm_ceiling(spec: Any, batch: int, steps: int, training: bool, threads: int | None = None,
-                 repeats: int = 7) -> dict[str, float]:
-    """Tokens/s if a window cost nothing but its matrix products, each at the best rate NumPy or
-    torch reaches for that very shape: the ceiling for this model on this machine.
+def gemm_ceiling(spec: Any, batch: int, steps: int, threads: int | None = None,
+                 repeats: int = 7) -> dict[str, dict[str, float]]:
+    """Per phase ("train", "eval"): tokens/s if a window cost nothing but its matrix products,
+    each at the best rate NumPy or torch reaches for that very shape: the ceiling for this
+    model on this machine.
 
     The 2048^3 peak flatters small products (a 20 x 200 x 800 recurrent step runs far below
     it); against this ceiling an implementation's shortfall is its own overhead
-    (element-wise work, memory passes, framework dispatch), not the shapes.
+    (element-wise work, memory passes, framework dispatch), not the shapes. Each shape is
+    timed once: evaluation's products are among training's.
     """
-    from threadpoolctl import threadpool_limits
-
-    try:
-        import torch
-    except ImportError:
-        torch = None
     rng = np.random.default_rng(0)
-    seconds, flops = 0.0, 0.0
-    best_by_shape: dict[tuple[int, int, int], float] = {}
-    with threadpool_limits(limits=threads or os.cpu_count() or 1):
-        if torch is not None:
-            torch.set_num_threads(threads or os.cpu_count() or 1)
-        for m, k, n, count in model_gemms(spec, batch, steps, training):
-            if (m, k, n) not in best_by_shape:
-                a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
-                out = np.empty((m, n), np.float32)
-                candidates = [lambda: np.matmul(a, b, out=out)]
-                if torch is not None:
-                    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
-                    candidates.append(lambda: torch.matmul(ta, tb, out=tout))
-                best = math.inf
-                for matmul in candidates:
+    best: dict[tuple[int, int, int], float] = {}
+    with _thread_limit(threads):
+        for m, k, n, _ in model_gemms(spec, batch, steps, training=True):
+            if (m, k, n) in best:
+                continue
+            a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+            best[(m, k, n)] = math.inf
+            for matmul in _matmuls(a, b).values():
+                matmul()  # warm-up
+                for _ in range(repeats):
+                    start = time.perf_counter()
                     matmul()
-                    for _ in range(repeats):
-                        start = time.perf_counter()
-                        matmul()
-                        best = min(best, time.perf_counter() - start)
-                best_by_shape[(m, k, n)] = best
-            seconds += count * best_by_shape[(m, k, n)]
-            flops += count * 2.0 * m * k * n
-    return {"tok_s": batch * steps / seconds, "gflops": flops / seconds / 1e9}
+                    best[(m, k, n)] = min(best[(m, k, n)], time.perf_counter() - start)
+    out = {}
+    for phase, training in (("train", True), ("eval", False)):
+        gemms = model_gemms(spec, batch, steps, training)
+        seconds = sum(count * best[(m, k, n)] for m, k, n, count in gemms)
+        flops = sum(count * 2.0 * m * k * n for m, k, n, count in gemms)
+        out[phase] = {"tok_s": batch * steps / seconds, "gflops": flops / seconds / 1e9}
+    return out

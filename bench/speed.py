@@ -99,8 +99,7 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             peaks.append(max(measure_peak(threads, seconds=peak_seconds)["gflops"].values()))
             for cell_name in dict.fromkeys(c[2] for c in combos):
                 config, spec = preset_spec(preset, cell_name)
-                for phase in ("train", "eval"):
-                    ceiling = gemm_ceiling(spec, config.batch_size, config.num_steps, phase == "train", threads)
+                for phase, ceiling in gemm_ceiling(spec, config.batch_size, config.num_steps, threads).items():
                     ceilings.setdefault((cell_name, phase), []).append(ceiling["tok_s"])
             print(f"round {r + 1}/{rounds} GEMM peak: {peaks[-1]:.1f} GFLOP/s", file=sys.stderr, flush=True)
         for combo in combos:
