@@ -25,21 +25,34 @@ RUN_COLUMNS = [
 
 def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Every record under ``directory`` (recursively), and ``(path, reason)`` for the files
-    that could not be read. Checkpoints, roofline files and dot-files are not records."""
+    that could not be read. Checkpoints, roofline files, speed tables and dot-files are not
+    records."""
+    records, _, bad = _read_results(directory)
+    return records, bad
+
+
+def _read_results(directory: str | Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[tuple[str, str]]]:
+    """One pass over the directory: (run records, `bench speed --out` tables by relative
+    path, unreadable files with the reason)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BenchError(f"no results directory {directory}; run `python -m bench run` first or name one")
-    good, bad = [], []
+    good, speeds, bad = [], {}, []
     for path in sorted(directory.rglob("*.json")):
-        if path.name.startswith(".") or path.name == ROOFLINE_FILE or _speed_table(path):
+        if path.name.startswith(".") or path.name == ROOFLINE_FILE:
             continue
         try:
             record = load_record(path)
-            record["_path"] = str(path)
-            good.append(record)
         except BenchError as exc:
-            bad.append((str(path), str(exc).split(": ", 1)[-1]))
-    return good, bad
+            speed = _speed_table(path)  # not a record: maybe a speed table
+            if speed is not None:
+                speeds[str(path.relative_to(directory))] = speed
+            else:
+                bad.append((str(path), str(exc).split(": ", 1)[-1]))
+            continue
+        record["_path"] = str(path)
+        good.append(record)
+    return good, speeds, bad
 
 
 def _speed_table(path: Path) -> dict[str, Any] | None:
@@ -55,14 +68,12 @@ SPEED_COLUMNS = ["backend", "impl", "cell", "train_tok_s", "eval_tok_s", "eval_o
                  "train_pct_ceiling", "eval_pct_ceiling", "train_vs_torch_fused_lstm"]
 
 
-def speed_tables(directory: str | Path) -> dict[str, tuple[dict[str, Any], pd.DataFrame]]:
-    """Every `bench speed --out` table under ``directory``, by file path, in the report's columns."""
+def speed_tables(speeds: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], pd.DataFrame]]:
+    """Each speed table (by path) with its rows in the report's columns."""
     tables = {}
-    for path in sorted(Path(directory).rglob("*.json")):
-        data = _speed_table(path)
-        if data is not None:
-            frame = pd.DataFrame(data["rows"])
-            tables[str(path.relative_to(directory))] = (data, frame[[c for c in SPEED_COLUMNS if c in frame]])
+    for name, data in speeds.items():
+        frame = pd.DataFrame(data["rows"])
+        tables[name] = (data, frame[[c for c in SPEED_COLUMNS if c in frame]])
     return tables
 
 
@@ -218,7 +229,7 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     directory = Path(directory)
     out = Path(out_dir) if out_dir else directory
     out.mkdir(parents=True, exist_ok=True)
-    records, bad = load_records(directory)
+    records, speeds, bad = _read_results(directory)
     runs = runs_frame(records, load_peaks(directory))
     table = comparison_table(runs) if len(runs) else runs
     runs.to_csv(out / "report.csv", index=False)
@@ -227,8 +238,8 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
     sweeps = sweep_tables(runs) if len(runs) else {}
     published = published_table(records)
-    speeds = speed_tables(directory)
-    (out / "report.md").write_text(_markdown(table, sweeps, records, bad, figures, directory, published, speeds))
+    (out / "report.md").write_text(
+        _markdown(table, sweeps, records, bad, figures, directory, published, speed_tables(speeds)))
     return {"records": len(records), "bad": bad, "table": table, "sweeps": sweeps, "figures": figures, "out": out,
             "published": published}
 
