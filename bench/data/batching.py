@@ -9,6 +9,12 @@ import numpy as np
 from bench.errors import BenchError
 
 
+def _rows(data: np.ndarray, batch_size: int) -> np.ndarray:
+    """``data`` cut into ``batch_size`` contiguous streams of ``len(data) // batch_size`` ids (a view)."""
+    batch_len = len(data) // batch_size
+    return np.asarray(data)[: batch_size * batch_len].reshape(batch_size, batch_len)
+
+
 def epoch_size(n_tokens: int, batch_size: int, num_steps: int) -> int:
     """Windows per epoch: ``(batch_len - 1) // num_steps`` with ``batch_len = n // batch``."""
     return (n_tokens // batch_size - 1) // num_steps
@@ -34,8 +40,7 @@ def ptb_windows(
     consecutive ids; window ``i`` is columns ``i*num_steps : (i+1)*num_steps`` (views, no copy).
     """
     n = check_fits(len(data), batch_size, num_steps, name, "--batch-size or --num-steps")
-    batch_len = len(data) // batch_size
-    rows = np.asarray(data)[: batch_size * batch_len].reshape(batch_size, batch_len)
+    rows = _rows(data, batch_size)
     for i in range(n):
         start = i * num_steps
         yield rows[:, start : start + num_steps], rows[:, start + 1 : start + num_steps + 1]
@@ -65,8 +70,8 @@ def ptb_eval_windows(
     perplexity (to float rounding) 6-12x faster at batch 1.
     """
     eval_window_count(len(data), batch_size, num_steps, name)
-    batch_len = len(data) // batch_size
-    rows = np.asarray(data)[: batch_size * batch_len].reshape(batch_size, batch_len)
+    rows = _rows(data, batch_size)
+    batch_len = rows.shape[1]
     for start in range(0, batch_len - 1, num_steps):
         stop = min(start + num_steps, batch_len - 1)
         yield rows[:, start:stop], rows[:, start + 1 : stop + 1]
