@@ -125,6 +125,8 @@ def published_preset(config: dict[str, Any]) -> str | None:
         if all(config.get(k) == v for k, v in fixed.items()) and config.get("max_tokens", 0) == 0:
             return name
     return None
+
+
 DEFAULT_PRESET = {"echo": "echo", "ptb": "ptb-small"}
 
 
