@@ -20,9 +20,13 @@ from typing import Any
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
-STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 adds the status "aborted", failure.phase/reason, preset, checkpoint
+STATUSES = ("running", "completed", "interrupted", "diverged", "aborted", "failed")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Beside, never above, the committed reference runs (results/reference/): a report of the
+# default directory shows the user's own runs only.
+DEFAULT_RESULTS_DIR = "results/runs"
 
 
 def utc_now() -> str:
@@ -92,8 +96,9 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
         raise BenchError(f"{path}: not a readable JSON record ({exc})") from exc
     if not isinstance(record, dict) or "schema_version" not in record or "run_id" not in record:
         raise BenchError(f"{path}: not a cellbench run record")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise BenchError(f"{path}: schema version {record['schema_version']}, this cellbench reads {SCHEMA_VERSION}")
+    if record["schema_version"] not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise BenchError(f"{path}: schema version {record['schema_version']}, this cellbench reads {readable}")
     return record
 
 
