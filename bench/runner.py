@@ -34,15 +34,25 @@ from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, Windows, make_task, rng_f
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class Diverged(Exception):
-    """A NaN or infinite loss or gradient norm: the run stops at that step."""
+# exp() of a larger mean loss overflows float64: past it the perplexity is not a number,
+# and the frameworks' float32 arithmetic no longer agrees on anything, so every backend
+# stops here alike rather than wherever its own order of operations first overflows.
+MAX_LOSS_PER_TOKEN = math.log(sys.float_info.max)  # 709.78 nats
 
-    def __init__(self, epoch: int, step: int, stats: StepStats) -> None:
-        super().__init__(
-            f"diverged at epoch {epoch + 1} step {step + 1}: loss {stats.ce_sum / stats.n_tokens:.4g}, "
-            f"gradient norm {stats.grad_norm}"
-        )
-        self.epoch, self.step = epoch, step
+
+def has_diverged(stats: StepStats) -> bool:
+    """A non-finite loss or gradient norm, or a mean loss per token beyond any perplexity."""
+    loss = stats.ce_sum / max(stats.n_tokens, 1)
+    return not (math.isfinite(loss) and loss <= MAX_LOSS_PER_TOKEN and math.isfinite(stats.grad_norm or 0.0))
+
+
+class Diverged(Exception):
+    """See :func:`has_diverged`: the run stops at that window, in training or evaluation."""
+
+    def __init__(self, where: "_Progress", stats: StepStats) -> None:
+        self.where = where.snapshot()
+        norm = f", gradient norm {stats.grad_norm:.4g}" if stats.grad_norm is not None else ""
+        super().__init__(f"diverged {self.where.describe()}: loss {stats.ce_sum / max(stats.n_tokens, 1):.4g} per token{norm}")
 
 
 @dataclass
@@ -68,10 +78,31 @@ class RunResult:
 
 @dataclass
 class _Progress:
-    """Where a run is, so an interrupt can say it and the record can keep it."""
+    """Where a run is, so an interrupt can say it and the record can keep it: the phase
+    (``train``, ``evaluate:valid``, ``final-evaluate:test``, ...), the 1-based epoch in
+    progress (None after the last) and the 1-based window within the phase (None outside
+    the window loops)."""
 
-    epoch: int = 0
-    step: int = 0
+    phase: str = "setup"
+    epoch: int | None = None
+    step: int | None = None
+
+    def enter(self, phase: str, epoch: int | None = None) -> None:
+        self.phase, self.epoch, self.step = phase, epoch, None
+
+    def snapshot(self) -> "_Progress":
+        return _Progress(self.phase, self.epoch, self.step)
+
+    def describe(self) -> str:
+        parts = [f"in {self.phase}"]
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch}")
+        if self.step is not None:
+            parts.append(f"step {self.step}")
+        return " ".join(parts)
+
+    def as_failure(self, kind: str, message: str) -> dict[str, Any]:
+        return {"kind": kind, "phase": self.phase, "epoch": self.epoch, "step": self.step, "message": message}
 
 
 def run(config: Config, options: RunOptions | None = None) -> RunResult:
@@ -133,16 +164,16 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
         record["status"] = "completed"
     except Diverged as exc:
         record["status"], exit_code = "diverged", EXIT_DIVERGED
-        record["failure"] = {"kind": "diverged", "epoch": exc.epoch + 1, "step": exc.step + 1, "message": str(exc)}
+        record["failure"] = exc.where.as_failure("diverged", str(exc))
         say(f"run {run_id} {exc}")
     except KeyboardInterrupt:
         record["status"], exit_code = "interrupted", EXIT_INTERRUPTED
-        record["failure"] = {"kind": "interrupted", "epoch": where.epoch + 1, "step": where.step + 1}
+        record["failure"] = where.as_failure("interrupted", f"interrupted {where.describe()}")
         resume = f"python -m bench run --resume {checkpoint_path}" if checkpoint_path.exists() else "(no epoch completed)"
-        say(f"run {run_id} interrupted at epoch {where.epoch + 1} step {where.step + 1}; resume: {resume}")
+        say(f"run {run_id} interrupted {where.describe()}; resume: {resume}")
     except BaseException as exc:
         record["status"] = "failed"
-        record["failure"] = {"kind": "failed", "epoch": where.epoch + 1, "step": where.step + 1, "message": repr(exc)}
+        record["failure"] = where.as_failure("failed", repr(exc))
         raise
     finally:
         record["finished_at"] = utc_now()
@@ -158,18 +189,22 @@ def _train(
 ) -> None:
     history: list[dict[str, Any]] = record["epochs"]
     if not history and config.grad_probe_windows:
+        where.enter("gradient-probe", 1)
         record["gradient_norms"].append({"epoch": 0, **measure_gradient_norms(model, task, config)})
     for epoch in range(len(history), config.epochs):
-        where.epoch, where.step = epoch, 0
+        where.enter("train", epoch + 1)
         lr = learning_rate_at(config, epoch)
         model.set_dropout_seed(int(rng_for(config.seed, SEED_DROPOUT, epoch).integers(2**31)))
         entry: dict[str, Any] = {"epoch": epoch + 1, "learning_rate": lr}
         entry["train"] = train_epoch(model, task, config, epoch, lr, where, say.bar(f"epoch {epoch + 1}/{config.epochs}"))
         for split in task.per_epoch_splits:
-            entry[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
+            where.enter(f"evaluate:{split}", epoch + 1)
+            entry[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split), where)
         history.append(entry)
         if config.grad_probe_windows:
+            where.enter("gradient-probe", epoch + 1)
             record["gradient_norms"].append({"epoch": epoch + 1, **measure_gradient_norms(model, task, config)})
+        where.enter("checkpoint", epoch + 1)
         save_checkpoint(
             checkpoint_path,
             model.checkpoint(),
@@ -181,8 +216,10 @@ def _train(
     final = {split: history[-1][split] for split in task.per_epoch_splits} if history else {}
     for split in task.eval_windows:
         if split not in final:
-            final[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split))
+            where.enter(f"final-evaluate:{split}")
+            final[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split), where)
     record["final"] = {"epochs_completed": len(history), "train": history[-1]["train"] if history else None, **final}
+    where.enter("sample")
     record["sample"] = sample_predictions(model, task, config)
     say("final: " + ", ".join(f"{split} {_metric_text(m, task)}" for split, m in final.items()))
     if task.words:
@@ -200,22 +237,29 @@ def train_epoch(
     totals = _Totals(flops_per_token(model.spec, training=True))
     with bar(task.n_train_windows) as progress:
         for step, (x, y) in enumerate(task.train_windows(epoch)):
-            where.step = step
+            where.step = step + 1
             stats, state = model.train_step(x, y, state, lr)
-            if not (math.isfinite(stats.ce_sum) and math.isfinite(stats.grad_norm or 0.0)):
-                raise Diverged(epoch, step, stats)
+            if has_diverged(stats):
+                raise Diverged(where, stats)
             totals.add(stats)
             progress.tick(totals, task)
     return totals.summary(task)
 
 
-def evaluate(model: Model, task: Task, split: str, batch_size: int, bar: Callable) -> dict[str, float]:
-    """Score a whole split with the state carried across it, starting from zeros."""
+def evaluate(
+    model: Model, task: Task, split: str, batch_size: int, bar: Callable, where: _Progress | None = None
+) -> dict[str, float]:
+    """Score a whole split with the state carried across it, starting from zeros. A window
+    whose loss has diverged (:func:`has_diverged`) stops the run: its perplexity is no number."""
+    where = where or _Progress(f"evaluate:{split}")
     state = model.zero_state(batch_size)
     totals = _Totals(flops_per_token(model.spec, training=False))
     with bar(task.n_eval_windows[split]) as progress:
-        for x, y in task.eval_windows[split]():
+        for step, (x, y) in enumerate(task.eval_windows[split]()):
+            where.step = step + 1
             stats, state = model.eval_step(x, y, state)
+            if has_diverged(stats):
+                raise Diverged(where, stats)
             totals.add(stats)
             progress.tick(totals, task)
     return totals.summary(task)
@@ -283,7 +327,7 @@ class _Totals:
             "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None,
         }
         if task.reports_perplexity:
-            out["perplexity"] = math.exp(min(loss, 700.0))
+            out["perplexity"] = math.exp(loss)  # every window's loss is below MAX_LOSS_PER_TOKEN
         out.update(self.timer.summary())
         rate = out.get("tokens_per_s_median") or out["tokens_per_s"]
         out["flops_per_token"] = self.flops_per_token
