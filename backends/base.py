@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.model import ModelSpec
 from cells.base import CellSpec
 
@@ -120,7 +121,22 @@ class Model(ABC):
 
     @abstractmethod
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load what ``checkpoint`` returned."""
+        """Load what ``checkpoint`` returned; implementations call :meth:`check_restorable` first."""
+
+    def check_restorable(self, arrays: dict[str, np.ndarray]) -> None:
+        """Refuse anything but this model's own checkpoint layout: the exact set of names,
+        and each array's shape and dtype (a missing array would silently keep its freshly
+        initialised value)."""
+        layout = checkpoint_layout(self.spec, self.settings)
+        if set(arrays) != set(layout):
+            missing, extra = sorted(set(layout) - set(arrays)), sorted(set(arrays) - set(layout))
+            raise BenchError(f"checkpoint arrays do not match the model (missing: {', '.join(missing) or 'none'}; "
+                             f"unknown: {', '.join(extra) or 'none'})")
+        for name, (shape, dtype) in layout.items():
+            value = arrays[name]
+            if np.shape(value) != shape or np.asarray(value).dtype != dtype:
+                raise BenchError(f"checkpoint array {name} is {np.asarray(value).dtype} {np.shape(value)}, "
+                                 f"the model needs {dtype} {shape}")
 
     @abstractmethod
     def set_dropout_seed(self, seed: int) -> None:
@@ -135,6 +151,14 @@ class Model(ABC):
         """Peak accelerator memory this model's process has allocated (None on the CPU,
         where the record's peak resident memory covers it)."""
         return None
+
+
+def checkpoint_layout(spec: ModelSpec, settings: TrainSettings) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """What ``Model.checkpoint`` returns: ``param/<name>`` for every parameter and, under
+    Adagrad, ``adagrad/<name>`` for its accumulator; canonical shapes, the run's dtype."""
+    dtype = np.dtype(settings.dtype)
+    kinds = ("param", "adagrad") if settings.optimizer == "adagrad" else ("param",)
+    return {f"{kind}/{name}": (tuple(shape), dtype) for kind in kinds for name, shape in spec.param_shapes().items()}
 
 
 class Backend(ABC):

@@ -1,29 +1,47 @@
-"""The front door: ``python -m bench {run,list,data}``. The one place that turns a
-:class:`BenchError` into one line on stderr and exit status 2."""
+"""The front door: ``python -m bench {run,list,data,...}``. The one place that turns what
+ends a command early into one line on stderr and its exit status: a :class:`BenchError`
+(bad input: 2), a fault of the machine such as a full disk (4), a signal (130)."""
 from __future__ import annotations
 
 import argparse
-import signal
+import errno
 import sys
 from typing import Sequence
 
+from bench import interrupts
 from bench.config import (
-    PRESETS, TASKS, Config, add_config_arguments, config_from_args, make_config, overrides_from_args,
+    DEFAULT_PRESET, PRESETS, TASKS, Config, add_config_arguments, config_from_args, make_config, overrides_from_args,
 )
 from bench.errors import BenchError
-from bench.runner import EXIT_USER_ERROR, RunOptions, run
+from bench.records import DEFAULT_RESULTS_DIR
+from bench.runner import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR, RunOptions, run
+from bench.storage import EnvironmentFault, fault_reason
+
+CHECKPOINT_POLICY = (
+    "a run's checkpoint (RESULTS_DIR/checkpoints/RUN_ID.npz, replaced after every epoch) is deleted when the run "
+    "completes, unless --keep-checkpoint is given (needed to extend a finished run with --resume and more --epochs); "
+    "interrupted, aborted and diverged runs keep theirs for --resume"
+)
+# errors of the machine, not of the code: one line, exit 4
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Compare recurrent cells across frameworks.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run_parser = commands.add_parser("run", help="train and evaluate one backend x cell; writes a record")
+    run_parser = commands.add_parser("run", help="train and evaluate one backend x cell; writes a record",
+                                     epilog=f"Checkpoints: {CHECKPOINT_POLICY}.")
     add_config_arguments(run_parser)
-    run_parser.add_argument("--data-dir", help="PTB corpus directory (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb)")
-    run_parser.add_argument("--results-dir", default="results", help="where the run record goes (default: results)")
-    run_parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: RESULTS_DIR/checkpoints)")
+    run_parser.add_argument("--data-dir", help="PTB corpus directory (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb; "
+                            "a resumed run: the interrupted run's)")
+    run_parser.add_argument("--results-dir", help=f"where the run record goes (default: {DEFAULT_RESULTS_DIR}; "
+                            "a resumed run: the interrupted run's)")
+    run_parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: RESULTS_DIR/checkpoints; "
+                            "a resumed run: the directory of its checkpoint)")
     run_parser.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint (.npz)")
+    run_parser.add_argument("--keep-checkpoint", action="store_true",
+                            help="keep the checkpoint when the run completes (default: delete it)")
     run_parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                             help="progress bar (default: only when stderr is a terminal)")
     run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -50,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
 
     report_parser = commands.add_parser("report", help="tables and plots from the records in a directory")
-    report_parser.add_argument("directory", nargs="?", default="results", help="records to read (default: results)")
+    report_parser.add_argument("directory", nargs="?", default=DEFAULT_RESULTS_DIR,
+                               help=f"records to read (default: {DEFAULT_RESULTS_DIR})")
     report_parser.add_argument("--out", help="where report.md, report.csv and the plots go (default: DIRECTORY)")
 
     speed_parser = commands.add_parser(
@@ -78,48 +97,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with interrupts.handled():
+        try:
+            return _dispatch(argv)
+        except BenchError as exc:
+            return _fail(f"error: {exc}", EXIT_USER_ERROR)
+        except KeyboardInterrupt as exc:
+            by = f" by {exc.args[0]}" if exc.args else ""
+            return _fail(f"interrupted{by}", EXIT_INTERRUPTED)
+        except EnvironmentFault as exc:
+            return _fail(f"error: {exc}", EXIT_ABORTED)
+        except MemoryError:
+            return _fail("error: out of memory", EXIT_ABORTED)
+        except BrokenPipeError:  # `bench report | head`: the reader left, nothing to say
+            sys.stdout = None  # type: ignore[assignment]  (no flush of the closed pipe at exit)
+            return 0
+        except OSError as exc:
+            if exc.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else ""
+            return _fail(f"error: {fault_reason(exc)}:{where} ({exc.strerror})", EXIT_ABORTED)
+
+
+def _fail(message: str, code: int) -> int:
+    print(" ".join(message.splitlines()), file=sys.stderr)  # always one line
+    return code
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(argv)
     if passthrough and args.command not in ("matrix", "sweep"):
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
-    try:
-        handler = {"run": lambda: _run(args, argv), "list": _list, "data": lambda: _data(args),
-                   "matrix": lambda: _matrix(args, passthrough), "sweep": lambda: _sweep(args, passthrough),
-                   "report": lambda: _report(args), "roofline": lambda: _roofline(args),
-                   "speed": lambda: _speed(args)}[args.command]
-        return handler()
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    handler = {"run": lambda: _run(args, argv), "list": _list, "data": lambda: _data(args),
+               "matrix": lambda: _matrix(args, passthrough), "sweep": lambda: _sweep(args, passthrough),
+               "report": lambda: _report(args), "roofline": lambda: _roofline(args),
+               "speed": lambda: _speed(args)}[args.command]
+    return handler()
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.resume:
-        config = _resumed_config(args)
+        config, preset = _resumed_config(args), None  # the checkpoint knows its preset
     else:
         config = config_from_args(args)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    result = run(
-        config,
-        RunOptions(
-            data_dir=args.data_dir, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
-            resume=args.resume, progress=args.progress, quiet=args.quiet, tag=args.tag, argv=["python", "-m", "bench", *argv],
-        ),
+        preset = args.preset or DEFAULT_PRESET[config.task]
+    options = RunOptions(
+        data_dir=args.data_dir, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume, keep_checkpoint=args.keep_checkpoint, progress=args.progress, quiet=args.quiet,
+        tag=args.tag, preset=preset, argv=["python", "-m", "bench", *argv],
     )
-    return result.exit_code
+    try:
+        return run(config, options).exit_code
+    except KeyboardInterrupt as exc:  # a run that has begun catches its own: this is before its record
+        by = f" by {exc.args[0]}" if exc.args else ""
+        return _fail(f"interrupted{by} while setting up: nothing was written", EXIT_INTERRUPTED)
 
 
 def _resumed_config(args: argparse.Namespace) -> Config:
     """The checkpointed run's settings, with any flags given now applied on top (the runner
     then refuses every change but ``--epochs``)."""
-    from bench.checkpoints import load_checkpoint
+    from bench.checkpoints import read_checkpoint
 
-    _, meta = load_checkpoint(args.resume)
-    return Config(**{**meta["config"], **overrides_from_args(args)})
-
-
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    if args.preset:
+        raise BenchError("--resume takes the settings from the checkpoint; drop --preset")
+    return Config(**{**read_checkpoint(args.resume).config, **overrides_from_args(args)})
 
 
 def _list() -> int:
@@ -149,7 +191,19 @@ def _list() -> int:
             f"  {name:13} task {c.task}, {c.num_layers} x {c.hidden_size} units, {c.num_steps} steps, batch {c.batch_size}, "
             f"{c.optimizer} lr {c.learning_rate:g}, keep {c.keep_prob:g}, {c.epochs} epochs"
         )
+    print("checkpoints:")
+    print(f"  {CHECKPOINT_POLICY}")
+    print(f"  in {DEFAULT_RESULTS_DIR}/checkpoints now: {_checkpoint_usage(DEFAULT_RESULTS_DIR + '/checkpoints')}")
     return 0
+
+
+def _checkpoint_usage(directory: str) -> str:
+    from pathlib import Path
+
+    files = [p for p in Path(directory).glob("*.npz") if p.is_file()]
+    if not files:
+        return "none"
+    return f"{len(files)} file(s), {sum(p.stat().st_size for p in files) / 2**20:,.1f} MiB"
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -2,16 +2,19 @@
 pools never interfere and one failing combination does not stop the others."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import IO, Sequence
 
 from bench.errors import BenchError
 from bench.registry import get_backend, make_cell
 
-STATUS_BY_EXIT = {0: "completed", 2: "bad input", 3: "diverged", 130: "interrupted"}
+STATUS_BY_EXIT = {0: "completed", 2: "bad input", 3: "diverged", 4: "aborted", 130: "interrupted"}
+STOP_GRACE_SECONDS = 120.0  # for a child to save its record after Ctrl-C; then it is killed
 
 
 @dataclass
@@ -20,6 +23,14 @@ class Outcome:
     status: str
     seconds: float
     detail: str = ""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached the parent while a child ran; ``outcome`` is that child's."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.label)
+        self.outcome = outcome
 
 
 def combinations(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None) -> list[tuple[str, str, str]]:
@@ -37,49 +48,92 @@ def combinations(backends: Sequence[str], cells: Sequence[str], impls: Sequence[
 
 
 def run_one(label: str, argv: list[str], quiet: bool = False) -> Outcome:
+    """``bench run`` in its own process, its output relayed as it comes. On Ctrl-C or
+    SIGTERM the child is asked to stop (SIGINT: it saves its record as interrupted) and
+    waited for; then :class:`Interrupted` carries its outcome."""
     command = [sys.executable, "-m", "bench", "run", *argv]
     print(f"== {label}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - start
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    if not quiet:
-        for line in lines:
-            if not line.startswith("run "):
-                print(f"   {line}", file=sys.stderr)
-    status = STATUS_BY_EXIT.get(done.returncode, f"failed (exit {done.returncode})")
-    detail = lines[-1] if lines and done.returncode else ""
-    return Outcome(label, status, seconds, detail)
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    lines: list[str] = []
+    relay = threading.Thread(target=_relay, args=(child.stderr, lines, quiet), daemon=True)
+    relay.start()
+    try:
+        child.wait()
+    except KeyboardInterrupt:
+        _stop(child)
+        relay.join(timeout=5)
+        raise Interrupted(_outcome(label, child.returncode, lines, start)) from None
+    relay.join()
+    return _outcome(label, child.returncode, lines, start)
+
+
+def _relay(stream: IO[str], lines: list[str], quiet: bool) -> None:
+    for line in stream:
+        line = line.rstrip("\n")
+        if line.strip():
+            lines.append(line)
+            if not quiet:
+                print(f"   {line}", file=sys.stderr, flush=True)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)  # a second one, if the terminal sent it too, is only noted
+    try:
+        child.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def _outcome(label: str, returncode: int | None, lines: list[str], start: float) -> Outcome:
+    code = -1 if returncode is None else returncode
+    status = STATUS_BY_EXIT.get(code, f"failed (exit {code})")
+    return Outcome(label, status, time.perf_counter() - start, lines[-1] if lines and code else "")
+
+
+def run_all(jobs: Sequence[tuple[str, list[str] | Outcome]]) -> list[Outcome]:
+    """Each job (a label and the ``bench run`` arguments, or an outcome decided without
+    running, such as a skip) in turn. Ctrl-C stops at once: the child in flight records
+    itself as interrupted, and the jobs not reached are listed as not run."""
+    outcomes: list[Outcome] = []
+    try:
+        for label, job in jobs:
+            outcomes.append(job if isinstance(job, Outcome) else run_one(label, job))
+    except Interrupted as stop:
+        outcomes.append(stop.outcome)
+    except KeyboardInterrupt:
+        pass
+    if len(outcomes) < len(jobs):
+        outcomes += [Outcome(label, "not run", 0.0, "interrupted before it started") for label, _ in jobs[len(outcomes):]]
+    return outcomes
 
 
 def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None, run_args: list[str]) -> list[Outcome]:
-    outcomes = []
+    jobs: list[tuple[str, list[str] | Outcome]] = []
     for backend, impl, cell in combinations(backends, cells, impls):
         label = f"{backend}/{impl} {cell}"
         reason = get_backend(backend).unavailable_reason()
         if reason:
-            outcomes.append(Outcome(label, "skipped", 0.0, reason))
+            jobs.append((label, Outcome(label, "skipped", 0.0, reason)))
             continue
         if why := get_backend(backend).unsupported(make_cell(cell, activation=_flag_value(run_args, "--activation") or "tanh"), impl):
-            outcomes.append(Outcome(label, "skipped", 0.0, why))
+            jobs.append((label, Outcome(label, "skipped", 0.0, why)))
             continue
-        argv = ["--backend", backend, "--impl", impl, "--cell", cell, "--tag", "matrix", *run_args]
-        outcomes.append(run_one(label, argv))
-    return outcomes
+        jobs.append((label, ["--backend", backend, "--impl", impl, "--cell", cell, "--tag", "matrix", *run_args]))
+    return run_all(jobs)
 
 
 def run_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend: str, impl: str | None,
               run_args: list[str]) -> list[Outcome]:
     flag = "--" + param.replace("_", "-")
-    outcomes = []
+    jobs: list[tuple[str, list[str] | Outcome]] = []
     for cell in cells:
         for value in values:
-            label = f"{backend} {cell} {param}={value}"
             argv = ["--backend", backend, "--cell", cell, flag, value, "--tag", f"sweep:{param}", *run_args]
-            if impl:
-                argv += ["--impl", impl]
-            outcomes.append(run_one(label, argv))
-    return outcomes
+            jobs.append((f"{backend} {cell} {param}={value}", argv + (["--impl", impl] if impl else [])))
+    return run_all(jobs)
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:
@@ -92,9 +146,12 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 
 
 def print_outcomes(outcomes: list[Outcome]) -> int:
-    """A summary table on stdout; the exit status is 1 if any combination did not complete."""
-    width = max(len(o.label) for o in outcomes)
+    """A summary table on stdout. The exit status: 130 if Ctrl-C stopped the matrix, else 1
+    if any combination did not complete, else 0."""
+    width = max([len("combination"), *(len(o.label) for o in outcomes)])
     print(f"{'combination':{width}}  {'status':12} {'seconds':>8}  detail")
     for o in outcomes:
         print(f"{o.label:{width}}  {o.status:12} {o.seconds:8.1f}  {o.detail}")
+    if any(o.status in ("interrupted", "not run") for o in outcomes):
+        return 130
     return 0 if all(o.status in ("completed", "skipped") for o in outcomes) else 1

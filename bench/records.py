@@ -13,12 +13,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.storage import atomic_write_bytes, prepare_writable_dir
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 adds the status "aborted", failure.phase/reason, preset, checkpoint
@@ -40,43 +40,17 @@ def new_run_id(task: str, backend: str, impl: str, cell: str) -> str:
 
 
 def prepare_results_dir(path: str | os.PathLike) -> Path:
-    """Create the directory (with the user's default permissions) and prove it is writable."""
-    directory = Path(path)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise BenchError(
-            f"results directory {directory} is not writable ({exc.strerror}); pass --results-dir DIR"
-        ) from exc
-    return directory
+    """Create the directory (with the user's default permissions), prove it is writable and
+    clear a killed run's temporary files from it."""
+    return prepare_writable_dir(path, "--results-dir")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``: readers
-    see the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def record_bytes(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, indent=1, default=_jsonable) + "\n").encode()
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    atomic_write_bytes(path, (json.dumps(record, indent=1, default=_jsonable) + "\n").encode())
+    atomic_write_bytes(path, record_bytes(record))
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,13 +2,15 @@
 schedule, evaluation, checkpoints, records.
 
 Reading order: :func:`run` sets up (everything that can fail on user input fails here,
-before a record exists), :func:`_train` loops over epochs, :func:`train_epoch` and
-:func:`evaluate` loop over windows. A backend only ever sees single steps.
+before a record exists), :func:`_supervise` turns every way a run can end into a status,
+:func:`_train` loops over epochs, :func:`train_epoch` and :func:`evaluate` loop over
+windows. A backend only ever sees single steps.
 """
 from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,20 +20,22 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from backends.base import Model, StepStats, TrainSettings
-from bench import memory
-from bench.checkpoints import load_checkpoint, save_checkpoint
+from backends.base import Model, StepStats, TrainSettings, checkpoint_layout
+from bench import interrupts, memory
+from bench.checkpoints import Checkpoint, read_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
+from bench.data import resolve_data_dir
 from bench.errors import BenchError
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary, peak_rss_mb
 from bench.model import ModelSpec, init_params
-from bench.records import (
-    SCHEMA_VERSION, environment, new_run_id, prepare_results_dir, redact_home, utc_now, write_record,
-)
+from bench.records import DEFAULT_RESULTS_DIR, SCHEMA_VERSION, environment, new_run_id, record_bytes, redact_home, utc_now
 from bench.registry import get_backend, make_cell, require_available
-from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, Windows, make_task, rng_for
+from bench.storage import (
+    EnvironmentFault, SpaceReserve, atomic_write_bytes, fault_reason, prepare_writable_dir, require_free_space, writing,
+)
+from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, make_task, rng_for
 
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 # exp() of a larger mean loss overflows float64: past it the perplexity is not a number,
@@ -57,15 +61,19 @@ class Diverged(Exception):
 
 @dataclass
 class RunOptions:
-    """Where things are read and written, and how the run talks; not part of the numbers."""
+    """Where things are read and written, and how the run talks; not part of the numbers.
+    A resumed run defaults every path and its tag to the interrupted run's own, so that it
+    updates the same record and finds the same corpus."""
 
     data_dir: str | None = None
-    results_dir: str = "results"
+    results_dir: str | None = None  # default: DEFAULT_RESULTS_DIR
     checkpoint_dir: str | None = None  # default: <results_dir>/checkpoints
     resume: str | None = None  # a checkpoint file to continue from
+    keep_checkpoint: bool = False  # else a completed run's checkpoint is deleted
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     quiet: bool = False
     tag: str | None = None  # groups runs for reports, e.g. "matrix" or "sweep:echo_step"
+    preset: str | None = None  # the preset the settings started from, for the record
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -83,7 +91,7 @@ class _Progress:
     progress (None after the last) and the 1-based window within the phase (None outside
     the window loops)."""
 
-    phase: str = "setup"
+    phase: str = "start"
     epoch: int | None = None
     step: int | None = None
 
@@ -101,12 +109,45 @@ class _Progress:
             parts.append(f"step {self.step}")
         return " ".join(parts)
 
-    def as_failure(self, kind: str, message: str) -> dict[str, Any]:
-        return {"kind": kind, "phase": self.phase, "epoch": self.epoch, "step": self.step, "message": message}
+    def as_failure(self, kind: str, message: str, **more: Any) -> dict[str, Any]:
+        return {"kind": kind, "phase": self.phase, "epoch": self.epoch, "step": self.step, "message": message, **more}
+
+
+@dataclass
+class _Place:
+    """Where a run's files go; a resumed run's defaults come from its checkpoint."""
+
+    results_dir: Path
+    checkpoint_dir: Path
+    data_dir: str | None
+    tag: str | None
+    preset: str | None
+
+    @classmethod
+    def resolve(cls, options: RunOptions, config: Config, resumed: Checkpoint | None) -> "_Place":
+        meta = resumed.meta if resumed else {}
+        results_dir = options.results_dir or meta.get("results_dir") or DEFAULT_RESULTS_DIR
+        checkpoint_dir = options.checkpoint_dir or (resumed.path.parent if resumed else Path(results_dir) / "checkpoints")
+        data_dir = options.data_dir or meta.get("data_dir")
+        if config.task == "ptb" and data_dir is None:
+            data_dir = str(resolve_data_dir(None))  # as resolved now: a resume finds it whatever the environment
+        tag = options.tag if options.tag is not None else meta.get("tag")
+        return cls(Path(results_dir), Path(checkpoint_dir), data_dir, tag, options.preset or meta.get("preset"))
+
+    def resume_command(self, checkpoint: Path) -> str:
+        """Every flag the resumed run needs to update the same record and find the corpus."""
+        argv = ["python", "-m", "bench", "run", "--resume", str(checkpoint), "--results-dir", str(self.results_dir)]
+        if self.data_dir:
+            argv += ["--data-dir", self.data_dir]
+        return shlex.join(argv)
 
 
 def run(config: Config, options: RunOptions | None = None) -> RunResult:
-    """Train and evaluate one (backend, impl, cell) on one task; write its record."""
+    """Train and evaluate one (backend, impl, cell) on one task; write its record.
+
+    Everything that can fail on the user's input (settings, names, corpus, checkpoint,
+    directories, disk space) fails here, before a record exists: a BenchError, nothing written.
+    """
     options = options or RunOptions()
     validate(config)
     backend = get_backend(config.backend)
@@ -114,79 +155,179 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
     if why := backend.unsupported(cell, config.impl):
         raise BenchError(why)
-    resumed = _load_resume(options.resume, config) if options.resume else None
-    task = make_task(config, options.data_dir)
-    results_dir = prepare_results_dir(options.results_dir)
-    threads = _set_thread_pools(config.threads)
-    memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
-
+    resumed = _read_resume(options.resume, config) if options.resume else None
+    place = _Place.resolve(options, config, resumed)
+    task = make_task(config, place.data_dir)
     spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
     settings = TrainSettings(
         impl=config.impl, optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
         adagrad_initial_accumulator=config.adagrad_initial_accumulator, dtype=config.dtype,
         device=config.device, threads=config.threads, seed=config.seed,
     )
+    layout = checkpoint_layout(spec, settings)
+    arrays = resumed.arrays(layout) if resumed else None
+    results_dir = prepare_writable_dir(place.results_dir, "--results-dir")
+    checkpoint_dir = prepare_writable_dir(place.checkpoint_dir, "--checkpoint-dir")
+    checkpoint_bytes = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in layout.values())
+    # the new checkpoint is written beside the old one before it replaces it
+    require_free_space(checkpoint_dir, 2 * checkpoint_bytes + SpaceReserve.MINIMUM, "a checkpoint and the record")
+    threads = _set_thread_pools(config.threads)
+    memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
     model = backend.build(spec, init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT)), settings)
+    if arrays is not None:
+        model.restore(arrays)
 
-    run_id = resumed["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
-    record = {
+    run_id = resumed.meta["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
+    env = environment(backend.versions(), threads)
+    record = _new_record(run_id, config, place, options, resumed, spec, task, backend, model, env)
+    files = _RunFiles(results_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.npz", record, place)
+    say = _Reporter(options)
+    return _supervise(model, task, config, record, files, say, options.keep_checkpoint)
+
+
+def _new_record(
+    run_id: str, config: Config, place: _Place, options: RunOptions, resumed: Checkpoint | None, spec: ModelSpec,
+    task: Task, backend: Any, model: Model, env: dict[str, Any],
+) -> dict[str, Any]:
+    meta = resumed.meta if resumed else {}
+    command = redact_home(options.argv)
+    record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "status": "running",
-        "started_at": resumed["started_at"] if resumed else utc_now(),
-        "command": redact_home(options.argv),
-        "tag": options.tag,
+        "started_at": meta.get("started_at") or utc_now(),
+        "command": meta.get("command") or command,
+        "tag": place.tag,
         "config": config.as_dict(),
         "seed": config.seed,
         "model": spec.describe(),
         "task": task.describe(),
         "backend": {"name": backend.name, "impl": config.impl, **model.describe()},
-        "environment": environment(backend.versions(), threads),
-        "data_dir": options.data_dir,
-        "epochs": resumed["history"] if resumed else [],
-        "gradient_norms": resumed["gradient_norms"] if resumed else [],
+        "environment": meta.get("environment") or env,
+        "data_dir": place.data_dir,
+        "epochs": meta.get("history", []),
+        "gradient_norms": meta.get("gradient_norms", []),
         "final": None,
         "failure": None,
+        "checkpoint": None,
     }
+    if place.preset:
+        record["preset"] = place.preset
     if resumed:
-        model.restore(resumed["arrays"])
-        record["resumed"] = resumed["resumed"] + [{"at": utc_now(), "from_epoch": len(record["epochs"])}]
-    record_path = results_dir / f"{run_id}.json"
-    checkpoint_path = Path(options.checkpoint_dir or results_dir / "checkpoints") / f"{run_id}.npz"
-    write_record(record_path, record)
-    say = _Reporter(options)
-    say(f"run {run_id}: {backend.name}/{config.impl} {config.cell} on {config.task}, record {record_path}")
+        record["resumed"] = meta["resumed"] + [
+            {"at": utc_now(), "from_epoch": len(record["epochs"]), "command": command, "environment": env}]
+    return record
 
+
+class _RunFiles:
+    """The record and the checkpoint of one run, written so that a full disk costs nothing
+    already done: the record first (every completed epoch), then the checkpoint; a hidden
+    reserve beside the record is given back when the disk is full, to write its final state."""
+
+    def __init__(self, record_path: Path, checkpoint_path: Path, record: dict[str, Any], place: _Place) -> None:
+        self.record_path, self.checkpoint_path, self.record, self.place = record_path, checkpoint_path, record, place
+        self.reserve: SpaceReserve | None = None
+
+    def start(self) -> None:
+        writing("the space reserve", self.record_path.parent, lambda: setattr(self, "reserve", SpaceReserve(
+            self.record_path.parent, self.record["run_id"])))
+        self.write_record()
+
+    def write_record(self) -> None:
+        data = record_bytes(self.record)
+        writing("the record", self.record_path, lambda: atomic_write_bytes(self.record_path, data))
+        if self.reserve is not None:  # failing to grow it is the early warning of a full disk
+            writing("the space reserve", self.reserve.path, lambda: self.reserve.ensure(2 * len(data)))
+
+    def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> None:
+        r = self.record
+        meta = {"run_id": r["run_id"], "config": r["config"], "started_at": r["started_at"], "history": r["epochs"],
+                "gradient_norms": r["gradient_norms"], "resumed": r.get("resumed", []), "tag": r["tag"],
+                "preset": r.get("preset"), "command": r["command"], "environment": r["environment"],
+                "results_dir": str(self.record_path.parent.resolve()), "data_dir": self.place.data_dir}
+        writing("the checkpoint", self.checkpoint_path, lambda: save_checkpoint(self.checkpoint_path, arrays, meta))
+
+    def finish(self, keep_checkpoint: bool) -> str | None:
+        """The record's last write (its final status); returns a one-line problem, if any.
+        A completed run's checkpoint is deleted once the record says so, unless it is to be
+        kept (--keep-checkpoint, to extend the run later with more --epochs)."""
+        drop = self.record["status"] == "completed" and not keep_checkpoint and self.checkpoint_path.exists()
+        self.record["checkpoint"] = str(self.checkpoint_path) if self.checkpoint_path.exists() and not drop else None
+        data = record_bytes(self.record)
+        try:
+            try:
+                atomic_write_bytes(self.record_path, data)
+            except OSError:
+                if self.reserve is None:
+                    raise
+                self.reserve.release()  # room for the record, which is what matters now
+                atomic_write_bytes(self.record_path, data)
+        except OSError as exc:
+            return (f"{fault_reason(exc)}: the final record could not be written to {self.record_path} "
+                    f"({exc.strerror or exc}); it holds the state after the last completed epoch")
+        finally:
+            if self.reserve is not None:
+                self.reserve.release()
+        if drop:
+            try:
+                self.checkpoint_path.unlink()
+            except OSError:
+                pass
+        return None
+
+
+def _supervise(
+    model: Model, task: Task, config: Config, record: dict[str, Any], files: _RunFiles, say: "_Reporter",
+    keep_checkpoint: bool,
+) -> RunResult:
+    """Run the training and turn every way it can end into a record status and exit code."""
     where = _Progress()
     exit_code = EXIT_OK
+    run_id = record["run_id"]
     try:
-        _train(model, task, config, record, record_path, checkpoint_path, where, say)
+        files.start()
+        say(f"run {run_id}: {record['backend']['name']}/{config.impl} {config.cell} on {config.task}, "
+            f"record {files.record_path}")
+        _train(model, task, config, record, files, where, say)
         record["status"] = "completed"
     except Diverged as exc:
         record["status"], exit_code = "diverged", EXIT_DIVERGED
         record["failure"] = exc.where.as_failure("diverged", str(exc))
         say(f"run {run_id} {exc}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        interrupts.finishing()
         record["status"], exit_code = "interrupted", EXIT_INTERRUPTED
-        record["failure"] = where.as_failure("interrupted", f"interrupted {where.describe()}")
-        resume = f"python -m bench run --resume {checkpoint_path}" if checkpoint_path.exists() else "(no epoch completed)"
-        say(f"run {run_id} interrupted {where.describe()}; resume: {resume}")
+        by = f" by {exc.args[0]}" if exc.args else ""
+        record["failure"] = where.as_failure("interrupted", f"interrupted{by} {where.describe()}")
+        say(f"run {run_id} interrupted{by} {where.describe()}; " + (
+            f"resume: {files.place.resume_command(files.checkpoint_path)}" if files.checkpoint_path.exists()
+            else "no epoch completed, nothing to resume"))
+    except (EnvironmentFault, MemoryError) as exc:
+        reason = exc.reason if isinstance(exc, EnvironmentFault) else fault_reason(exc)
+        message = str(exc) if isinstance(exc, EnvironmentFault) else "out of memory"
+        record["status"], exit_code = "aborted", EXIT_ABORTED
+        record["failure"] = where.as_failure("aborted", f"{message} {where.describe()}", reason=reason)
+        say(f"run {run_id} aborted: {message} {where.describe()}; the record keeps the "
+            f"{len(record['epochs'])} completed epoch(s)")
     except BaseException as exc:
         record["status"] = "failed"
         record["failure"] = where.as_failure("failed", repr(exc))
         raise
     finally:
+        interrupts.finishing()  # a signal now must not cut the record's last write
         record["finished_at"] = utc_now()
         record["peak_rss_mb"] = peak_rss_mb()
         record["peak_device_memory_mb"] = model.peak_device_memory_mb()
-        write_record(record_path, record)
-    return RunResult(record, record_path, exit_code)
+        problem = files.finish(keep_checkpoint)
+        if problem:
+            say(problem, always=True)
+            if exit_code == EXIT_OK:
+                exit_code = EXIT_ABORTED
+    return RunResult(record, files.record_path, exit_code)
 
 
-def _train(
-    model: Model, task: Task, config: Config, record: dict, record_path: Path, checkpoint_path: Path,
-    where: _Progress, say: "_Reporter",
-) -> None:
+def _train(model: Model, task: Task, config: Config, record: dict, files: _RunFiles, where: _Progress,
+           say: "_Reporter") -> None:
     history: list[dict[str, Any]] = record["epochs"]
     if not history and config.grad_probe_windows:
         where.enter("gradient-probe", 1)
@@ -200,18 +341,16 @@ def _train(
         for split in task.per_epoch_splits:
             where.enter(f"evaluate:{split}", epoch + 1)
             entry[split] = evaluate(model, task, split, config.eval_batch_size, say.bar(split), where)
-        history.append(entry)
         if config.grad_probe_windows:
             where.enter("gradient-probe", epoch + 1)
-            record["gradient_norms"].append({"epoch": epoch + 1, **measure_gradient_norms(model, task, config)})
+            norms = {"epoch": epoch + 1, **measure_gradient_norms(model, task, config)}
+        where.enter("record", epoch + 1)
+        history.append(entry)
+        if config.grad_probe_windows:
+            record["gradient_norms"].append(norms)
+        files.write_record()  # first: the completed epoch is safe even if the checkpoint does not fit
         where.enter("checkpoint", epoch + 1)
-        save_checkpoint(
-            checkpoint_path,
-            model.checkpoint(),
-            {"run_id": record["run_id"], "config": record["config"], "started_at": record["started_at"],
-             "history": history, "gradient_norms": record["gradient_norms"], "resumed": record.get("resumed", [])},
-        )
-        write_record(record_path, record)
+        files.write_checkpoint(model.checkpoint())
         say(_epoch_line(entry, config.epochs, task))
     final = {split: history[-1][split] for split in task.per_epoch_splits} if history else {}
     for split in task.eval_windows:
@@ -356,8 +495,8 @@ class _Reporter:
         self.quiet = options.quiet
         self.show_bars = options.progress if options.progress is not None else (sys.stderr.isatty() and not options.quiet)
 
-    def __call__(self, line: str) -> None:
-        if not self.quiet:
+    def __call__(self, line: str, always: bool = False) -> None:
+        if always or not self.quiet:
             tqdm.write(line, file=sys.stderr)
 
     def bar(self, label: str) -> Callable[[int], "_Bar"]:
@@ -398,15 +537,16 @@ def _set_thread_pools(threads: int | None) -> int:
     return count
 
 
-def _load_resume(path: str, config: Config) -> dict[str, Any]:
-    """Checkpoint arrays and progress, after checking the config matches the interrupted run
-    (only ``epochs`` may differ, to extend a finished run)."""
-    arrays, meta = load_checkpoint(path)
-    saved = dict(meta["config"])
+def _read_resume(path: str, config: Config) -> Checkpoint:
+    """The checkpoint to continue from, after checking it and that the settings match the
+    interrupted run's (only ``epochs`` may differ, to extend a run)."""
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.config
     differs = sorted(k for k, v in config.as_dict().items() if k != "epochs" and saved.get(k) != v)
     if differs:
         details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}" for k in differs)
         raise BenchError(f"--resume {path}: settings differ from the checkpointed run ({details}); pass the same flags")
-    if len(meta["history"]) > config.epochs:
-        raise BenchError(f"--resume {path}: the checkpoint already has {len(meta['history'])} epochs > --epochs {config.epochs}")
-    return {**meta, "arrays": arrays, "resumed": meta.get("resumed", [])}
+    epochs_done = len(checkpoint.meta["history"])
+    if epochs_done > config.epochs:
+        raise BenchError(f"--resume {path}: the checkpoint already has {epochs_done} epochs > --epochs {config.epochs}")
+    return checkpoint

@@ -63,7 +63,7 @@ def test_unwritable_results_directory(capsys, tmp_path):
     code = main(["run", *ECHO_QUICK, "--results-dir", str(blocker / "results")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert "is not writable" in err and "--results-dir" in err
+    assert "is not a writable directory" in err and "--results-dir" in err
 
 
 def test_run_writes_a_completed_record(capsys, tmp_path):

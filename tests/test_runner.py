@@ -104,7 +104,7 @@ def test_interrupt_keeps_completed_epochs_and_resume_is_bit_identical(tmp_path, 
 
 
 def test_resume_refuses_changed_settings(tmp_path):
-    first = run(_echo(epochs=1), _options(tmp_path))
+    first = run(_echo(epochs=1), _options(tmp_path, keep_checkpoint=True))
     checkpoint = tmp_path / "checkpoints" / f"{first.record['run_id']}.npz"
     from bench.errors import BenchError
 

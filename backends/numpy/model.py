@@ -234,6 +234,7 @@ class NumpyModel(Model):
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.check_restorable(arrays)
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
             target = self.params if kind == "param" else self.accumulators

@@ -355,10 +355,9 @@ class TFModel(Model):
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.check_restorable(arrays)
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
-            if name not in self._by_name or kind not in ("param", "adagrad"):
-                raise BenchError(f"checkpoint entry {key!r} does not belong to this model")
             p = self._by_name[name]
             value = p.to_framework(np.asarray(value, self.np_dtype))
             if kind == "param":

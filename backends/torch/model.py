@@ -346,13 +346,12 @@ class TorchModel(Model):
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.check_restorable(arrays)
         accumulators: dict[int, torch.Tensor] = {}
         index = {name: i for i, name in enumerate(self._slots)}
         with torch.no_grad():
             for key, value in arrays.items():
                 kind, _, name = key.partition("/")
-                if kind not in ("param", "adagrad") or name not in self._slots:
-                    raise BenchError(f"checkpoint entry {key!r} does not belong to this model")
                 slot = self._slots[name]
                 tensor = slot.to_torch(self._tensor(value))
                 if kind == "param":

@@ -7,18 +7,21 @@ maps each split to ids. Files are checked against known sha256 sums before use.
 from __future__ import annotations
 
 import collections
+import gzip
 import hashlib
 import io
 import os
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.errors import BenchError
+from bench.storage import open_regular, prepare_writable_dir, writing
 
 SPLITS = ("train", "valid", "test")
 SHA256 = {
@@ -47,7 +50,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 def read_words(path: Path) -> list[str]:
     try:
-        raw = path.read_bytes()
+        with open_regular(path) as f:
+            raw = f.read()
     except OSError as exc:
         raise BenchError(f"cannot read {path}: {exc.strerror}; {DOWNLOAD_HINT}") from exc
     try:
@@ -102,19 +106,22 @@ class Corpus:
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 def verify(data_dir: Path) -> None:
-    """Every file present and matching its sha256: a truncated or altered file is an error."""
+    """Every file present, readable and matching its sha256: a truncated or altered file is an error."""
     for split in SPLITS:
         path = data_dir / file_name(split)
-        if not path.is_file():
+        if not path.exists():
             raise BenchError(f"PTB corpus file {path} is missing; {DOWNLOAD_HINT}")
-        actual = sha256_of(path)
+        try:
+            actual = sha256_of(path)
+        except OSError as exc:
+            raise BenchError(f"cannot read PTB corpus file {path} ({exc.strerror or exc}); {DOWNLOAD_HINT}") from exc
         if actual != SHA256[split]:
             raise BenchError(
                 f"{path} has sha256 {actual[:12]}…, expected {SHA256[split][:12]}… (truncated or altered); "
@@ -139,24 +146,39 @@ def load_ptb(data_dir: str | os.PathLike | None = None, check: bool = True) -> C
 def download_ptb(data_dir: str | os.PathLike | None = None, url: str = ARCHIVE_URL) -> Path:
     """Fetch ``simple-examples.tgz``, extract the three files into the data directory and
     verify them. Files are moved into place only after their sums check out."""
-    directory = resolve_data_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = prepare_writable_dir(resolve_data_dir(data_dir), "--data-dir")  # before a download it could not keep
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             archive = response.read()
     except OSError as exc:
         raise BenchError(f"cannot download {url}: {exc}; download it by hand and pass --data-dir") from exc
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar, tempfile.TemporaryDirectory(
-        dir=directory
-    ) as tmp:
+    try:
+        files = _read_archive(archive, url)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BenchError(f"{url} did not give a readable .tgz archive ({exc}); download it by hand and pass --data-dir") from exc
+    writing("the corpus into", directory, lambda: _install(files, directory))
+    return directory
+
+
+def _read_archive(archive: bytes, url: str) -> dict[str, bytes]:
+    """The three files' contents from ``simple-examples.tgz``."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+        files = {}
         for split in SPLITS:
             member = members.get(f"simple-examples/data/{file_name(split)}")
             extracted = tar.extractfile(member) if member else None
             if extracted is None:
                 raise BenchError(f"{url} has no simple-examples/data/{file_name(split)}: not the PTB archive")
-            (Path(tmp) / file_name(split)).write_bytes(extracted.read())
+            files[split] = extracted.read()
+    return files
+
+
+def _install(files: dict[str, bytes], directory: Path) -> None:
+    """Write the files beside the corpus and move them into place only once their sums check out."""
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        for split, data in files.items():
+            (Path(tmp) / file_name(split)).write_bytes(data)
         verify(Path(tmp))
         for split in SPLITS:
             os.replace(Path(tmp) / file_name(split), directory / file_name(split))
-    return directory

@@ -1,0 +1,206 @@
+"""Writing files so that no fault leaves a half-written or stray file behind.
+
+- :func:`atomic_write_bytes`: a temporary file in the same directory, then a rename; readers
+  see the old file or the new one. Temporary names carry the writer's pid, so a later run
+  can tell a dead writer's leftovers (``kill -9`` mid-write) from a live writer's file and
+  :func:`remove_stale_temporaries` removes only the former.
+- :class:`SpaceReserve`: a hidden file of preallocated bytes beside a run's record. When the
+  disk fills up mid-run, releasing it makes room to write the record's final state, so a
+  full disk never costs the epochs already completed.
+- :func:`writing` and :class:`EnvironmentFault`: a failed write is the machine's doing (disk
+  full, I/O error), not a bug, and says so in one line with a short reason a record keeps.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import os
+import re
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from bench.errors import BenchError
+
+TEMP_SUFFIX = ".tmp"
+RESERVE_SUFFIX = ".reserve"
+# A leftover is removed only when its writer is gone AND it is this old: a writer in another
+# pid namespace sharing the directory shows as "gone" but finishes a write within seconds.
+STALE_AFTER_SECONDS = 60.0
+_PID_IN_NAME = re.compile(r"\.pid(\d+)\.")
+
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[Path]:
+    """Remove hidden temporaries and reserves whose writer died; returns what was removed.
+
+    Names without a pid (written by cellbench before it stamped them) count as stale once
+    they are an hour old.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith((TEMP_SUFFIX, RESERVE_SUFFIX))):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        match = _PID_IN_NAME.search(name)
+        age = now - info.st_mtime
+        stale = (age > STALE_AFTER_SECONDS and not _writer_alive(int(match.group(1)))) if match else age > 3600
+        if stale:
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
+def prepare_writable_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Create ``path`` (with the user's default permissions), prove it is writable, and clear
+    a dead writer's leftovers from it. ``flag`` names the option that chose it."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=f".probe.pid{os.getpid()}.", suffix=TEMP_SUFFIX):
+            pass
+    except OSError as exc:
+        raise BenchError(f"{directory} is not a writable directory ({exc.strerror or exc}); pass {flag} DIR") from exc
+    remove_stale_temporaries(directory)
+    return directory
+
+
+def require_free_space(directory: Path, needed: int, what: str) -> None:
+    """Refuse to start when ``directory``'s file system cannot hold ``needed`` bytes."""
+    try:
+        fs = os.statvfs(directory)
+        free = fs.f_bavail * fs.f_frsize
+    except OSError:
+        return  # cannot tell: the reserve still protects the record
+    if free < needed:
+        raise BenchError(
+            f"{directory} has {_mib(free)} free, {what} needs about {_mib(needed)}; free some space or choose "
+            "another directory"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+class SpaceReserve:
+    """Preallocated bytes in a hidden file, given back when the disk is full so the final
+    record can still be written. Grows with the record it protects (twice its size)."""
+
+    MINIMUM = 1 << 20
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.path = directory / f".{run_id}.pid{os.getpid()}.x{RESERVE_SUFFIX}"
+        self.size = 0
+        self.ensure(self.MINIMUM)
+
+    def ensure(self, size: int) -> None:
+        """Grow to ``size`` bytes (no-op if already that large). Raises OSError when the disk
+        cannot hold it: the caller's early warning that space is running out."""
+        size = max(size, self.MINIMUM)
+        if size <= self.size or not self.path.parent.exists():
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+        self.size = size
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.size = 0
+
+
+class EnvironmentFault(Exception):
+    """The machine, not the code, stopped the work: ``reason`` is ``disk full``,
+    ``read-only file system``, ``I/O error`` or ``out of memory``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def fault_reason(exc: BaseException) -> str:
+    """The short reason for an OSError of a write, or a MemoryError."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return "disk full"
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return "read-only file system"
+    return "I/O error"
+
+
+def writing(what: str, path: Path, write: Callable[[], None]) -> None:
+    """Run ``write``; an OSError becomes an :class:`EnvironmentFault` naming ``what`` and ``path``."""
+    try:
+        write()
+    except OSError as exc:
+        reason = fault_reason(exc)
+        raise EnvironmentFault(reason, f"{reason} writing {what} {path} ({exc.strerror or exc})") from exc
+
+
+def open_regular(path: str | os.PathLike) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file (a FIFO, device or socket named
+    like a data file would block or never end); checked on the open descriptor, so a file
+    swapped in between a check and the open cannot slip through."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise IsADirectoryError(errno.EISDIR, "a directory", str(path)) if stat.S_ISDIR(mode) else OSError(
+                errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
