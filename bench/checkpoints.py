@@ -155,7 +155,7 @@ def _parse_meta(text: str, path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise fail("is not an object")
     version = meta.get("checkpoint_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise fail(f"says format version {version!r}; this cellbench reads version {FORMAT_VERSION} "
                    "(written by another version: start the run again)")
     for name, (types, required) in META_FIELDS.items():
@@ -173,8 +173,10 @@ def _parse_meta(text: str, path: Path) -> dict[str, Any]:
 
 
 def _checked_config(values: dict[str, Any], fail: Any) -> dict[str, Any]:
-    """The settings, which must be exactly the current Config's fields and valid."""
+    """The settings, which must be exactly the current Config's fields and valid, naming a
+    backend and a cell that are installed."""
     from bench.config import Config, validate
+    from bench.registry import get_backend, get_cell_class
 
     names = {f.name for f in dataclasses.fields(Config)}
     if set(values) != names:
@@ -183,6 +185,7 @@ def _checked_config(values: dict[str, Any], fail: Any) -> dict[str, Any]:
                    f"unknown: {', '.join(extra) or 'none'})")
     try:
         validate(Config(**values))
+        get_backend(values["backend"]), get_cell_class(values["cell"])
     except BenchError as exc:
         raise fail(f"config is invalid: {exc}") from exc
     return values

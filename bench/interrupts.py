@@ -13,10 +13,13 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-_state = {"stopping": False, "noted": False}
+_state: dict[str, Any] = {"stopping": False, "noted": False, "deferring": False, "pending": None}
 
 
 def _handler(signum: int, frame: Any) -> None:
+    if _state["deferring"] and not _state["stopping"]:
+        _state["pending"] = signal.Signals(signum).name
+        return
     if _state["stopping"]:
         if not _state["noted"]:
             _state["noted"] = True
@@ -29,7 +32,7 @@ def _handler(signum: int, frame: Any) -> None:
 
 def install() -> dict[int, Any]:
     """Handle the signals from now on; returns the handlers they replace."""
-    _state.update(stopping=False, noted=False)
+    _state.update(stopping=False, noted=False, deferring=False, pending=None)
     return {sig: signal.signal(sig, _handler) for sig in SIGNALS}
 
 
@@ -43,6 +46,21 @@ def handled() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A signal during the block (an epoch's record and checkpoint) takes effect after it, so
+    a completed epoch is always resumable."""
+    _state["deferring"] = True
+    try:
+        yield
+    finally:
+        _state["deferring"] = False
+    pending, _state["pending"] = _state["pending"], None
+    if pending and not _state["stopping"]:
+        _state["stopping"] = True
+        raise KeyboardInterrupt(pending)
 
 
 def finishing() -> None:

@@ -293,7 +293,7 @@ def _supervise(
     except Diverged as exc:
         record["status"], exit_code = "diverged", EXIT_DIVERGED
         record["failure"] = exc.where.as_failure("diverged", str(exc))
-        say(f"run {run_id} {exc}")
+        say(f"run {run_id} {exc}", always=True)
     except KeyboardInterrupt as exc:
         interrupts.finishing()
         record["status"], exit_code = "interrupted", EXIT_INTERRUPTED
@@ -301,14 +301,14 @@ def _supervise(
         record["failure"] = where.as_failure("interrupted", f"interrupted{by} {where.describe()}")
         say(f"run {run_id} interrupted{by} {where.describe()}; " + (
             f"resume: {files.place.resume_command(files.checkpoint_path)}" if files.checkpoint_path.exists()
-            else "no epoch completed, nothing to resume"))
+            else "no checkpoint yet, nothing to resume"), always=True)
     except (EnvironmentFault, MemoryError) as exc:
         reason = exc.reason if isinstance(exc, EnvironmentFault) else fault_reason(exc)
         message = str(exc) if isinstance(exc, EnvironmentFault) else "out of memory"
         record["status"], exit_code = "aborted", EXIT_ABORTED
         record["failure"] = where.as_failure("aborted", f"{message} {where.describe()}", reason=reason)
         say(f"run {run_id} aborted: {message} {where.describe()}; the record keeps the "
-            f"{len(record['epochs'])} completed epoch(s)")
+            f"{len(record['epochs'])} completed epoch(s)", always=True)
     except BaseException as exc:
         record["status"] = "failed"
         record["failure"] = where.as_failure("failed", repr(exc))
@@ -344,13 +344,14 @@ def _train(model: Model, task: Task, config: Config, record: dict, files: _RunFi
         if config.grad_probe_windows:
             where.enter("gradient-probe", epoch + 1)
             norms = {"epoch": epoch + 1, **measure_gradient_norms(model, task, config)}
-        where.enter("record", epoch + 1)
-        history.append(entry)
-        if config.grad_probe_windows:
-            record["gradient_norms"].append(norms)
-        files.write_record()  # first: the completed epoch is safe even if the checkpoint does not fit
-        where.enter("checkpoint", epoch + 1)
-        files.write_checkpoint(model.checkpoint())
+        with interrupts.deferred():  # a Ctrl-C here waits: a completed epoch is always resumable
+            where.enter("record", epoch + 1)
+            history.append(entry)
+            if config.grad_probe_windows:
+                record["gradient_norms"].append(norms)
+            files.write_record()  # first: the completed epoch is safe even if the checkpoint does not fit
+            where.enter("checkpoint", epoch + 1)
+            files.write_checkpoint(model.checkpoint())
         say(_epoch_line(entry, config.epochs, task))
     final = {split: history[-1][split] for split in task.per_epoch_splits} if history else {}
     for split in task.eval_windows:

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
+import socket
 import stat
 import tempfile
 import time
@@ -26,10 +28,19 @@ from bench.errors import BenchError
 
 TEMP_SUFFIX = ".tmp"
 RESERVE_SUFFIX = ".reserve"
-# A leftover is removed only when its writer is gone AND it is this old: a writer in another
-# pid namespace sharing the directory shows as "gone" but finishes a write within seconds.
-STALE_AFTER_SECONDS = 60.0
-_PID_IN_NAME = re.compile(r"\.pid(\d+)\.")
+# A leftover whose writer ran on this host is stale once that pid is gone; one from another
+# host sharing the directory (or from before names carried a writer) once it is this old.
+STALE_AFTER_SECONDS = 24 * 3600.0
+_WRITER = re.compile(r"\.pid(\d+)h([0-9a-f]{8})\.")
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def writer_tag() -> str:
+    """``pid<pid>h<host hash>``: who is writing a temporary file, so leftovers can be judged."""
+    return f"pid{os.getpid()}h{_host_tag()}"
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
@@ -42,7 +53,7 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=TEMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -66,12 +77,10 @@ def _writer_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[Path]:
-    """Remove hidden temporaries and reserves whose writer died; returns what was removed.
-
-    Names without a pid (written by cellbench before it stamped them) count as stale once
-    they are an hour old.
-    """
+    """Remove the hidden temporaries and reserves of writers that are gone (``kill -9`` in the
+    middle of a write leaves them); returns what was removed. A live writer's files stay."""
     now = time.time() if now is None else now
+    host = _host_tag()
     removed = []
     try:
         entries = list(os.scandir(directory))
@@ -87,9 +96,11 @@ def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
-        match = _PID_IN_NAME.search(name)
-        age = now - info.st_mtime
-        stale = (age > STALE_AFTER_SECONDS and not _writer_alive(int(match.group(1)))) if match else age > 3600
+        match = _WRITER.search(name)
+        if match and match.group(2) == host:
+            stale = not _writer_alive(int(match.group(1)))
+        else:
+            stale = now - info.st_mtime > STALE_AFTER_SECONDS
         if stale:
             try:
                 os.unlink(entry.path)
@@ -105,7 +116,7 @@ def prepare_writable_dir(path: str | os.PathLike, flag: str) -> Path:
     directory = Path(path)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=f".probe.pid{os.getpid()}.", suffix=TEMP_SUFFIX):
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=f".probe.{writer_tag()}.", suffix=TEMP_SUFFIX):
             pass
     except OSError as exc:
         raise BenchError(f"{directory} is not a writable directory ({exc.strerror or exc}); pass {flag} DIR") from exc
@@ -138,7 +149,7 @@ class SpaceReserve:
     MINIMUM = 1 << 20
 
     def __init__(self, directory: Path, run_id: str) -> None:
-        self.path = directory / f".{run_id}.pid{os.getpid()}.x{RESERVE_SUFFIX}"
+        self.path = directory / f".{run_id}.{writer_tag()}.space{RESERVE_SUFFIX}"
         self.size = 0
         self.ensure(self.MINIMUM)
 
