@@ -11,7 +11,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.records import atomic_write_bytes, cpu_model, utc_now
+from bench.storage import open_regular
+
+MAX_ROOFLINE_BYTES = 16 << 20  # thousands of measurements; a bigger file is not ours
 
 
 @contextmanager
@@ -64,9 +68,18 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
 
 
 def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
-    """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads)."""
+    """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads);
+    a file there that is not a roofline file is refused, never overwritten."""
     path = Path(results_dir) / "roofline.json"
-    data = json.loads(path.read_text()) if path.exists() else {"measurements": []}
+    data: dict[str, Any] = {"measurements": []}
+    if path.exists():
+        try:
+            with open_regular(path) as f:
+                data = json.loads(f.read(MAX_ROOFLINE_BYTES + 1))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise BenchError(f"{path} is not a readable roofline file ({exc}); move it away") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
+            raise BenchError(f"{path} is not a roofline file (no list of measurements); move it away")
     data["measurements"].append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())

@@ -239,3 +239,16 @@ def test_a_real_full_disk_keeps_every_completed_epoch_and_resumes(small_disk, tm
     assert reference.returncode == 0
     (ours,), (theirs,) = records_in(small_disk / "r"), records_in(tmp_path / "ref")
     assert ours["status"] == "completed" and ours["final"]["test"]["loss"] == theirs["final"]["test"]["loss"]
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"measurements": 3}', "\xff", "[" * 50_000 + "]" * 50_000])
+def test_a_roofline_file_that_is_not_ours_is_refused_never_overwritten(tmp_path, content):
+    from bench.errors import BenchError
+    from bench.roofline import record_peak
+
+    path = tmp_path / "roofline.json"
+    path.write_text(content, errors="surrogateescape") if content != "\xff" else path.write_bytes(b"\xff")
+    before = path.read_bytes()
+    with pytest.raises(BenchError, match="move it away"):
+        record_peak(tmp_path, {"cpu": "x", "threads": 1, "gflops": {"numpy": 1.0}})
+    assert path.read_bytes() == before
