@@ -1,11 +1,11 @@
 """Records -> tidy pandas DataFrames -> a comparison table, report.md, report.csv and plots.
 
-Reports read records only, never a live model. A file that is not a readable record of the
-current schema is listed and skipped, never fatal.
+Reports read records only, never a live model, and only through :mod:`bench.reading`: a
+file that is not a readable record is listed with the reason and skipped, never fatal.
 """
 from __future__ import annotations
 
-import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.records import load_record
+from bench.reading import read_results
 
-ROOFLINE_FILE = "roofline.json"
 RUN_COLUMNS = [
     "task", "backend", "impl", "cell", "learning_rate", "device", "status", "epochs", "accuracy", "valid_ppl", "test_ppl",
     "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final", "hours",
@@ -27,41 +26,8 @@ def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tupl
     """Every record under ``directory`` (recursively), and ``(path, reason)`` for the files
     that could not be read. Checkpoints, roofline files, speed tables and dot-files are not
     records."""
-    records, _, bad = _read_results(directory)
-    return records, bad
-
-
-def _read_results(directory: str | Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    """One pass over the directory: (run records, `bench speed --out` tables by relative
-    path, unreadable files with the reason)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BenchError(f"no results directory {directory}; run `python -m bench run` first or name one")
-    good, speeds, bad = [], {}, []
-    for path in sorted(directory.rglob("*.json")):
-        if path.name.startswith(".") or path.name == ROOFLINE_FILE:
-            continue
-        try:
-            record = load_record(path)
-        except BenchError as exc:
-            speed = _speed_table(path)  # not a record: maybe a speed table
-            if speed is not None:
-                speeds[str(path.relative_to(directory))] = speed
-            else:
-                bad.append((str(path), str(exc).split(": ", 1)[-1]))
-            continue
-        record["_path"] = str(path)
-        good.append(record)
-    return good, speeds, bad
-
-
-def _speed_table(path: Path) -> dict[str, Any] | None:
-    """The table `bench speed --out` wrote, if ``path`` holds one (they are not run records)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and {"preset", "rows", "peak_gflops"} <= data.keys() else None
+    results = read_results(directory)
+    return results.records, results.bad
 
 
 SPEED_COLUMNS = ["backend", "impl", "cell", "train_tok_s", "eval_tok_s", "eval_over_train", "train_pct_peak",
@@ -163,16 +129,14 @@ def gradients_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_peaks(directory: Path) -> dict[str, float]:
-    """Measured GEMM peaks, keyed by "cpu|threads" (see ``bench roofline``)."""
+def load_peaks(rooflines: list[dict[str, Any]]) -> dict[str, float]:
+    """Measured GEMM peaks, keyed by "cpu|threads" (see ``bench roofline``), from the
+    roofline files' contents."""
     peaks: dict[str, float] = {}
-    for path in directory.rglob(ROOFLINE_FILE):
-        try:
-            for entry in json.loads(path.read_text()).get("measurements", []):
-                key = f"{entry['cpu']}|{entry['threads']}"
-                peaks[key] = max(peaks.get(key, 0.0), max(entry["gflops"].values()))
-        except (OSError, ValueError, KeyError, AttributeError):
-            continue
+    for data in rooflines:
+        for entry in data["measurements"]:
+            key = f"{entry['cpu']}|{entry['threads']}"
+            peaks[key] = max(peaks.get(key, 0.0), max(entry["gflops"].values()))
     return peaks
 
 
@@ -225,12 +189,18 @@ def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def write_report(directory: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write report.md, report.csv and PNG plots for every record under ``directory``."""
+    """Write report.md, report.csv and PNG plots for every record under ``directory``.
+    A missing directory or an output directory that cannot be written is a BenchError,
+    found before anything is read or created."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise BenchError(f"{directory} is not a directory" if directory.exists()
+                         else f"no results directory {directory}; run `python -m bench run` first or name one")
     out = Path(out_dir) if out_dir else directory
-    out.mkdir(parents=True, exist_ok=True)
-    records, speeds, bad = _read_results(directory)
-    runs = runs_frame(records, load_peaks(directory))
+    _prepare_out(out)
+    results = read_results(directory)
+    records, bad = results.records, results.bad
+    runs = runs_frame(records, load_peaks(results.rooflines))
     table = comparison_table(runs) if len(runs) else runs
     runs.to_csv(out / "report.csv", index=False)
     from bench import plots
@@ -239,9 +209,19 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     sweeps = sweep_tables(runs) if len(runs) else {}
     published = published_table(records)
     (out / "report.md").write_text(
-        _markdown(table, sweeps, records, bad, figures, directory, published, speed_tables(speeds)))
+        _markdown(table, sweeps, records, bad, figures, directory, published, speed_tables(results.speeds)))
     return {"records": len(records), "bad": bad, "table": table, "sweeps": sweeps, "figures": figures, "out": out,
             "published": published}
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out`` if needed and prove it writable, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise BenchError(f"cannot write the report to {out} ({exc.strerror or exc}); pass --out DIR") from exc
 
 
 def _fmt(value: Any) -> str:
