@@ -49,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--backend", default="numpy", help="backend (default: numpy)")
     sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
 
+    from bench.records import DEFAULT_RESULTS_DIR
+
     report_parser = commands.add_parser("report", help="tables and plots from the records in a directory")
-    report_parser.add_argument("directory", nargs="?", default="results", help="records to read (default: results)")
+    report_parser.add_argument("directory", nargs="?", default=DEFAULT_RESULTS_DIR,
+                               help=f"records to read, each subdirectory a set of its own (default: {DEFAULT_RESULTS_DIR}; "
+                                    "the committed runs are in results/reference)")
     report_parser.add_argument("--out", help="where report.md, report.csv and the plots go (default: DIRECTORY)")
 
     speed_parser = commands.add_parser(

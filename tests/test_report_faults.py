@@ -1,12 +1,15 @@
 """Hostile input to ``bench report``: each file is read safely or listed as unreadable with a
-one-line reason, in bounded time and memory; nothing raises."""
+one-line reason, in bounded time and memory; nothing raises; and runs of different sets or
+configurations never share a row group, a plot or the test sample unannounced."""
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import signal
 import socket
+import tempfile
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -14,9 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from bench import plots
 from bench.config import make_config
 from bench.reading import MAX_JSON_BYTES, Unreadable, check, load_schema
-from bench.report import load_records, write_report
+from bench.report import (
+    _markdown, comparison_table, epochs_frame, gradients_frame, load_records, published_table, runs_frame,
+    sweep_tables, write_report,
+)
 from bench.runner import RunOptions, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -256,6 +266,16 @@ def _mutant(path: tuple, value: Any) -> dict[str, Any]:
     return mutant
 
 
+def _accepted(cases: list[tuple]) -> Iterator[tuple[int, tuple, dict[str, Any]]]:
+    for k, (path, value) in enumerate(cases):
+        mutant = _mutant(path, value)
+        try:
+            check(mutant, "record")
+        except Unreadable:
+            continue
+        yield k, path, mutant
+
+
 @pytest.fixture(scope="module")
 def walk_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("walk")
@@ -268,7 +288,8 @@ def test_the_walk_template_is_a_valid_record():
 @pytest.mark.parametrize("case", WALK, ids=[_walk_id(c) for c in WALK])
 def test_a_field_removed_or_of_the_wrong_type_is_listed_by_its_path_or_accepted(case, walk_dir):
     """Listed, with a reason naming the field (or the object that lacks it, or the field
-    inside it that breaks the schema); or accepted."""
+    inside it that breaks the schema); or accepted, and then the two tests below hold the
+    whole report to coping with it."""
     directory = walk_dir / str(WALK.index(case))
     write(directory / "record.json", _mutant(*case))
     records, bad = load_records(directory)
@@ -280,6 +301,137 @@ def test_a_field_removed_or_of_the_wrong_type_is_listed_by_its_path_or_accepted(
                    or mutated.startswith((field + ".", field + "[")))
         assert related or reason.startswith("schema version"), reason
         assert "\n" not in reason and len(reason) <= 300
+
+
+def test_every_accepted_mutant_goes_through_every_table(tmp_path):
+    records = []
+    for k, path, mutant in _accepted(WALK):
+        mutant.update(_path=f"{k}.json", _set=_field_text(path))
+        records.append(mutant)
+    assert len(records) > 300
+    runs = runs_frame(records, {f"{TEMPLATE['environment']['cpu']}|1": 100.0})
+    table, sweeps, published = comparison_table(runs), sweep_tables(runs), published_table(records)
+    epochs_frame(records), gradients_frame(records)
+    text = _markdown(table, sweeps, records, [], [], tmp_path, published, {})
+    assert text.count("\n| ") >= len(records)
+
+
+PLOTTED = ("epochs", "gradient_norms", "sample")
+
+
+def test_every_accepted_mutant_of_plotted_data_is_drawn(tmp_path):
+    """Each as its own backend in one set and configuration, so one group draws them all."""
+    accepted = 0
+    for k, path, mutant in _accepted([c for c in WALK if c[0][0] in PLOTTED]):
+        mutant["backend"]["name"] = f"m{k}"
+        write(tmp_path / "results" / "walk" / f"{k}.json", mutant)
+        accepted += 1
+    assert accepted > 100
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    assert out["records"] == accepted and not out["bad"]
+    assert {Path(f).name for f in out["figures"]} == {"gradients-walk.png", "curves-walk.png", "throughput-walk.png"}
+
+
+# --- values the schema allows: NaN, infinities, extremes, odd names --------------------
+
+EXTREMES = [math.nan, math.inf, -math.inf, 0.0, -1.0, 1e308, -1e308, 5e-324]
+
+
+def _every_float(node: Any, value: float) -> Any:
+    if isinstance(node, dict):
+        return {k: _every_float(v, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_every_float(v, value) for v in node]
+    return value if isinstance(node, float) else node
+
+
+def test_nan_infinities_and_extremes_in_every_number_are_reported_and_drawn(tmp_path, record):
+    for k, value in enumerate(EXTREMES):
+        extreme = {key: (_every_float(v, value) if key not in ("config",) else v) for key, v in record.items()}
+        extreme["backend"] = {**extreme["backend"], "name": f"b{k}"}
+        write(tmp_path / "results" / f"{k}.json", extreme)
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    assert out["records"] == len(EXTREMES) and not out["bad"]
+    assert len(out["figures"]) == 4  # gradients, curves, throughput, one echo sample (one cell)
+
+
+ODD_NAMES = ["$\\frac{", "_hidden", "a|b", "x" * 500, "über ☃", "a`b", "tab\tand\nnewline"]
+
+
+def test_odd_names_in_sets_and_records_are_shown_as_written(tmp_path, record):
+    """Names are drawn as text (a ``$`` starts no formula), a pipe or newline in a name
+    adds no table column, and a long one is cut in titles, not in the table."""
+    for k, name in enumerate(ODD_NAMES):
+        odd = copy.deepcopy(record)
+        odd["backend"]["name"] = name
+        write(tmp_path / "results" / "$x^$ _set | `odd`" / f"{k}.json", odd)
+    escape = copy.deepcopy(record)
+    escape["config"]["cell"] = "../../escape"
+    write(tmp_path / "results" / "$x^$ _set | `odd`" / "escape.json", escape)
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    assert out["records"] == len(ODD_NAMES) + 1 and len(out["figures"]) == 5  # and one echo sample per cell
+    assert all(Path(f).parent == tmp_path / "out" for f in out["figures"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "results"]
+    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines() if "| completed |" in line]
+    assert len(rows) == len(ODD_NAMES) + 1
+    assert all(row.count(" | ") == len(out["table"].columns) - 1 for row in rows)
+    assert any("x" * 500 in row for row in rows)
+
+
+# --- random mutations ----------------------------------------------------------------
+
+_numbers = st.one_of(st.floats(), st.integers(-(2**63), 2**63 - 1), st.sampled_from([2**63, -(2**70), 10**30]))
+_strings = st.one_of(st.text(max_size=8), st.sampled_from(["$x^$", "_x", "sweep:echo_step", "sweep:nope", "a|b\nc"]))
+_json = st.recursive(st.one_of(st.none(), st.booleans(), _numbers, _strings),
+                     lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                             st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                     max_leaves=6)
+
+
+def _like(value: Any) -> st.SearchStrategy:
+    """A value of the same JSON kind (legal more often than not), or any JSON at all."""
+    if isinstance(value, bool):
+        same = st.booleans()
+    elif isinstance(value, (int, float)):
+        same = _numbers
+    elif isinstance(value, str):
+        same = _strings
+    elif isinstance(value, list):
+        same = st.sampled_from([[], value[:1], value[::-1], value + value[-1:]])
+    else:
+        same = st.just(value)
+    return st.one_of(same, same, same, _json)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_mutations_never_break_loading_or_the_report(record, data):
+    templates = [record, TEMPLATE]
+    mutants = []
+    for copy_number in range(data.draw(st.integers(1, 2), label="records")):
+        mutant = copy.deepcopy(data.draw(st.sampled_from(templates), label="template"))
+        for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+            paths = list(_paths(mutant))
+            if not paths:
+                break
+            path = data.draw(st.sampled_from(paths), label="path")
+            parent = _at(mutant, path[:-1])
+            if data.draw(st.booleans(), label="remove"):
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = data.draw(_like(parent[path[-1]]), label="value")
+        if isinstance(mutant.get("backend"), dict):
+            mutant["backend"]["name"] = f"copy{copy_number}"
+        mutants.append(mutant)
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory) / "results"
+        for k, mutant in enumerate(mutants):
+            write(root / data.draw(st.sampled_from([".", "a"]), label="set") / f"{k}.json", mutant)
+        records, bad = load_records(root)
+        event(f"{len(records)} of {len(mutants)} record(s) readable")
+        assert len(records) + len(bad) == len(mutants)
+        assert all("\n" not in reason for _, reason in bad)
+        write_report(root, Path(directory) / "out")
 
 
 # --- the command line ----------------------------------------------------------------
@@ -319,6 +471,108 @@ def test_an_unwritable_out_is_exit_2_before_any_work(tmp_path, capsys, monkeypat
     code, err = _report_cli(capsys, str(tmp_path / "results"), "--out", str(tmp_path / out))
     assert code == 2 and err.startswith("error: cannot write the report to ") and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "results"]
+
+
+def test_report_reads_the_users_runs_by_default_not_the_reference():
+    from bench.cli import build_parser
+    from bench.records import DEFAULT_RESULTS_DIR
+
+    assert build_parser().parse_args(["report"]).directory == DEFAULT_RESULTS_DIR
+    assert not (REFERENCE.resolve().is_relative_to((REPO_ROOT / DEFAULT_RESULTS_DIR).resolve()))
+
+
+# --- sets and configurations are never mixed -----------------------------------------
+
+@pytest.fixture
+def drawn(monkeypatch) -> list[dict[str, Any]]:
+    """What each figure shows (file, titles, legend labels), without rendering it."""
+    figures: list[dict[str, Any]] = []
+
+    def capture(fig: Any, path: Path) -> Path:
+        labels = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+        figures.append({"file": path.name, "title": fig.get_suptitle(),
+                        "labels": labels, "lines": sum(len(ax.get_lines()) for ax in fig.axes)})
+        plots._pyplot().close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_save", capture)
+    return figures
+
+
+def _with_words(record: dict[str, Any], word: str, test_ppl: float) -> dict[str, Any]:
+    record = copy.deepcopy(record)
+    record["sample"].update(input_words=[word] * 3, target_words=[word] * 3, predicted_words=[word] * 3)
+    record["final"]["test"]["perplexity"] = test_ppl
+    return record
+
+
+def test_sets_and_configurations_get_their_own_rows_plots_and_a_stated_sample(tmp_path, record, drawn):
+    """The reference and the user's run of the same backend x cell and configuration stay
+    apart; a newer quick run (1 epoch) of the same backend x cell replaces neither's
+    curve nor supplies the sample."""
+    root = tmp_path / "results"
+    reference = _with_words(record, "ref", 50.0)
+    mine = _with_words({**record, "run_id": "mine", "started_at": "2099-01-01T00:00:00+00:00"}, "mine", 40.0)
+    quick = _with_words({**record, "run_id": "quick", "started_at": "2099-12-31T00:00:00+00:00",
+                         "config": {**record["config"], "epochs": 1}, "epochs": record["epochs"][:1]}, "quick", 10.0)
+    write(root / "reference" / "r.json", reference)
+    write(root / "runs" / "m.json", mine)
+    write(root / "runs" / "q.json", quick)
+
+    out = write_report(root, tmp_path / "out")
+    table = out["table"]
+    assert list(zip(table["set"], table["configuration"], table["epochs"])) == [
+        ("reference", "echo, epochs=2, total_series_length=1500", "2/2"),
+        ("runs", "echo, epochs=1, total_series_length=1500", "1/1"),
+        ("runs", "echo, epochs=2, total_series_length=1500", "2/2")]
+    assert {"seed", "threads"} <= set(table.columns)
+
+    curves = {f["file"]: f for f in drawn if f["file"].startswith("curves-")}
+    assert set(curves) == {"curves-reference.png", "curves-runs-epochs-1.png", "curves-runs-epochs-2.png"}
+    assert "set: reference" in curves["curves-reference.png"]["title"]
+    assert "configuration: echo, epochs=1, total_series_length=1500" in curves["curves-runs-epochs-1.png"]["title"]
+    assert all(f["lines"] == 4 for f in curves.values())  # one run each: train and valid, two panels
+    assert all(f["title"].startswith("set: ") and "configuration: " in f["title"] for f in drawn)
+
+    text = (tmp_path / "out" / "report.md").read_text()
+    sample = text[text.index("## Test sample"):]
+    assert "From run `mine` of set `runs`, configuration echo, epochs=2, total_series_length=1500: numpy/cell lstm" in sample
+    assert "| mine | mine | mine |" in sample and "quick" not in sample
+
+
+def test_sweeps_are_grouped_by_set_and_the_settings_they_keep(tmp_path, record, drawn):
+    root = tmp_path / "results"
+    for set_name in ("a", "b"):
+        for lag in (1, 2):
+            for lr in (0.3, 0.1):
+                swept = copy.deepcopy(record)
+                swept.update(tag="sweep:echo_step", run_id=f"{set_name}-{lag}-{lr}")
+                swept["config"].update(echo_step=lag, learning_rate=lr)
+                write(root / set_name / f"{lag}-{lr}.json", swept)
+    out = write_report(root, tmp_path / "out")
+    assert len(out["table"]) == 0  # sweeps have their own tables
+    about = [(a["set"], a["configuration"]) for a, _ in out["sweeps"]]
+    assert about == [("a", "echo, learning_rate=0.1, epochs=2, total_series_length=1500"),
+                     ("a", "echo, epochs=2, total_series_length=1500"),
+                     ("b", "echo, learning_rate=0.1, epochs=2, total_series_length=1500"),
+                     ("b", "echo, epochs=2, total_series_length=1500")]
+    assert all(list(table["echo_step"]) == [1, 2] for _, table in out["sweeps"])
+    assert len([f for f in drawn if f["file"].startswith("sweep-echo_step-")]) == 4
+
+
+def test_a_failed_run_is_listed_not_drawn_and_an_aborted_one_shows_its_epochs(tmp_path, record, drawn):
+    failed = {**record, "status": "failed", "failure": {"kind": "failed", "phase": "train", "epoch": 2, "step": 1,
+                                                        "message": "RuntimeError()"}}
+    aborted = {**record, "status": "aborted", "run_id": "aborted",
+               "failure": {"kind": "aborted", "phase": "checkpoint", "epoch": 2, "step": None, "message": "disk full",
+                           "reason": "disk full"}}
+    aborted["config"] = {**record["config"], "cell": "rnn"}
+    write(tmp_path / "results" / "f.json", failed)
+    write(tmp_path / "results" / "a.json", aborted)
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    assert sorted(out["table"]["status"]) == ["aborted", "failed"]
+    curves = next(f for f in drawn if f["file"].startswith("curves-"))
+    assert curves["labels"] == ["rnn numpy/cell"]
 
 
 # --- the schemas themselves ------------------------------------------------------------
