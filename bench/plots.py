@@ -230,8 +230,11 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
 
 
 def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
+    """Train and evaluation tokens/s per run; each bar names its CPU where the group's runs
+    ran on more than one (the configuration does not fix the machine)."""
     plt = _pyplot()
-    labels = [_label(r) for _, r in runs.iterrows()]
+    several = runs["cpu"].nunique() > 1
+    labels = [_label(r) + ("\n" + _plain(r["cpu"], 40) if several else "") for _, r in runs.iterrows()]
     fig, ax = plt.subplots(figsize=(min(MAX_FIGURE_WIDTH, max(6, 1.1 * len(labels))), 5))
     x = np.arange(len(labels))
     train, dropped_train = _plottable(runs["train_tok_s"])

@@ -491,7 +491,8 @@ def drawn(monkeypatch) -> list[dict[str, Any]]:
     def capture(fig: Any, path: Path) -> Path:
         labels = [text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
         figures.append({"file": path.name, "title": fig.get_suptitle(),
-                        "labels": labels, "lines": sum(len(ax.get_lines()) for ax in fig.axes)})
+                        "labels": labels, "lines": sum(len(ax.get_lines()) for ax in fig.axes),
+                        "ticks": [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]})
         plots._pyplot().close(fig)
         return path
 
@@ -538,6 +539,18 @@ def test_sets_and_configurations_get_their_own_rows_plots_and_a_stated_sample(tm
     sample = text[text.index("## Test sample"):]
     assert "From run `mine` of set `runs`, configuration echo, epochs=2, total_series_length=1500: numpy/cell lstm" in sample
     assert "| mine | mine | mine |" in sample and "quick" not in sample
+
+
+def test_throughput_bars_name_the_cpu_when_a_group_ran_on_several(tmp_path, record, drawn):
+    other = {**record, "environment": {**record["environment"], "cpu": "Other CPU"}}
+    other["config"] = {**record["config"], "cell": "rnn"}
+    write(tmp_path / "results" / "a.json", record)
+    write(tmp_path / "results" / "b.json", other)
+    write_report(tmp_path / "results", tmp_path / "out")
+    ticks = next(f for f in drawn if f["file"].startswith("throughput-"))["ticks"]
+    cpu = record["environment"]["cpu"]
+    cpu = cpu if len(cpu) <= 40 else cpu[:37] + "..."
+    assert ticks == [f"lstm numpy/cell\n{cpu}", "rnn numpy/cell\nOther CPU"]
 
 
 def test_sweeps_are_grouped_by_set_and_the_settings_they_keep(tmp_path, record, drawn):
