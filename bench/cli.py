@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report_parser = commands.add_parser("report", help="tables and plots from the records in a directory")
     report_parser.add_argument("directory", nargs="?", default=DEFAULT_RESULTS_DIR,
-                               help=f"records to read (default: {DEFAULT_RESULTS_DIR})")
+                               help=f"records to read, each subdirectory a set of its own (default: {DEFAULT_RESULTS_DIR}; "
+                                    "the committed runs are in results/reference)")
     report_parser.add_argument("--out", help="where report.md, report.csv and the plots go (default: DIRECTORY)")
 
     speed_parser = commands.add_parser(

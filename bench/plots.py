@@ -1,11 +1,28 @@
-"""The report's pictures, drawn from the report's DataFrames (never from a live model)."""
+"""The report's pictures, drawn from the report's DataFrames (never from a live model).
+
+One set of pictures per set and configuration (:mod:`bench.grouping`): each title names
+both, each file name is unique to its group, and the latest run per backend x impl x cell
+is chosen within the group only.
+"""
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bench.grouping import file_stems, slug
+
+# Beyond this a value is no measurement (a diverged loss) and breaks matplotlib's scales;
+# such values, and non-finite ones, are left out and counted in a note on the plot.
+PLOT_LIMIT = 1e100
+PERPLEXITY_AXIS_TOP = 2000.0  # a diverging run (1e21) would flatten every other curve
+SAMPLE_STEPS = 100  # bars drawn per row of an echo sample
+MAX_FIGURE_WIDTH = 30.0  # inches: a wider canvas exhausts memory, not the reader
+MAX_LEGEND = 20  # entries; a group holds at most a dozen backend x impl x cell runs
 
 
 def _pyplot():
@@ -17,150 +34,270 @@ def _pyplot():
     return plt
 
 
+def _plain(text: Any, limit: int = 300) -> str:
+    """A name from a record (a directory, tag, backend) shown as written: a ``$`` in it does
+    not start a formula matplotlib would fail to parse, nor a leading ``_`` hide a label;
+    control characters become spaces and a long name is cut."""
+    text = re.sub(r"[\x00-\x1f\x7f]", " ", str(text))
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text.replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
 def _label(row: Any) -> str:
-    return f"{row['cell']} {row['backend']}/{row['impl']}"
+    return _plain(f"{row['cell']} {row['backend']}/{row['impl']}", 60)
 
 
-def _latest(runs: pd.DataFrame) -> pd.DataFrame:
-    """The most recent run per (task, backend, impl, cell) that has a completed epoch and
-    did not fail, sweeps left out (an interrupted or still running run shows its epochs)."""
-    main = runs[(runs["status"] != "failed") & (runs["epochs"] > 0) & ~runs["tag"].fillna("").str.startswith("sweep")]
-    return main.sort_values("started_at").groupby(["task", "backend", "impl", "cell"], as_index=False).tail(1)
+def _where(set_name: str, configuration: str) -> str:
+    text = f"set: {set_name}   configuration: {configuration}"
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return "\n".join(_plain(line) for line in textwrap.wrap(text, 110))
+
+
+def _plottable(values: Any, log: bool = False) -> tuple[np.ndarray, int]:
+    """``values`` as floats with what cannot be drawn made NaN (a gap), and how many."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    array = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, copy=True)
+    bad = ~np.isfinite(array) | (np.abs(array) > PLOT_LIMIT)
+    if log:
+        bad |= array <= 0
+    bad &= ~np.isnan(array)
+    array[bad] = np.nan
+    return array, int(bad.sum())
+
+
+def _note_dropped(ax: Any, dropped: int, log: bool = False) -> None:
+    if dropped:
+        what = "≤ 0, not finite or beyond ±1e100: not drawn on the log scale" if log else \
+            "not finite or beyond ±1e100: not drawn"
+        ax.text(0.99, 0.99, f"{dropped} value(s) {what}", transform=ax.transAxes, fontsize=7,
+                ha="right", va="top", color="firebrick")
+
+
+def _legend(ax: Any, **kwargs: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if len(handles) > MAX_LEGEND:
+        ax.text(0.01, 0.99, f"{len(handles) - MAX_LEGEND} more line(s) not in the legend", transform=ax.transAxes,
+                fontsize=7, va="top")
+    ax.legend(handles[:MAX_LEGEND], labels[:MAX_LEGEND], **kwargs)
 
 
 def draw_all(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, out: Path) -> list[str]:
+    """Every plot, per (set, configuration) group; sweeps per (set, sweep, fixed configuration).
+    Failed runs are not drawn; interrupted, aborted, diverged and running ones show the
+    epochs they completed."""
     if runs.empty:
         return []
-    latest = _latest(runs)
-    files: list[str] = []
-    for task, task_runs in latest.groupby("task"):
-        ids = set(task_runs["run_id"])
-        if not grads.empty and grads["run_id"].isin(ids).any():
-            files.append(gradient_plot(grads[grads["run_id"].isin(ids)], task, out))
-        if not epochs.empty and epochs["run_id"].isin(ids).any():
-            files.append(curves_plot(epochs[epochs["run_id"].isin(ids)], task, out))
-        files.append(throughput_plot(task_runs, task, out))
-    sweep = runs[runs["tag"].fillna("").str.startswith("sweep:echo_step") & (runs["status"] == "completed")]
-    if not sweep.empty:
-        files.append(lag_plot(sweep, out))
-    by_id = {r["run_id"]: r for r in records}
-    echo = latest[latest["task"] == "echo"].sort_values(["cell", "backend", "impl"])
-    for cell, group in echo.groupby("cell"):  # one picture per cell: every backend predicts alike
-        with_sample = [row for _, row in group.iterrows() if by_id[row["run_id"]].get("sample")]
-        if with_sample:
-            row = with_sample[0]
-            files.append(echo_sample_plot(by_id[row["run_id"]]["sample"], _label(row), out / f"echo-sample-{cell}.png"))
-    return [str(f) for f in files]
+    names = _Names(out)
+    return [str(f) for f in _draw_groups(records, runs, epochs, grads, names) + _draw_sweeps(runs, names)]
 
 
-def gradient_plot(grads: pd.DataFrame, task: str, out: Path) -> Path:
+class _Names:
+    """File names in ``out``, each used once: a name taken already (two groups whose
+    readable names coincide) gets a number."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.taken = out, set()
+
+    def __call__(self, *parts: str) -> Path:
+        stem = "-".join(slug(part) for part in parts)
+        name, k = stem, 1
+        while name in self.taken:
+            k += 1
+            name = f"{stem}-{k}"
+        self.taken.add(name)
+        return self.out / f"{name}.png"
+
+
+def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame,
+                 names: _Names) -> list[Path]:
+    shown = runs[(runs["status"] != "failed") & (runs["epochs"] > 0) & runs["sweep"].isna()]
+    groups = list(shown.groupby(["set", "config_key"], sort=True))
+    stems = file_stems([(s, g["configuration"].iloc[0], k) for (s, k), g in groups])
+    by_path = {r.get("_path", r["run_id"]): r for r in records}
+    files: list[Path] = []
+    for ((set_name, _), group), stem in zip(groups, stems):
+        latest = group.sort_values("started_at", kind="stable").groupby(["backend", "impl", "cell"]).tail(1)
+        latest = latest.sort_values(["cell", "backend", "impl"])
+        where = _where(set_name, group["configuration"].iloc[0])
+        task = _plain(group["task"].iloc[0])
+        paths = set(latest["path"])
+        group_grads = grads[grads["path"].isin(paths)]
+        if not group_grads.empty:
+            files.append(gradient_plot(group_grads, latest, task, where, names("gradients", stem)))
+        group_epochs = epochs[epochs["path"].isin(paths)]
+        if not group_epochs.empty:
+            files.append(curves_plot(group_epochs, latest, task, where, names("curves", stem)))
+        files.append(throughput_plot(latest, task, where, names("throughput", stem)))
+        if group["task"].iloc[0] == "echo":
+            for cell, cell_runs in latest.groupby("cell", sort=True):  # one per cell: every backend predicts alike
+                row = next((row for _, row in cell_runs.iterrows() if by_path[row["path"]].get("sample")), None)
+                if row is not None:
+                    files.append(echo_sample_plot(by_path[row["path"]]["sample"], _label(row), where,
+                                                  names("echo-sample", stem, cell)))
+    return files
+
+
+def _draw_sweeps(runs: pd.DataFrame, names: _Names) -> list[Path]:
+    sweep = runs[(runs["sweep"] == "echo_step") & (runs["status"] == "completed")]
+    groups = list(sweep.groupby(["set", "sweep_key"], sort=True))
+    stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, k), g in groups])
+    return [lag_plot(group, _where(set_name, group["sweep_configuration"].iloc[0] + "; echo_step swept"),
+                     names("sweep-echo_step", stem))
+            for ((set_name, _), group), stem in zip(groups, stems)]
+
+
+def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
     """||dL_T/dh_t|| against t (top layer, log scale): at initialisation and after training."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("run_id")["layer"].transform("max"))]
+    fig, ax = plt.subplots(figsize=(8, 5.4))
+    top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
     colors = {"rnn": "C0", "lstm": "C1"}
     labelled: set[str] = set()
-    for _, run in top.groupby("run_id"):
-        cell = run.iloc[0]["cell"]
+    dropped = 0
+    cells = runs.set_index("path")["cell"]
+    for run_path, run in top.groupby("path", sort=False):
+        cell = str(cells[run_path])
         color = colors.setdefault(cell, f"C{len(colors) % 10}")
+        cell = _plain(cell)
         for epoch, style, when in ((run["epoch"].min(), "-", "at init"), (run["epoch"].max(), "--", "trained")):
             curve = run[run["epoch"] == epoch].sort_values("t")
+            norms, n = _plottable(curve["norm"], log=True)
+            dropped += n
             label = f"{cell} {when}"
-            ax.semilogy(curve["t"], curve["norm"], style, color=color, alpha=0.7,
+            ax.semilogy(curve["t"].to_numpy(dtype=float), norms, style, color=color, alpha=0.7,
                         label=None if label in labelled else label)
             labelled.add(label)
-    backends = ", ".join(sorted({_label(r).split(" ", 1)[1] for _, r in top.drop_duplicates("run_id").iterrows()}))
-    ax.text(0.01, 0.01, f"one line per backend/impl ({backends}); they overlap", transform=ax.transAxes, fontsize=7)
+    in_plot = set(top["path"])
+    drawn = sorted({f"{r['backend']}/{r['impl']}" for _, r in runs.iterrows() if r["path"] in in_plot})
+    overlap = "one line per backend/impl ({}); they overlap" if len(drawn) > 1 else "backend/impl: {}"
+    ax.text(0.01, 0.01, _plain(overlap.format(", ".join(drawn))), transform=ax.transAxes, fontsize=7)
+    _note_dropped(ax, dropped, log=True)
     ax.set_xlabel("time step t (the loss is at the last step, T-1)")
     ax.set_ylabel("||dL_T / dh_t||, mean over the batch")
-    ax.set_title(f"{task}: how much of the last step's error reaches step t")
+    ax.set_title(f"{task}: how much of the last step's error reaches step t", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, out / f"gradients-{task}.png")
+    _legend(ax, fontsize=7, loc="lower right")
+    fig.suptitle(where, fontsize=9)
+    return _save(fig, path)
 
 
-PERPLEXITY_AXIS_TOP = 2000.0  # a diverging run (1e21) would flatten every other curve
+def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
+    """Train (solid) and valid (dashed) per epoch, one colour per run."""
+    from matplotlib.ticker import MaxNLocator
 
-
-def curves_plot(epochs: pd.DataFrame, task: str, out: Path) -> Path:
-    """Train (solid) and valid (dashed) per epoch, one colour per run; where the runs'
-    learning rates differ, each label names its own."""
     plt = _pyplot()
     metric = "perplexity" if task == "ptb" else "loss"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    firsts = epochs.drop_duplicates("run_id")
-    name_lr = firsts["learning_rate"].nunique() > 1
-    colours = plt.get_cmap("tab20" if len(firsts) > 10 else "tab10")
-    cut = False
-    for k, (_, first) in enumerate(firsts.iterrows()):
-        label = _label(first) + (f" lr {first['learning_rate']:g}" if name_lr else "")
-        for split, style in (("train", "-"), ("valid", "--")):
-            run = epochs[(epochs["run_id"] == first["run_id"]) & (epochs["split"] == split)]
-            kwargs = dict(color=colours(k % colours.N), marker=".", label=label if split == "train" else None)
-            left.plot(run["epoch"], run[metric], style, **kwargs)
-            right.plot(run["epoch"], run["accuracy"], style, **kwargs)
-            cut = cut or bool((run[metric] > PERPLEXITY_AXIS_TOP).any())
-    title = f"{task}: {metric} (solid train, dashed valid)"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
+    colours = plt.get_cmap("tab20" if len(runs) > 10 else "tab10")
+    cut, dropped = False, [0, 0]
+    passes = {key: rows.sort_values("epoch") for key, rows in epochs.groupby(["path", "split"], sort=False)}
+    for k, (_, run_row) in enumerate(runs.iterrows()):
+        for split, style, marker in (("train", "-", "."), ("valid", "--", "x")):
+            run = passes.get((run_row["path"], split))
+            if run is None:
+                continue
+            kwargs = dict(color=colours(k % colours.N), marker=marker, label=_label(run_row) if split == "train" else None)
+            x = run["epoch"].to_numpy(dtype=float)
+            values, n_left = _plottable(run[metric], log=metric == "perplexity")
+            accuracy, n_right = _plottable(run["accuracy"])
+            dropped[0], dropped[1] = dropped[0] + n_left, dropped[1] + n_right
+            left.plot(x, values, style, **kwargs)
+            right.plot(x, accuracy, style, **kwargs)
+            cut = cut or bool(np.nanmax(values, initial=0) > PERPLEXITY_AXIS_TOP)
+    title = f"{task}: {metric} (train solid with dots, valid dashed with crosses)"
     if metric == "perplexity":
         left.set_yscale("log")
         if cut:
             left.set_ylim(top=PERPLEXITY_AXIS_TOP)
             title += f"; axis cut at {PERPLEXITY_AXIS_TOP:,.0f}"
-    left.set(xlabel="epoch", ylabel=metric, title=title)
-    right.set(xlabel="epoch", ylabel="accuracy", title=f"{task}: accuracy")
-    for ax in (left, right):
+    left.set(xlabel="epoch", ylabel=metric)
+    left.set_title(title, fontsize=10)
+    right.set(xlabel="epoch", ylabel="accuracy")
+    right.set_title(f"{task}: accuracy", fontsize=10)
+    first, last = np.nanmin(epochs["epoch"].to_numpy(dtype=float)), np.nanmax(epochs["epoch"].to_numpy(dtype=float))
+    for ax, n in zip((left, right), dropped):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if last - first < 2:  # one or two epochs: whole numbers either side, not 0.96 to 1.04
+            ax.set_xlim(first - 1, last + 1)
         ax.grid(True, alpha=0.3)
-    right.legend(fontsize=7)
-    return _save(fig, out / f"curves-{task}.png")
+        _note_dropped(ax, n, log=ax is left and metric == "perplexity")
+    _legend(right, fontsize=7)
+    fig.suptitle(where, fontsize=9)
+    return _save(fig, path)
 
 
-def throughput_plot(runs: pd.DataFrame, task: str, out: Path) -> Path:
+def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
+    """Train and evaluation tokens/s per run; each bar names its CPU where the group's runs
+    ran on more than one (the configuration does not fix the machine)."""
     plt = _pyplot()
-    runs = runs.sort_values(["cell", "backend", "impl"])
-    labels = [_label(r) for _, r in runs.iterrows()]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4.5))
+    several = runs["cpu"].nunique() > 1
+    labels = [_label(r) + ("\n" + _plain(r["cpu"], 40) if several else "") for _, r in runs.iterrows()]
+    fig, ax = plt.subplots(figsize=(min(MAX_FIGURE_WIDTH, max(6, 1.1 * len(labels))), 5))
     x = np.arange(len(labels))
-    ax.bar(x - 0.2, runs["train_tok_s"].fillna(0), 0.4, label="train")
-    ax.bar(x + 0.2, runs["eval_tok_s"].fillna(0), 0.4, label="evaluate")
-    ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    train, dropped_train = _plottable(runs["train_tok_s"])
+    evaluate, dropped_eval = _plottable(runs["eval_tok_s"])
+    ax.bar(x - 0.2, train, 0.4, label="train")
+    ax.bar(x + 0.2, evaluate, 0.4, label="evaluate")
+    if len(labels) <= 2 * MAX_LEGEND:
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+    else:
+        ax.set_xlabel(f"{len(labels)} runs: too many to name here; the table lists them")
     ax.set_ylabel("tokens / s (median of timed stretches)")
-    ax.set_title(f"{task}: throughput")
-    ax.legend()
+    ax.set_title(f"{task}: throughput (latest run of each)", fontsize=10)
+    _note_dropped(ax, dropped_train + dropped_eval)
+    _legend(ax, loc="upper left")
     ax.grid(True, axis="y", alpha=0.3)
-    return _save(fig, out / f"throughput-{task}.png")
+    fig.suptitle(where, fontsize=9)
+    return _save(fig, path)
 
 
-def lag_plot(sweep: pd.DataFrame, out: Path) -> Path:
+def lag_plot(sweep: pd.DataFrame, where: str, path: Path) -> Path:
     """Echo accuracy against the lag: where each cell's memory ends."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, group in sweep.groupby(sweep.apply(_label, axis=1)):
-        group = group.sort_values("started_at").groupby("echo_step", as_index=False).tail(1).sort_values("echo_step")
-        ax.plot(group["echo_step"], group["accuracy"], marker="o", label=label)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    dropped = 0
+    for label, group in sweep.groupby(sweep.apply(_label, axis=1), sort=True):
+        group = group.sort_values("started_at", kind="stable").groupby("sweep_value", dropna=False).tail(1)
+        lags, n_lags = _plottable(group["sweep_value"])
+        accuracy, n_accuracy = _plottable(group["accuracy"])
+        order = np.argsort(lags, kind="stable")
+        dropped += n_lags + n_accuracy
+        ax.plot(lags[order], accuracy[order], marker="o", label=label)
     ax.axhline(0.99, color="grey", linestyle=":", label="99%")
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
-    ax.set(xlabel="echo lag (steps)", ylabel="test accuracy", title="echo: accuracy against lag")
+    ax.set(xlabel="echo lag (steps)", ylabel="test accuracy")
+    ax.set_title("echo: accuracy against lag", fontsize=10)
+    _note_dropped(ax, dropped)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, out / "echo-lag.png")
+    _legend(ax, fontsize=8)
+    fig.suptitle(where, fontsize=9)
+    return _save(fig, path)
 
 
-def echo_sample_plot(sample: dict[str, Any], label: str, path: Path) -> Path:
+def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path) -> Path:
     """The tutorial's picture: for each batch row, input, target and prediction as bars."""
     plt = _pyplot()
-    inputs, targets, predictions = (np.asarray(sample[k]) for k in ("inputs", "targets", "predictions"))
-    rows = min(len(inputs), 5)
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 1.5 * rows), sharex=True, squeeze=False)
-    t = np.arange(inputs.shape[1])
-    for row, ax in enumerate(axes[:, 0]):
-        ax.bar(t, inputs[row], width=1, color="lightgrey", label="input")
-        ax.bar(t, targets[row] * 0.5, width=1, color="blue", alpha=0.6, label="target (x0.5)")
-        ax.bar(t, predictions[row] * 0.25, width=1, color="red", alpha=0.8, label="prediction (x0.25)")
+    rows = min(len(sample["inputs"]), len(sample["targets"]), len(sample["predictions"]), 5)
+    fig, axes = plt.subplots(max(rows, 1), 1, figsize=(10, 1.5 * max(rows, 1) + 0.6), sharex=True, squeeze=False)
+    dropped = 0
+    for row, ax in enumerate(axes[:rows, 0]):
+        series = [_plottable(sample[k][row][:SAMPLE_STEPS]) for k in ("inputs", "targets", "predictions")]
+        dropped += sum(n for _, n in series)
+        inputs, targets, predictions = (np.nan_to_num(values, nan=0.0) for values, _ in series)
+        for values, scale, style in ((inputs, 1.0, dict(color="lightgrey", label="input")),
+                                     (targets, 0.5, dict(color="blue", alpha=0.6, label="target (x0.5)")),
+                                     (predictions, 0.25, dict(color="red", alpha=0.8, label="prediction (x0.25)"))):
+            ax.stairs(values * scale, np.arange(len(values) + 1) - 0.5, fill=True, **style)  # bars of width 1
         ax.set_yticks([])
         ax.set_ylabel(f"row {row + 1}", fontsize=8)
-    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3)
-    axes[0, 0].set_title(f"echo test sample, {label}")
+    _legend(axes[0, 0], fontsize=7, loc="upper right", ncol=3)
+    _note_dropped(axes[0, 0], dropped)
+    axes[0, 0].set_title(f"echo test sample, {label}", fontsize=10)
     axes[-1, 0].set_xlabel("time step")
+    fig.suptitle(where, fontsize=9)
     return _save(fig, path)
 
 

@@ -62,17 +62,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record; a file that is not a record of a known schema is a BenchError."""
-    path = Path(path)
+    """Read one record; a file that is not a record of a known schema is a BenchError
+    naming the file and the reason (the checks are :mod:`bench.reading`'s, as the report's)."""
+    from bench.reading import Unreadable, read_document
+
     try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"{path}: not a readable JSON record ({exc})") from exc
-    if not isinstance(record, dict) or "schema_version" not in record or "run_id" not in record:
-        raise BenchError(f"{path}: not a cellbench run record")
-    if record["schema_version"] not in READABLE_SCHEMA_VERSIONS:
-        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
-        raise BenchError(f"{path}: schema version {record['schema_version']}, this cellbench reads {readable}")
+        _, record = read_document(path, "record")
+    except Unreadable as exc:
+        raise BenchError(f"{path}: {exc}") from exc
     return record
 
 

@@ -1,11 +1,15 @@
 """Records -> tidy pandas DataFrames -> a comparison table, report.md, report.csv and plots.
 
-Reports read records only, never a live model. A file that is not a readable record of the
-current schema is listed and skipped, never fatal.
+Reports read records only, never a live model, and only through :mod:`bench.reading`: a
+file that is not a readable record is listed with the reason and skipped, never fatal.
+Every row names its set and configuration, and runs are only compared within one of each
+(:mod:`bench.grouping`).
 """
 from __future__ import annotations
 
 import json
+import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,59 +17,28 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.records import load_record
+from bench.grouping import configuration_key, describe
+from bench.reading import read_results
 
-ROOFLINE_FILE = "roofline.json"
 RUN_COLUMNS = [
-    "task", "backend", "impl", "cell", "learning_rate", "device", "status", "epochs", "accuracy", "valid_ppl", "test_ppl",
-    "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final", "hours",
+    "set", "configuration", "backend", "impl", "cell", "status", "epochs", "seed", "threads", "learning_rate", "device",
+    "accuracy", "valid_ppl", "test_ppl", "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct",
+    "grad_ratio_init", "grad_ratio_final", "hours",
     "cpu",  # throughput compares only within one machine
 ]
+_INTERNAL_COLUMNS = ["config_key", "sweep_key"]
 
 
 def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Every record under ``directory`` (recursively), and ``(path, reason)`` for the files
     that could not be read. Checkpoints, roofline files, speed tables and dot-files are not
     records."""
-    records, _, bad = _read_results(directory)
-    return records, bad
-
-
-def _read_results(directory: str | Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    """One pass over the directory: (run records, `bench speed --out` tables by relative
-    path, unreadable files with the reason)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BenchError(f"no results directory {directory}; run `python -m bench run` first or name one")
-    good, speeds, bad = [], {}, []
-    for path in sorted(directory.rglob("*.json")):
-        if path.name.startswith(".") or path.name == ROOFLINE_FILE:
-            continue
-        try:
-            record = load_record(path)
-        except BenchError as exc:
-            speed = _speed_table(path)  # not a record: maybe a speed table
-            if speed is not None:
-                speeds[str(path.relative_to(directory))] = speed
-            else:
-                bad.append((str(path), str(exc).split(": ", 1)[-1]))
-            continue
-        record["_path"] = str(path)
-        good.append(record)
-    return good, speeds, bad
-
-
-def _speed_table(path: Path) -> dict[str, Any] | None:
-    """The table `bench speed --out` wrote, if ``path`` holds one (they are not run records)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and {"preset", "rows", "peak_gflops"} <= data.keys() else None
+    results = read_results(directory)
+    return results.records, results.bad
 
 
 SPEED_COLUMNS = ["backend", "impl", "cell", "train_tok_s", "eval_tok_s", "eval_over_train", "train_pct_peak",
-                 "train_pct_ceiling", "eval_pct_ceiling", "train_vs_torch_fused_lstm"]
+                 "train_pct_ceiling", "eval_pct_ceiling", "train_vs_torch_fused_lstm", "error"]
 
 
 def speed_tables(speeds: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], pd.DataFrame]]:
@@ -83,11 +56,19 @@ def _top_ratio(entry: dict[str, Any] | None) -> float | None:
     return entry["summary"]["dLT_dh"][-1]["ratio"]
 
 
+def _sweep(record: dict[str, Any]) -> str | None:
+    """The setting a ``sweep:<setting>`` run varied, if the record has that setting."""
+    tag = record.get("tag") or ""
+    param = tag.split(":", 1)[1] if tag.startswith("sweep:") else None
+    return param if param in record["config"] else None
+
+
 def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per run: what ran, how well, how fast, and how the gradient decays."""
+    """One row per run: where it lies and what it ran, how well, how fast, and how the
+    gradient decays. ``path`` identifies a run (a run id can lie in two sets)."""
     rows = []
     for r in records:
-        config, final, epochs = r["config"], r.get("final") or {}, r.get("epochs") or []
+        config, final, epochs = r["config"], r.get("final") or {}, r["epochs"]
         last = epochs[-1] if epochs else {}
         train = last.get("train") or {}
         test = final.get("test") or {}
@@ -95,8 +76,13 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
         grads = r.get("gradient_norms") or []
         rate = train.get("tokens_per_s_median") or train.get("tokens_per_s")
         eval_split = test or valid
+        sweep = _sweep(r)
         row = {
+            "path": r.get("_path", r["run_id"]),
             "run_id": r["run_id"],
+            "set": r.get("_set", "."),
+            "configuration": describe(config, r.get("preset")),
+            "config_key": configuration_key(config),
             "task": config["task"],
             "backend": r["backend"]["name"],
             "impl": r["backend"]["impl"],
@@ -105,6 +91,10 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "device": r["backend"].get("device", config.get("device")),
             "status": r["status"],
             "epochs": len(epochs),
+            "epochs_planned": config["epochs"],
+            "max_tokens": config.get("max_tokens"),
+            "seed": config["seed"],
+            "threads": r["environment"]["threads"],
             "accuracy": test.get("accuracy", valid.get("accuracy")),
             "valid_ppl": valid.get("perplexity"),
             "test_ppl": test.get("perplexity"),
@@ -113,15 +103,14 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "train_gflops": train.get("gflops_per_s"),
             "grad_ratio_init": _top_ratio(grads[0] if grads else None),
             "grad_ratio_final": _top_ratio(grads[-1] if len(grads) > 1 else None),
-            "hidden_size": config["hidden_size"],
-            "num_layers": config["num_layers"],
-            "echo_step": config["echo_step"] if config["task"] == "echo" else None,
-            "seed": config["seed"],
-            "threads": r["environment"]["threads"],
             "cpu": r["environment"]["cpu"],
             "hours": _hours(r),
             "started_at": r["started_at"],
             "tag": r.get("tag"),
+            "sweep": sweep,
+            "sweep_value": config[sweep] if sweep else None,
+            "sweep_key": configuration_key(config, ignore=[sweep]) if sweep else None,
+            "sweep_configuration": describe(config, r.get("preset"), ignore=[sweep]) if sweep else None,
         }
         peak = (peaks or {}).get(f"{row['cpu']}|{row['threads']}")
         row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
@@ -131,7 +120,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
 
 def _hours(record: dict[str, Any]) -> float | None:
     seconds = sum((e.get("train") or {}).get("seconds", 0) + (e.get("valid") or {}).get("seconds", 0)
-                  for e in record.get("epochs") or [])
+                  for e in record["epochs"])
     return seconds / 3600 if seconds else None
 
 
@@ -139,65 +128,83 @@ def epochs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run x epoch x split (train, valid)."""
     rows = []
     for r in records:
-        for e in r.get("epochs") or []:
+        for e in r["epochs"]:
             for split in ("train", "valid"):
                 if split in e:
-                    rows.append({"run_id": r["run_id"], "backend": r["backend"]["name"], "impl": r["backend"]["impl"],
-                                 "cell": r["config"]["cell"], "task": r["config"]["task"], "epoch": e["epoch"],
-                                 "learning_rate": r["config"]["learning_rate"],
-                                 "split": split, **{k: e[split].get(k) for k in ("loss", "accuracy", "perplexity")}})
-    return pd.DataFrame(rows)
+                    rows.append({"path": r.get("_path", r["run_id"]), "epoch": e["epoch"], "split": split,
+                                 **{k: e[split].get(k) for k in ("loss", "accuracy", "perplexity")}})
+    return pd.DataFrame(rows, columns=["path", "epoch", "split", "loss", "accuracy", "perplexity"])
 
 
 def gradients_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run x measurement epoch x quantity x layer x time step."""
-    rows = []
+    columns: dict[str, list[Any]] = {k: [] for k in ("path", "epoch", "quantity", "layer", "t", "norm")}
     for r in records:
+        path = r.get("_path", r["run_id"])
         for m in r.get("gradient_norms") or []:
             for key, layers in m["curves"].items():
                 for layer, curve in enumerate(layers):
-                    for t, value in enumerate(curve):
-                        rows.append({"run_id": r["run_id"], "backend": r["backend"]["name"], "impl": r["backend"]["impl"],
-                                     "cell": r["config"]["cell"], "task": r["config"]["task"], "epoch": m["epoch"],
-                                     "quantity": key, "layer": layer, "t": t, "norm": value})
-    return pd.DataFrame(rows)
+                    n = len(curve)
+                    columns["path"] += [path] * n
+                    columns["epoch"] += [m["epoch"]] * n
+                    columns["quantity"] += [key] * n
+                    columns["layer"] += [layer] * n
+                    columns["t"] += range(n)
+                    columns["norm"] += curve
+    return pd.DataFrame(columns)
 
 
-def load_peaks(directory: Path) -> dict[str, float]:
-    """Measured GEMM peaks, keyed by "cpu|threads" (see ``bench roofline``)."""
+def load_peaks(rooflines: list[dict[str, Any]]) -> dict[str, float]:
+    """Measured GEMM peaks, keyed by "cpu|threads" (see ``bench roofline``), from the
+    roofline files' contents."""
     peaks: dict[str, float] = {}
-    for path in directory.rglob(ROOFLINE_FILE):
-        try:
-            for entry in json.loads(path.read_text()).get("measurements", []):
-                key = f"{entry['cpu']}|{entry['threads']}"
-                peaks[key] = max(peaks.get(key, 0.0), max(entry["gflops"].values()))
-        except (OSError, ValueError, KeyError, AttributeError):
-            continue
+    for data in rooflines:
+        for entry in data["measurements"]:
+            key = f"{entry['cpu']}|{entry['threads']}"
+            peaks[key] = max(peaks.get(key, 0.0), max(entry["gflops"].values()))
     return peaks
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run but the sweeps' (they have their own table), one row each."""
-    runs = runs[~runs["tag"].fillna("").str.startswith("sweep")]
+    """Every run but the sweeps' (they have their own tables), one row each, in order of
+    set and configuration; ``epochs`` is completed / planned."""
+    runs = runs[runs["sweep"].isna()]
+    runs = runs.assign(epochs=[f"{done}/{planned}" for done, planned in zip(runs["epochs"], runs["epochs_planned"])])
     columns = [c for c in RUN_COLUMNS if c in runs and runs[c].notna().any()]
-    return runs.sort_values(["task", "cell", "backend", "impl", "started_at"])[columns].reset_index(drop=True)
+    order = ["set", "configuration", "cell", "backend", "impl", "started_at"]
+    return runs.sort_values(order)[columns].reset_index(drop=True)
 
 
-def sweep_tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per swept setting: one row per value, a column per (cell, backend) with the accuracy
-    and the gradient ratio after training (the latest completed run of each)."""
-    tables = {}
-    swept = runs[runs["tag"].fillna("").str.startswith("sweep:") & (runs["status"] == "completed")]
-    for tag, group in swept.groupby("tag"):
-        param = tag.split(":", 1)[1]
-        if param not in group:
-            continue
-        group = group.sort_values("started_at").groupby(["cell", "backend", "impl", param], as_index=False).tail(1)
-        group = group.assign(who=group["cell"] + " " + group["backend"] + "/" + group["impl"])
-        table = group.pivot_table(index=param, columns="who", values=["accuracy", "grad_ratio_final"], aggfunc="first")
-        table.columns = [f"{who} {what}" for what, who in table.columns]
-        tables[param] = table.reset_index()
+def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
+    """Per sweep (set, swept setting and the configuration it leaves fixed): one row per
+    value, a column per (cell, backend) with the accuracy and the gradient ratio after
+    training (the latest completed run of each)."""
+    tables = []
+    swept = runs[runs["sweep"].notna() & (runs["status"] == "completed")]
+    for (set_name, param, _), group in swept.groupby(["set", "sweep", "sweep_key"], sort=True):
+        latest, values = {}, {}
+        for row in group.sort_values("started_at", kind="stable").to_dict("records"):
+            key = _value_key(row["sweep_value"])
+            latest[(f"{row['cell']} {row['backend']}/{row['impl']}", key)] = row
+            values[key] = row["sweep_value"]
+        keys = sorted(values, key=lambda k: _value_order(values[k]))
+        columns = {param: [values[k] for k in keys]}
+        for what in ("accuracy", "grad_ratio_final"):
+            for who in sorted({who for who, _ in latest}):
+                columns[f"{who} {what}"] = [latest[(who, k)][what] if (who, k) in latest else None for k in keys]
+        about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0]}
+        tables.append((about, pd.DataFrame(columns)))
     return tables
+
+
+def _value_key(value: Any) -> str:
+    return json.dumps(value.item() if hasattr(value, "item") else value)
+
+
+def _value_order(value: Any) -> tuple[int, Any]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return (0, value)
+    return (1, str(value))
 
 
 def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -210,38 +217,70 @@ def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
         preset = published_preset(r["config"])
         if preset is None:
             continue
-        final, epochs = r.get("final") or {}, r.get("epochs") or []
+        final = r.get("final") or {}
         test = (final.get("test") or {}).get("perplexity")
         valid = (final.get("valid") or {}).get("perplexity")
         published_valid, published_test = PUBLISHED_PERPLEXITY[preset]
         rows.append({
-            "preset": preset, "backend": r["backend"]["name"], "impl": r["backend"]["impl"], "cell": r["config"]["cell"],
-            "status": r["status"], "epochs": len(epochs), "valid_ppl": valid, "test_ppl": test,
-            "published_valid": published_valid, "published_test": published_test,
-            "test_vs_published_pct": 100 * (test / published_test - 1) if test else None,
+            "set": r.get("_set", "."), "configuration": describe(r["config"], r.get("preset")), "preset": preset,
+            "backend": r["backend"]["name"], "impl": r["backend"]["impl"], "cell": r["config"]["cell"],
+            "status": r["status"], "epochs": f"{len(r['epochs'])}/{r['config']['epochs']}",
+            "seed": r["config"]["seed"], "threads": r["environment"]["threads"],
+            "valid_ppl": valid, "test_ppl": test, "published_valid": published_valid, "published_test": published_test,
+            "test_vs_published_pct": 100 * (test / published_test - 1) if test is not None else None,
             "hours": _hours(r), "cpu": r["environment"]["cpu"], "run_id": r["run_id"],
+            "config_key": configuration_key(r["config"]),
         })
     return pd.DataFrame(rows)
 
 
+def sample_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run whose test sample (words) the report shows: completed before not, then the
+    most epochs, then the lowest test perplexity; None if no record has words."""
+    def rank(r: dict[str, Any]) -> tuple:
+        test = ((r.get("final") or {}).get("test") or {}).get("perplexity")
+        test = test if isinstance(test, (int, float)) and not math.isnan(test) else math.inf
+        return (r["status"] != "completed", -len(r["epochs"]), test, r.get("_path", r["run_id"]))
+
+    with_words = [r for r in records if (r.get("sample") or {}).get("target_words")]
+    return min(with_words, key=rank) if with_words else None
+
+
 def write_report(directory: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write report.md, report.csv and PNG plots for every record under ``directory``."""
+    """Write report.md, report.csv and PNG plots for every record under ``directory``.
+    A missing directory or an output directory that cannot be written is a BenchError,
+    found before anything is read or created."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise BenchError(f"{directory} is not a directory" if directory.exists()
+                         else f"no results directory {directory}; run `python -m bench run` first or name one")
     out = Path(out_dir) if out_dir else directory
-    out.mkdir(parents=True, exist_ok=True)
-    records, speeds, bad = _read_results(directory)
-    runs = runs_frame(records, load_peaks(directory))
+    _prepare_out(out)
+    results = read_results(directory)
+    records = results.records
+    runs = runs_frame(records, load_peaks(results.rooflines))
     table = comparison_table(runs) if len(runs) else runs
-    runs.to_csv(out / "report.csv", index=False)
+    runs.drop(columns=[c for c in _INTERNAL_COLUMNS if c in runs]).to_csv(out / "report.csv", index=False)
     from bench import plots
 
     figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
-    sweeps = sweep_tables(runs) if len(runs) else {}
+    sweeps = sweep_tables(runs) if len(runs) else []
     published = published_table(records)
     (out / "report.md").write_text(
-        _markdown(table, sweeps, records, bad, figures, directory, published, speed_tables(speeds)))
-    return {"records": len(records), "bad": bad, "table": table, "sweeps": sweeps, "figures": figures, "out": out,
-            "published": published}
+        _markdown(table, sweeps, records, results.bad, figures, directory, published, speed_tables(results.speeds)),
+        encoding="utf-8")
+    return {"records": len(records), "bad": results.bad, "table": table, "sweeps": sweeps, "figures": figures,
+            "out": out, "published": published}
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out`` if needed and prove it writable, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise BenchError(f"cannot write the report to {out} ({exc.strerror or exc}); pass --out DIR") from exc
 
 
 def _fmt(value: Any) -> str:
@@ -251,60 +290,88 @@ def _fmt(value: Any) -> str:
         if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
             return f"{value:.2e}"
         return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+    return _cell(str(value))
+
+
+def _cell(text: str) -> str:
+    """``text`` as one markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    text = " ".join(text.split())
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
+    if not len(frame.columns):
+        return "(no columns)"
+    header = "| " + " | ".join(_cell(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
-def _markdown(table: pd.DataFrame, sweeps: dict[str, pd.DataFrame], records: list[dict], bad: list[tuple[str, str]],
-              figures: list[str], directory: Path, published: pd.DataFrame | None = None,
+def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFrame]], records: list[dict],
+              bad: list[tuple[str, str]], figures: list[str], directory: Path, published: pd.DataFrame | None = None,
               speeds: dict[str, tuple[dict, pd.DataFrame]] | None = None) -> str:
+    sets = sorted({r.get("_set", ".") for r in records})
     lines = [
         "# cellbench report", "",
-        f"Generated by `python -m bench report {directory}` from {len(records)} record(s); every number below "
-        "comes from those records.", "",
-        "Columns: accuracy and perplexities on the final evaluation; `*_tok_s` are medians of timed stretches "
-        "(tokens = batch x steps); `train_gflops` from the analytic FLOP count; `efficiency_pct` against this "
-        "machine's measured float32 GEMM peak (`python -m bench roofline`); `grad_ratio_*` = "
-        "||dL_T/dh_0|| / ||dL_T/dh_{T-1}|| of the top layer at initialisation and after the last epoch.", "",
+        f"Generated by `python -m bench report {directory}` from {len(records)} record(s) in {len(sets)} set(s); "
+        "every number below comes from those records.", "",
+        "Each run belongs to a **set** (its directory under the report's root; `.` is the root) and a "
+        "**configuration** (every setting but backend, impl and cell: the preset it starts from and what differs "
+        "from it). Runs are compared, and plotted together, only within one set and configuration.", "",
+        "Columns: `epochs` completed / planned; `threads` as run; accuracy and perplexities on the final "
+        "evaluation; `*_tok_s` are medians of timed stretches (tokens = batch x steps); `train_gflops` from the "
+        "analytic FLOP count; `efficiency_pct` against this machine's measured float32 GEMM peak "
+        "(`python -m bench roofline`); `grad_ratio_*` = ||dL_T/dh_0|| / ||dL_T/dh_{T-1}|| of the top layer at "
+        "initialisation and after the last epoch.", "",
     ]
     lines += [markdown_table(table) if len(table) else "(no records)", ""]
     if published is not None and len(published):
         lines += ["## Against the published perplexities", "",
                   "PTB runs of a configuration Zaremba et al. (2014) published, beside their figures; "
                   "`test_vs_published_pct` = test perplexity over the published one, minus 1.", "",
-                  markdown_table(published.drop(columns=["run_id"])), ""]
+                  markdown_table(published.drop(columns=["run_id", "config_key"])), ""]
         done = published[(published["status"] == "completed") & published["test_ppl"].notna()]
-        for preset, group in done.groupby("preset"):
+        for (set_name, _), group in done.groupby(["set", "config_key"], sort=True):
             if len(group) > 1:
                 spread = 100 * (group["test_ppl"].max() / group["test_ppl"].min() - 1)
-                lines += [f"{preset}: {len(group)} completed runs, test perplexities within {spread:.2f}% of each "
-                          "other.", ""]
+                lines += [f"Set {_code(set_name)}, {_cell(group['configuration'].iloc[0])}: {len(group)} completed "
+                          f"runs, test perplexities within {spread:.2f}% of each other.", ""]
     for name, (data, frame) in (speeds or {}).items():
-        peak = f"median GEMM peak {data['peak_gflops']:.1f} GFLOP/s" if data.get("peak_gflops") else "no CPU peak (GPU)"
-        lines += [f"## Speed: {data['preset']} (`{name}`)", "",
+        peak = data.get("peak_gflops")
+        peak = f"median GEMM peak {_fmt(float(peak))} GFLOP/s" if peak else "no CPU peak (GPU)"
+        lines += [f"## Speed: {_cell(data['preset'])} ({_code(name)})", "",
                   f"`bench speed`, medians of {data['rounds']} interleaved rounds of {data['steps']} steps; {peak}; "
                   "`*_pct_ceiling` against the model's own GEMMs at their shapes (docs/performance.md).", "",
-                  markdown_table(frame), ""]
-    for param, sweep in sweeps.items():
-        lines += [f"## Sweep over {param}", "", "Test accuracy and gradient ratio after training, per value.", "",
-                  markdown_table(sweep), ""]
-    for r in records:
-        sample = r.get("sample") or {}
-        if sample.get("target_words"):
-            lines += [f"## Test sample: {r['backend']['name']}/{r['backend']['impl']} {r['config']['cell']}", "",
-                      "| input | true next | predicted |", "|---|---|---|"]
-            lines += [f"| {a} | {b} | {c} |" for a, b, c in
-                      zip(sample["input_words"], sample["target_words"], sample["predicted_words"])][:20]
-            lines.append("")
-            break
+                  markdown_table(frame) if len(frame) else "(no rows)", ""]
+    for about, sweep in sweeps:
+        lines += [f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
+                  "", "Test accuracy and gradient ratio after training, per value.", "", markdown_table(sweep), ""]
+    lines += _sample_section(sample_run(records))
     if figures:
-        lines += ["## Plots", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
+        lines += ["## Plots", "", "One set of plots per set and configuration; each names its own in its title.", ""]
+        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
     if bad:
-        lines += ["## Skipped files", ""] + [f"- `{path}`: {reason}" for path, reason in bad] + [""]
+        lines += ["## Skipped files", ""] + [f"- {_code(path)}: {_cell(reason)}" for path, reason in bad] + [""]
     return "\n".join(lines)
+
+
+def _sample_section(run: dict[str, Any] | None) -> list[str]:
+    if run is None:
+        return []
+    sample = run["sample"]
+    test = ((run.get("final") or {}).get("test") or {}).get("perplexity")
+    about = (f"From run {_code(run['run_id'])} of set {_code(run.get('_set', '.'))}, configuration "
+             f"{_cell(describe(run['config'], run.get('preset')))}: {_cell(run['backend']['name'])}/"
+             f"{_cell(run['backend']['impl'])} {_cell(run['config']['cell'])}, {run['status']}, "
+             f"{len(run['epochs'])} epoch(s)" + (f", test perplexity {_fmt(float(test))}" if test is not None else "")
+             + ". The start of its test split; the report picks the completed run with the most epochs and the "
+             "lowest test perplexity.")
+    lines = ["## Test sample", "", about, "", "| input | true next | predicted |", "|---|---|---|"]
+    rows = zip(sample["input_words"], sample["target_words"], sample["predicted_words"])
+    lines += [f"| {_cell(a)} | {_cell(b)} | {_cell(c)} |" for a, b, c in rows][:20]
+    return lines + [""]

@@ -43,11 +43,12 @@ def test_runs_frame_has_one_row_per_run_with_the_comparison_columns(results):
 
 def test_write_report_makes_markdown_csv_and_plots(results, tmp_path):
     out = write_report(results, tmp_path)
-    assert (tmp_path / "report.md").read_text().count("| echo |") == 2
+    assert (tmp_path / "report.md").read_text().count("| . | echo, epochs=2, total_series_length=1500 |") == 2
     assert (tmp_path / "report.csv").exists()
     names = {p.name for p in tmp_path.glob("*.png")}
-    assert {"gradients-echo.png", "curves-echo.png", "throughput-echo.png"} <= names
-    assert {"echo-sample-rnn.png", "echo-sample-lstm.png"} <= names
+    group = "echo-epochs-2-total_series_length-1500"  # the root set is named by its configuration
+    assert {f"gradients-{group}.png", f"curves-{group}.png", f"throughput-{group}.png"} <= names
+    assert {f"echo-sample-{group}-rnn.png", f"echo-sample-{group}-lstm.png"} <= names
     assert out["records"] == 2
 
 

@@ -1,0 +1,116 @@
+"""Which runs a report may put side by side: those of one set (the directory a record lies
+in, relative to the report's root) and one configuration (every setting but the compared
+backend, impl and cell). A reference run and a quick check of the same backend and cell
+are different experiments; grouping by anything less mixes them."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from functools import lru_cache
+from typing import Any, Hashable, Sequence
+
+from bench.config import PRESETS, Config, make_config
+
+COMPARED = ("backend", "impl", "cell")
+_FIELD_ORDER = {f.name: i for i, f in enumerate(dataclasses.fields(Config))}
+_MISSING = object()
+
+
+def _normal(value: Any) -> Any:
+    """1 and 1.0 are one setting (JSON does not tell them apart)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+def settings(config: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """The configuration proper: ``config`` without the compared dimensions and ``ignore``."""
+    return {k: _normal(v) for k, v in config.items() if k not in COMPARED and k not in ignore}
+
+
+def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
+    """Equal for two records exactly when their configurations are equal."""
+    return json.dumps(settings(config, ignore), sort_keys=True)
+
+
+@lru_cache(maxsize=None)
+def _preset_settings(name: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(settings(make_config(name).as_dict()).items())
+
+
+def _differences(values: dict[str, Any], preset: str, ignore: Sequence[str] = ()) -> list[str]:
+    base = {k: v for k, v in _preset_settings(preset) if k not in ignore}
+    names = sorted(values.keys() | base.keys(), key=lambda k: (_FIELD_ORDER.get(k, len(_FIELD_ORDER)), k))
+    differ = []
+    for name in names:
+        value, default = values.get(name, _MISSING), base.get(name, _MISSING)
+        if value is _MISSING:
+            differ.append(f"{name} missing")
+        elif default is _MISSING or not _same(value, default):
+            differ.append(f"{name}={_text(value)}")
+    return differ
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][\w.:/+-]*", value):
+        return value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def closest_preset(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
+    """The preset of the record's task from which the fewest settings differ (the first
+    such preset on a tie; any preset if none is of the task)."""
+    values = settings(config, ignore)
+    candidates = [name for name, preset in PRESETS.items() if preset.get("task") == config.get("task")] or list(PRESETS)
+    return min(candidates, key=lambda name: len(_differences(values, name, ignore)))
+
+
+def describe(config: dict[str, Any], preset: str | None = None, ignore: Sequence[str] = ()) -> str:
+    """The configuration for people: its preset and what differs from it, e.g.
+    ``ptb-small, learning_rate=0.1``. ``preset`` is the one the record names (schema 2),
+    used when it is known and of the record's task; else the closest is inferred."""
+    if preset not in PRESETS or PRESETS[preset].get("task") != config.get("task"):
+        preset = closest_preset(config, ignore)
+    return ", ".join([preset, *_differences(settings(config, ignore), preset, ignore)])
+
+
+def slug(text: str, limit: int = 100) -> str:
+    """``text`` as a readable file-name part: runs of other characters become ``-``."""
+    out = re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-.") or "root"
+    if len(out) > limit:
+        out = out[:limit].rstrip("-.") + "-" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:8]
+    return out
+
+
+def file_stems(groups: Sequence[tuple[str, str, Hashable]]) -> list[str]:
+    """A unique, readable file-name stem per ``(set, description, key)`` group: the set's
+    path, and where the set holds several configurations, what sets this one apart (the
+    whole configuration for the root, which has no name of its own)."""
+    described: dict[str, list[str]] = {}
+    for set_name, description, _ in groups:
+        described.setdefault(set_name, []).append(description)
+    stems = []
+    for set_name, description, _ in groups:
+        parts = description.split(", ")
+        others = described[set_name]
+        if set_name == ".":
+            stems.append(slug(description))
+        elif len(set(others)) == 1:
+            stems.append(slug(set_name))
+        else:
+            common = set.intersection(*(set(d.split(", ")) for d in others))
+            stems.append(slug(" ".join([set_name, *(p for p in parts if p not in common)])))
+    count: dict[str, int] = {}
+    for stem in stems:
+        count[stem] = count.get(stem, 0) + 1
+    return [stem if count[stem] == 1 else f"{stem}-{hashlib.sha1(repr((s, k)).encode()).hexdigest()[:8]}"
+            for stem, (s, _, k) in zip(stems, groups)]

@@ -1,0 +1,362 @@
+"""Reading the JSON files of a results directory without trusting them.
+
+Every file the report reads (run records, ``bench speed --out`` tables, ``roofline.json``)
+comes through :func:`read_json` and is checked against its JSON Schema (``bench/schemas``).
+A file that cannot be read, is not JSON, or does not match its schema raises
+:class:`Unreadable` with a one-line reason; what passes is safe for the report's code to
+index and compute with, so hostile input is turned away here, once, not at each use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bench.errors import BenchError
+from bench.records import READABLE_SCHEMA_VERSIONS
+
+# A 55-epoch ptb-large record is under 1 MiB and an echo record with 1,000-step windows
+# about 5 MiB; 64 MiB leaves ten times that, and a stray multi-GiB file is refused unread.
+MAX_JSON_BYTES = 64 * 2**20
+ROOFLINE_FILE = "roofline.json"
+SCHEMAS = {"record": "run-record.schema.json", "speed": "speed-table.schema.json", "roofline": "roofline.schema.json"}
+# A results tree's checkpoints (.npz) hold no JSON the report reads.
+SKIPPED_DIRECTORIES = ("checkpoints",)
+
+
+class Unreadable(BenchError):
+    """A file that is not a readable document of its kind; the message is the reason, one line."""
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The parsed contents of a regular file of at most :data:`MAX_JSON_BYTES`.
+
+    The file is opened before it is examined (non-blocking, so a FIFO cannot hang the
+    reader) and the open descriptor is checked, so a link to a device or a FIFO swapped in
+    between cannot be read. NaN and infinities are accepted: Python's json writes them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise Unreadable(_os_reason(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Unreadable(f"not a regular file ({_file_kind(info.st_mode)}); not opened for reading")
+        if info.st_size > MAX_JSON_BYTES:
+            raise Unreadable(f"{info.st_size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit for a results file")
+        data = _read_at_most(fd, MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise Unreadable(_os_reason(exc)) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_JSON_BYTES:
+        raise Unreadable(f"over the {MAX_JSON_BYTES:,}-byte limit for a results file (it grew while read)")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise Unreadable("JSON nested too deeply to read") from None
+    except ValueError as exc:  # json.JSONDecodeError, and integers of more than 4,300 digits
+        raise Unreadable(f"not JSON ({_one_line(str(exc))})") from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+def _os_reason(exc: OSError) -> str:
+    return _one_line(exc.strerror or str(exc))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def kind_of(path: Path, document: Any) -> str:
+    """Which schema a parsed results file answers to: by name for ``roofline.json``, else
+    by its keys (a record has a schema version and a run id; a speed table its rows)."""
+    if path.name == ROOFLINE_FILE:
+        return "roofline"
+    if isinstance(document, dict) and ("schema_version" in document or "run_id" in document):
+        return "record"
+    if isinstance(document, dict) and {"preset", "rows"} <= document.keys():
+        return "speed"
+    raise Unreadable("not a cellbench run record, `bench speed --out` table or roofline.json")
+
+
+def check(document: Any, kind: str) -> None:
+    """Raise :class:`Unreadable` naming the field that breaks the ``kind`` schema (the
+    library's best match when several do)."""
+    if kind == "record" and isinstance(document, dict):
+        version = document.get("schema_version")
+        if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+            readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+            raise Unreadable(f"schema version {_short(version)}, this cellbench reads {readable}")
+    validator = _validator(kind)
+    try:
+        error = next(validator.iter_errors(document), None)
+        if error is not None:
+            from jsonschema.exceptions import best_match
+
+            error = best_match(validator.iter_errors(document))
+    except RecursionError:
+        raise Unreadable("JSON nested too deeply to check") from None
+    if error is not None:
+        raise Unreadable(_reason(error))
+
+
+def read_document(path: str | os.PathLike, kind: str | None = None) -> tuple[str, Any]:
+    """``(kind, document)`` of one results file, checked against its schema; ``kind`` None
+    lets the file say what it is (:func:`kind_of`)."""
+    path = Path(path)
+    document = read_json(path)
+    kind = kind or kind_of(path, document)
+    if kind == "record" and not isinstance(document, dict):
+        raise Unreadable("not a cellbench run record (not a JSON object)")
+    check(document, kind)
+    return kind, document
+
+
+@dataclasses.dataclass
+class Results:
+    """What a results tree holds: run records (each with ``_path`` and ``_set``, its
+    directory relative to the root), speed tables by relative path, roofline files, and
+    ``(path, reason)`` for everything that could not be read."""
+
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    speeds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    rooflines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def read_results(root: str | os.PathLike) -> Results:
+    """Every ``*.json`` under ``root``, read once. Dot-files, ``checkpoints/`` and linked
+    directories are not entered (a link could loop or lead anywhere; it is listed instead)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"{root} is not a directory of results" if root.exists()
+                         else f"no results directory {root}; run `python -m bench run` first or name one")
+    results = Results()
+    for path, problem in _json_files(root):
+        if problem:
+            results.bad.append((str(path), problem))
+            continue
+        try:
+            kind, document = read_document(path)
+        except Unreadable as exc:
+            results.bad.append((str(path), str(exc)))
+            continue
+        relative = path.relative_to(root)
+        if kind == "record":
+            document["_path"] = str(path)
+            document["_set"] = relative.parent.as_posix()
+            results.records.append(document)
+        elif kind == "speed":
+            results.speeds[relative.as_posix()] = document
+        else:
+            results.rooflines.append(document)
+    return results
+
+
+def _json_files(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """``(path, None)`` for each candidate file, ``(path, reason)`` for what is skipped,
+    in sorted order, without recursion (a deep tree cannot exhaust the stack)."""
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            yield directory, f"directory not readable ({_os_reason(exc)})"
+            continue
+        subdirectories = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = directory / entry.name
+            if _is_real_directory(entry):
+                if entry.name not in SKIPPED_DIRECTORIES:
+                    subdirectories.append(path)
+            elif entry.name.endswith(".json"):
+                yield path, None
+            elif _is_linked_directory(entry):
+                yield path, "a link to a directory; not followed"
+        stack.extend(reversed(subdirectories))
+
+
+def _is_real_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _is_linked_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:
+        return False
+
+
+# --- schemas -------------------------------------------------------------------------
+
+_INT64 = 2**63
+
+
+def _is_integer(checker: Any, value: Any) -> bool:
+    if type(value) is int:
+        return -_INT64 <= value < _INT64
+    return type(value) is float and value.is_integer() and -_INT64 <= value < _INT64
+
+
+def _is_number(checker: Any, value: Any) -> bool:
+    return type(value) is float or (type(value) is int and -_INT64 <= value < _INT64)
+
+
+# JSON Schema's types, except that an integer must fit in 64 bits: a longer one cannot be
+# held by pandas or drawn by matplotlib (NaN and infinities are numbers, as in the records).
+_TYPES: dict[str, Callable[[Any, Any], bool]] = {
+    "integer": _is_integer, "number": _is_number, "string": lambda c, v: type(v) is str,
+    "boolean": lambda c, v: type(v) is bool, "null": lambda c, v: v is None,
+    "array": lambda c, v: type(v) is list, "object": lambda c, v: type(v) is dict,
+}
+
+
+@lru_cache(maxsize=None)
+def load_schema(kind: str) -> dict[str, Any]:
+    """The ``kind`` schema as shipped (package data), ``$ref``s and all."""
+    text = resources.files("bench").joinpath("schemas", SCHEMAS[kind]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str) -> Any:
+    """A Draft 2020-12 validator for ``kind``. References are resolved once, here, and
+    leaf values (a number, a string) are checked in place rather than through a nested
+    validator: a record holds thousands of them, and the stock path made a report of the
+    reference results twice as slow. Anything not a plain leaf takes the stock path, so
+    the errors and their messages are the library's."""
+    from jsonschema import Draft202012Validator, validators
+
+    schema = load_schema(kind)
+    stock = Draft202012Validator.VALIDATORS
+
+    def items(validator: Any, subschema: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        leaf = _leaf_check(subschema)
+        if leaf is not None and type(instance) is list and all(map(leaf, instance)):
+            return
+        yield from stock["items"](validator, subschema, instance, schema)
+
+    def properties(validator: Any, subschemas: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if type(instance) is not dict:
+            return
+        for name, subschema in subschemas.items():
+            if name in instance:
+                leaf = _leaf_check(subschema)
+                if leaf is None or not leaf(instance[name]):
+                    yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine_many(_TYPES)
+    cls = validators.extend(Draft202012Validator, {"items": items, "properties": properties}, type_checker=checker)
+    return cls(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
+    """``node`` with each local ``{"$ref": "#/$defs/name"}`` replaced by its definition
+    (the schemas are not recursive); keywords beside a ``$ref`` apply as well."""
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = _inline_refs(definitions[node["$ref"].removeprefix("#/$defs/")], definitions)
+        rest = {k: _inline_refs(v, definitions) for k, v in node.items() if k != "$ref"}
+        return {**target, **rest} if not target.keys() & rest.keys() else {"allOf": [target, rest]}
+    return {k: _inline_refs(v, definitions) for k, v in node.items() if k != "$defs"}
+
+
+_leaf_checks: dict[int, Callable[[Any], bool] | None] = {}
+
+
+def _leaf_check(subschema: Any) -> Callable[[Any], bool] | None:
+    """For a schema of only ``type`` (and ``minimum``), a predicate that is true exactly
+    when the stock validator finds no error; None for any other schema."""
+    key = id(subschema)
+    if key not in _leaf_checks:
+        _leaf_checks[key] = _make_leaf_check(subschema)
+    return _leaf_checks[key]
+
+
+def _make_leaf_check(subschema: Any) -> Callable[[Any], bool] | None:
+    if not isinstance(subschema, dict) or "type" not in subschema or not set(subschema) <= {"type", "minimum"}:
+        return None
+    names = [subschema["type"]] if isinstance(subschema["type"], str) else subschema["type"]
+    tests = [_TYPES[name] for name in names]
+    low = subschema.get("minimum")
+
+    def leaf(value: Any) -> bool:
+        if not any(test(None, value) for test in tests):
+            return False
+        return low is None or not _is_number(None, value) or not value < low
+
+    return leaf
+
+
+def _reason(error: Any) -> str:
+    """``field.path: what is wrong``, one short line, without echoing a large value."""
+    where = _field_path(error.absolute_path) or "(the whole file)"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        what = f"{_short(error.instance)} is not of type {expected}"
+    elif error.validator == "required":
+        missing = next((name for name in error.validator_value if name not in error.instance), "?")
+        return _one_line(f"{_field_path([*error.absolute_path, missing])}: required field missing")
+    elif error.validator == "dependentRequired":
+        return _one_line(f"{where}: {error.message}")
+    elif error.validator in ("enum", "const"):
+        what = f"{_short(error.instance)} is not one of {_short(error.validator_value, 120)}"
+    elif error.validator in ("minimum", "maximum", "minItems", "minProperties"):
+        what = f"{_short(error.instance)} breaks {error.validator} {error.validator_value}"
+    else:
+        what = error.message
+    return _one_line(f"{where}: {what}")
+
+
+def _field_path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, dict):
+        return f"an object of {len(value)} field(s)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    return text[: limit - 3] + "..."
