@@ -12,7 +12,9 @@ def console() -> int:
     interrupts.install()
     try:
         from bench.cli import main
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if interrupts.interrupt_behind(exc) is None:
+            raise
         print("interrupted while starting: nothing was written", file=sys.stderr)
         return _exit_interrupted()
     code = main()

@@ -115,9 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         except OSError as exc:
             if exc.errno not in _ENVIRONMENT_ERRNOS:
-                raise
+                return _interrupted_or_raise(exc)
             where = f" {exc.filename}" if exc.filename else ""
             return _fail(f"error: {fault_reason(exc)}:{where} ({exc.strerror})", EXIT_ABORTED)
+        except Exception as exc:
+            return _interrupted_or_raise(exc)
+
+
+def _interrupted_or_raise(exc: Exception) -> int:
+    """A library's own error raised from our interrupt is the interrupt; anything else is a bug."""
+    interrupt = interrupts.interrupt_behind(exc)
+    if interrupt is None:
+        raise exc
+    by = f" by {interrupt.args[0]}" if interrupt.args else ""
+    return _fail(f"interrupted{by}", EXIT_INTERRUPTED)
 
 
 def _fail(message: str, code: int) -> int:
@@ -150,8 +161,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     )
     try:
         return run(config, options).exit_code
-    except KeyboardInterrupt as exc:  # a run that has begun catches its own: this is before its record
-        by = f" by {exc.args[0]}" if exc.args else ""
+    except BaseException as exc:  # a run that has begun catches its own interrupts: this is before its record
+        interrupt = interrupts.interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        by = f" by {interrupt.args[0]}" if interrupt.args else ""
         return _fail(f"interrupted{by} while setting up: nothing was written", EXIT_INTERRUPTED)
 
 

@@ -70,3 +70,16 @@ def finishing() -> None:
 
 def stopping() -> bool:
     return _state["stopping"]
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that caused ``exc``, if any: some libraries catch a KeyboardInterrupt
+    raised in their code (TensorFlow's, while it traces a function) and raise an error of
+    their own from it. Such an error is the interrupt, not a bug."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

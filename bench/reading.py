@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from bench.errors import BenchError
 from bench.records import READABLE_SCHEMA_VERSIONS
+from bench.storage import open_regular
 
 # A 55-epoch ptb-large record is under 1 MiB and an echo record with 1,000-step windows
 # about 5 MiB; 64 MiB leaves ten times that, and a stray multi-GiB file is refused unread.
@@ -40,22 +40,15 @@ def read_json(path: str | os.PathLike) -> Any:
     reader) and the open descriptor is checked, so a link to a device or a FIFO swapped in
     between cannot be read. NaN and infinities are accepted: Python's json writes them."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_JSON_BYTES:
+                raise Unreadable(f"{size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit for a results file")
+            data = f.read(size + 1)  # a file that grows while read is cut here and refused below
     except OSError as exc:
         raise Unreadable(_os_reason(exc)) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise Unreadable(f"not a regular file ({_file_kind(info.st_mode)}); not opened for reading")
-        if info.st_size > MAX_JSON_BYTES:
-            raise Unreadable(f"{info.st_size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit for a results file")
-        data = _read_at_most(fd, MAX_JSON_BYTES + 1)
-    except OSError as exc:
-        raise Unreadable(_os_reason(exc)) from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_JSON_BYTES:
-        raise Unreadable(f"over the {MAX_JSON_BYTES:,}-byte limit for a results file (it grew while read)")
+    if len(data) > size:
+        raise Unreadable("grew while it was read; not a finished results file")
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -64,23 +57,6 @@ def read_json(path: str | os.PathLike) -> Any:
         raise Unreadable("JSON nested too deeply to read") from None
     except ValueError as exc:  # json.JSONDecodeError, and integers of more than 4,300 digits
         raise Unreadable(f"not JSON ({_one_line(str(exc))})") from None
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks, size = [], 0
-    while size < limit:
-        chunk = os.read(fd, min(limit - size, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 def _os_reason(exc: OSError) -> str:

@@ -13,9 +13,6 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.records import atomic_write_bytes, cpu_model, utc_now
-from bench.storage import open_regular
-
-MAX_ROOFLINE_BYTES = 16 << 20  # thousands of measurements; a bigger file is not ours
 
 
 @contextmanager
@@ -70,16 +67,15 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
 def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads);
     a file there that is not a roofline file is refused, never overwritten."""
+    from bench.reading import Unreadable, read_document
+
     path = Path(results_dir) / "roofline.json"
     data: dict[str, Any] = {"measurements": []}
-    if path.exists():
+    if os.path.lexists(path):
         try:
-            with open_regular(path) as f:
-                data = json.loads(f.read(MAX_ROOFLINE_BYTES + 1))
-        except (OSError, ValueError, RecursionError) as exc:
-            raise BenchError(f"{path} is not a readable roofline file ({exc}); move it away") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
-            raise BenchError(f"{path} is not a roofline file (no list of measurements); move it away")
+            _, data = read_document(path, "roofline")
+        except Unreadable as exc:
+            raise BenchError(f"{path} is not a roofline file ({exc}); move it away") from exc
     data["measurements"].append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())

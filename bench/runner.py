@@ -290,29 +290,8 @@ def _supervise(
             f"record {files.record_path}")
         _train(model, task, config, record, files, where, say)
         record["status"] = "completed"
-    except Diverged as exc:
-        record["status"], exit_code = "diverged", EXIT_DIVERGED
-        record["failure"] = exc.where.as_failure("diverged", str(exc))
-        say(f"run {run_id} {exc}", always=True)
-    except KeyboardInterrupt as exc:
-        interrupts.finishing()
-        record["status"], exit_code = "interrupted", EXIT_INTERRUPTED
-        by = f" by {exc.args[0]}" if exc.args else ""
-        record["failure"] = where.as_failure("interrupted", f"interrupted{by} {where.describe()}")
-        say(f"run {run_id} interrupted{by} {where.describe()}; " + (
-            f"resume: {files.place.resume_command(files.checkpoint_path)}" if files.checkpoint_path.exists()
-            else "no checkpoint yet, nothing to resume"), always=True)
-    except (EnvironmentFault, MemoryError) as exc:
-        reason = exc.reason if isinstance(exc, EnvironmentFault) else fault_reason(exc)
-        message = str(exc) if isinstance(exc, EnvironmentFault) else "out of memory"
-        record["status"], exit_code = "aborted", EXIT_ABORTED
-        record["failure"] = where.as_failure("aborted", f"{message} {where.describe()}", reason=reason)
-        say(f"run {run_id} aborted: {message} {where.describe()}; the record keeps the "
-            f"{len(record['epochs'])} completed epoch(s)", always=True)
     except BaseException as exc:
-        record["status"] = "failed"
-        record["failure"] = where.as_failure("failed", repr(exc))
-        raise
+        exit_code = _how_it_ended(exc, record, where, files, say)  # re-raises a bug
     finally:
         interrupts.finishing()  # a signal now must not cut the record's last write
         record["finished_at"] = utc_now()
@@ -324,6 +303,36 @@ def _supervise(
             if exit_code == EXIT_OK:
                 exit_code = EXIT_ABORTED
     return RunResult(record, files.record_path, exit_code)
+
+
+def _how_it_ended(exc: BaseException, record: dict[str, Any], where: _Progress, files: _RunFiles,
+                  say: "_Reporter") -> int:
+    """The status, failure and exit code of a run that ``exc`` stopped, said in one line;
+    anything but divergence, an interrupt or a fault of the machine is a bug: re-raised."""
+    run_id = record["run_id"]
+    interrupt = interrupts.interrupt_behind(exc)  # also when a library re-raised it as its own error
+    if isinstance(exc, Diverged):
+        record["status"], record["failure"] = "diverged", exc.where.as_failure("diverged", str(exc))
+        say(f"run {run_id} {exc}", always=True)
+        return EXIT_DIVERGED
+    if interrupt is not None:
+        interrupts.finishing()
+        by = f" by {interrupt.args[0]}" if interrupt.args else ""
+        record["status"] = "interrupted"
+        record["failure"] = where.as_failure("interrupted", f"interrupted{by} {where.describe()}")
+        resume = (f"resume: {files.place.resume_command(files.checkpoint_path)}" if files.checkpoint_path.exists()
+                  else "no checkpoint yet, nothing to resume")
+        say(f"run {run_id} interrupted{by} {where.describe()}; {resume}", always=True)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (EnvironmentFault, MemoryError)):
+        reason = exc.reason if isinstance(exc, EnvironmentFault) else fault_reason(exc)
+        message = f"{exc if isinstance(exc, EnvironmentFault) else 'out of memory'} {where.describe()}"
+        record["status"], record["failure"] = "aborted", where.as_failure("aborted", message, reason=reason)
+        say(f"run {run_id} aborted: {message}; the record keeps the {len(record['epochs'])} completed epoch(s)",
+            always=True)
+        return EXIT_ABORTED
+    record["status"], record["failure"] = "failed", where.as_failure("failed", repr(exc))
+    raise exc
 
 
 def _train(model: Model, task: Task, config: Config, record: dict, files: _RunFiles, where: _Progress,

@@ -204,14 +204,21 @@ def open_regular(path: str | os.PathLike) -> io.BufferedReader:
     """Open ``path`` for reading only if it is a regular file (a FIFO, device or socket named
     like a data file would block or never end); checked on the open descriptor, so a file
     swapped in between a check and the open cannot slip through."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise IsADirectoryError(errno.EISDIR, "a directory", str(path)) if stat.S_ISDIR(mode) else OSError(
-                errno.EINVAL, "not a regular file", str(path))
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                          f"not a regular file ({file_kind(mode)}); not opened for reading", str(path))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for messages."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")

@@ -76,6 +76,30 @@ def test_an_interrupt_in_any_phase_is_recorded_with_where_and_resumes(phase, tmp
         assert resumed["status"] == "completed" and resumed["final"]["test"]["loss"] == clean["final"]["test"]["loss"]
 
 
+class _LibraryError(RuntimeError):
+    """What a library (TensorFlow tracing a function) may raise from our KeyboardInterrupt."""
+
+
+def _library_error_from_interrupt(*args, **kwargs):
+    try:
+        raise KeyboardInterrupt("SIGINT")
+    except KeyboardInterrupt as exc:
+        raise _LibraryError("tracing failed") from exc
+
+
+@pytest.mark.parametrize("where", ["train_epoch", "make_task", "backend build"])
+def test_a_librarys_error_raised_from_the_interrupt_is_the_interrupt(where, tmp_path, capsys, monkeypatch):
+    if where == "backend build":
+        from backends.numpy import NumpyBackend
+
+        monkeypatch.setattr(NumpyBackend, "build", classmethod(_library_error_from_interrupt))
+    else:
+        monkeypatch.setattr(runner, where, _library_error_from_interrupt)
+    code, _, err = cli(capsys, ["run", *ECHO, "--results-dir", str(tmp_path)])
+    assert code == EXIT_INTERRUPTED and "Traceback" not in err and err.count("\n") == 1, err
+    assert [r["status"] for r in records_in(tmp_path)] == (["interrupted"] if where == "train_epoch" else [])
+
+
 @pytest.mark.parametrize("where", ["make_task", "make_cell", "get_backend"])
 def test_an_interrupt_while_setting_up_writes_nothing(where, tmp_path, capsys, monkeypatch):
     _raise_in(monkeypatch, where)
