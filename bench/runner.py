@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from backends.base import Model, StepStats, TrainSettings
 from bench import memory
+from bench.budget import check_memory
 from bench.checkpoints import load_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
 from bench.errors import BenchError
@@ -109,6 +110,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     """Train and evaluate one (backend, impl, cell) on one task; write its record."""
     options = options or RunOptions()
     validate(config)
+    check_memory(config)
     backend = get_backend(config.backend)
     config = config.replace(impl=require_available(backend, config.impl))
     cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
