@@ -57,7 +57,7 @@ class Bound:
         low, high = self.limits(dtype)
         return low <= value <= high
 
-    def interval(self, dtype: str, exact: bool = True) -> str:
+    def interval(self, dtype: str = "float32", exact: bool = True) -> str:
         """``[1, 2**31 - 1]``; with ``exact`` False, floats to 2 digits."""
         low, high = (_number(x, exact) for x in self.limits(dtype))
         return f"[{low}, {high}]"
@@ -83,6 +83,7 @@ def _size(low: int = 1) -> Bound:
     return Bound(low, INT32_MAX)
 
 
+THREADS = Bound(1, 1024, "each pool starts one OS thread per count: beyond 1024 is a typo, not a machine")
 IN_DTYPE = "representable in {dtype}"
 POSITIVE_IN_DTYPE = Bound(SMALLEST_NORMAL, LARGEST, IN_DTYPE)
 
@@ -150,10 +151,7 @@ class Config:
     )
     dtype: str = _f("float32", "floating-point type of the weights and activations", DTYPES)
     device: str = _f("cpu", "cpu, gpu (error if absent) or auto", DEVICES)
-    threads: int | None = _f(
-        None, "CPU threads of every thread pool (default: all cores)",
-        bound=Bound(1, 1024, "each pool starts one OS thread per count: beyond 1024 is a typo, not a machine"),
-    )
+    threads: int | None = _f(None, "CPU threads of every thread pool (default: all cores)", bound=THREADS)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -243,7 +241,8 @@ def make_config(preset: str | None = None, **overrides: Any) -> Config:
     return config
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``echo_step`` -> ``--echo-step``."""
     return "--" + name.replace("_", "-")
 
 
@@ -255,6 +254,12 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
+def check_bound(name: str, value: float, bound: Bound, dtype: str = "float32", integer: bool = True) -> None:
+    """The one message of an out-of-range value: ``--flag must be <range>, got <value>``."""
+    if not bound.holds(value, dtype):
+        raise BenchError(f"{name} must be {bound.text(dtype, integer)}, got {_shown(value)}")
+
+
 def validate(config: Config) -> None:
     """Reject every invalid value before anything is trained or written: each field's type,
     choices and declared :class:`Bound`, then the rules that join fields (the echo series
@@ -264,7 +269,7 @@ def validate(config: Config) -> None:
     for f in fields:
         value = getattr(config, f.name)
         if isinstance(value, bool) or not isinstance(value, _TYPES[str(f.type)]):
-            raise BenchError(f"{_flag(f.name)} must be of type {f.type}, got {_shown(value)}")
+            raise BenchError(f"{flag(f.name)} must be of type {f.type}, got {_shown(value)}")
     for f in fields:
         choices = f.metadata.get("choices")
         value = getattr(config, f.name)
@@ -272,9 +277,8 @@ def validate(config: Config) -> None:
             raise unknown_name(f.name.replace("_", " "), str(value), list(choices))
     for f in fields:
         bound, value = f.metadata.get("bound"), getattr(config, f.name)
-        if bound and value is not None and not bound.holds(value, config.dtype):
-            text = bound.text(config.dtype, integer="int" in str(f.type))
-            raise BenchError(f"{_flag(f.name)} must be {text}, got {_shown(value)}")
+        if bound and value is not None:
+            check_bound(flag(f.name), value, bound, config.dtype, integer="int" in str(f.type))
     if config.task == "echo":
         echo_fit(config.total_series_length, config.echo_step, config.batch_size, config.num_steps)
         echo_fit(config.total_series_length, config.echo_step, config.eval_batch_size, config.eval_num_steps, *EVAL_FLAGS)
@@ -311,7 +315,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"named settings: {', '.join(PRESETS)} (default: the task's)")
     for f in dataclasses.fields(Config):
         kind = {"int": int, "float": float, "int | None": int, "str | None": str}.get(str(f.type), str)
-        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+        parser.add_argument(flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                             help=f.metadata["help"] + f" (echo default: {f.default}{_help_range(f)})")
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.records import atomic_write_bytes, cpu_model, utc_now
 
 
@@ -63,10 +64,24 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
     return {"cpu": cpu_model(), "threads": threads, "n": n, "measured_at": utc_now(), "gflops": gflops}
 
 
+def read_measurements(path: Path) -> dict[str, Any]:
+    """The measurements recorded in ``path`` (none if it does not exist yet); a file that is
+    not such a record is refused before measuring, not after."""
+    if not path.exists():
+        return {"measurements": []}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path} cannot be read as a roofline record ({exc}); move it away or pass --results-dir DIR") from None
+    if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
+        raise BenchError(f"{path} is not a roofline record (no list of measurements); move it away or pass --results-dir DIR")
+    return data
+
+
 def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads)."""
     path = Path(results_dir) / "roofline.json"
-    data = json.loads(path.read_text()) if path.exists() else {"measurements": []}
+    data = read_measurements(path)
     data["measurements"].append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
