@@ -224,7 +224,7 @@ def make_config(preset: str | None = None, **overrides: Any) -> Config:
     """The preset (default: the task's, else echo) with ``overrides`` applied, validated."""
     task = overrides.get("task")
     if task is not None and task not in TASKS:
-        raise unknown_name("task", task, list(TASKS))
+        raise unknown_name("task", str(task), list(TASKS))
     if preset is None:
         preset = DEFAULT_PRESET.get(task, "echo") if task else "echo"
     if preset not in PRESETS:
