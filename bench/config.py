@@ -51,7 +51,8 @@ class Bound:
     why: str = ""
 
     def limits(self, dtype: str) -> tuple[float, float]:
-        return tuple(x(dtype) if isinstance(x, DtypeLimit) else x for x in (self.low, self.high))  # type: ignore
+        low, high = (x(dtype) if isinstance(x, DtypeLimit) else x for x in (self.low, self.high))
+        return low, high
 
     def holds(self, value: float, dtype: str) -> bool:
         low, high = self.limits(dtype)

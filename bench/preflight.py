@@ -55,9 +55,9 @@ def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
         with contextlib.redirect_stderr(errors):
             return build_parser().parse_args(["run", *argv])
     except SystemExit:
-        message = next((line.split(": error: ", 1)[1] for line in errors.getvalue().splitlines() if ": error: " in line),
-                       "cannot be parsed")
-        raise BenchError(f"the flags passed to every run: {message}") from None
+        lines = errors.getvalue().splitlines()
+        raise BenchError(next((line.split(": error: ", 1)[1] for line in lines if ": error: " in line),
+                              f"bench run cannot parse {' '.join(argv)}")) from None
 
 
 def grid(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | None]:
@@ -160,7 +160,10 @@ def writable_file(path: str, option: str) -> None:
 
 def _passed_on(run_args: list[str]) -> argparse.Namespace:
     """The flags passed to every run, parsed alone: errors name no combination."""
-    args = parse_run_args(run_args)
+    try:
+        args = parse_run_args(run_args)
+    except BenchError as exc:
+        raise BenchError(f"the flags passed to every run: {exc}") from None
     if args.resume:
         raise BenchError("--resume continues one run; resume each with `bench run --resume CHECKPOINT`")
     return args
@@ -176,8 +179,8 @@ def _check_runs(runs: dict[str, list[str]]) -> list[Config]:
 
     configs, fitted = [], set()
     for label, argv in runs.items():
-        args = parse_run_args(argv)
         try:
+            args = parse_run_args(argv)
             config = config_from_args(args)
             check_memory(config)
             data = (config.replace(backend="", impl=None, cell=""), args.data_dir)  # all make_task reads
