@@ -267,6 +267,16 @@ def test_absurd_values_end_alike_on_every_backend(case, tmp_path, capfd, request
     assert "Traceback" not in err and "Warning:" not in err.replace("WARNING:tensorflow", "")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_gradient_summaries_of_overflowed_norms_are_nan_without_a_warning():
+    from bench.metrics import gradient_summary
+
+    assert all(math.isnan(v) for v in gradient_summary(np.full(4, np.inf)).values())
+    assert math.isnan(gradient_summary(np.array([np.inf, 1.0, 2.0]))["ratio"])
+    assert gradient_summary(np.array([np.inf, 1.0, 2.0]))["decay_per_step"] == pytest.approx(0.5)
+    assert gradient_summary(np.array([1e308, 1e-308]))["ratio"] == math.inf
+
+
 # -- the command line: exit 2, one line, nothing written, no child started ---------------
 
 
