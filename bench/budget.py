@@ -19,6 +19,7 @@ holds at its peak; each term is calibrated against the ``peak_rss_mb`` of real r
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -78,7 +79,7 @@ def estimate(config: Config) -> Estimate:
                                  PTB_VOCAB if tokens else 1, PTB_VOCAB if tokens else 2)
     impl = config.impl or get_backend(config.backend).default_impl
     itemsize = 8 if config.dtype == "float64" else 4
-    n_params = sum(_product(shape) for shape in spec.param_shapes().values())
+    n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
     slots = 1 if config.optimizer == "adagrad" else 0
     a, b = ACTIVATION_COPIES.get((config.backend, impl), max(ACTIVATION_COPIES.values()))
     logit_copies = LOGIT_COPIES.get(config.backend, max(LOGIT_COPIES.values()))
@@ -121,13 +122,6 @@ def check_memory(config: Config, available: int | None = None) -> Estimate:
             f"units: {needed.describe()}); {_size(available)} available; lower {_REMEDY[largest]}"
         )
     return needed
-
-
-def _product(shape: tuple[int, ...]) -> int:
-    out = 1
-    for n in shape:
-        out *= n
-    return out
 
 
 def _size(n: int) -> str:
