@@ -10,9 +10,11 @@ from typing import Sequence
 
 from bench import interrupts
 from bench.config import (
-    DEFAULT_PRESET, PRESETS, TASKS, Config, add_config_arguments, config_from_args, make_config, overrides_from_args,
+    DEFAULT_PRESET, PRESETS, TASKS, THREADS, Config, add_config_arguments, config_from_args, make_config,
+    overrides_from_args,
 )
 from bench.errors import BenchError
+from bench.preflight import SPEED_BOUNDS
 from bench.records import DEFAULT_RESULTS_DIR
 from bench.runner import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR, RunOptions, run
 from bench.storage import EnvironmentFault, fault_reason
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     matrix_parser = commands.add_parser(
         "matrix", help="run every backend x impl x cell under identical settings, each in its own process",
-        description="Any other flag is passed to every `bench run` (e.g. --preset, --epochs, --results-dir).",
+        description="Any other flag is passed to every `bench run` (e.g. --preset, --epochs, --results-dir). "
+        "Every name, list and combination's settings are checked before the first run starts.",
     )
     matrix_parser.add_argument("--backends", default="numpy,torch,tf", help="comma-separated (default: numpy,torch,tf)")
     matrix_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
@@ -59,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep_parser = commands.add_parser(
         "sweep", help="vary one setting across cells, e.g. --param echo_step --values 1,3,6,10,14",
-        description="Any other flag is passed to every `bench run`.",
+        description="Any other flag is passed to every `bench run`. Every value and point's settings are checked "
+        "before the first run starts.",
     )
-    sweep_parser.add_argument("--param", required=True, help="a setting of `bench run`, e.g. echo_step or hidden_size")
-    sweep_parser.add_argument("--values", required=True, help="comma-separated values")
+    sweep_parser.add_argument("--param", required=True,
+                              help="a setting of `bench run`, e.g. echo_step or hidden_size (not backend, impl, cell, task)")
+    sweep_parser.add_argument("--values", required=True, help="comma-separated values, each different (write --values=-1,2 for negatives)")
     sweep_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
     sweep_parser.add_argument("--backend", default="numpy", help="backend (default: numpy)")
     sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
@@ -79,15 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     speed_parser.add_argument("--backends", default="numpy,torch,tf")
     speed_parser.add_argument("--cells", default="rnn,lstm")
     speed_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
-    speed_parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
-    speed_parser.add_argument("--steps", type=int, default=20, help="timed steps per phase and round")
-    speed_parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    speed_parser.add_argument("--threads", type=int, help="threads of every pool (default: all cores)")
+    speed_parser.add_argument("--rounds", type=int, default=3,
+                              help=f"interleaved rounds; the table shows medians (range {SPEED_BOUNDS['--rounds'].interval()})")
+    speed_parser.add_argument("--steps", type=int, default=20,
+                              help=f"timed steps per phase and round (range {SPEED_BOUNDS['--steps'].interval()})")
+    speed_parser.add_argument("--warmup", type=int, default=5,
+                              help=f"untimed steps first (range {SPEED_BOUNDS['--warmup'].interval()})")
+    speed_parser.add_argument("--threads", type=int,
+                              help=f"threads of every pool (default: all cores; range {THREADS.interval()})")
+    speed_parser.add_argument("--out", help="also write the table as JSON to this file (checked writable first)")
     speed_parser.add_argument("--device", default="cpu", choices=["cpu", "gpu", "auto"])
-    speed_parser.add_argument("--out", help="also write the table as JSON to this file")
 
     roofline_parser = commands.add_parser("roofline", help="measure this machine's float32 GEMM peak and record it")
-    roofline_parser.add_argument("--threads", type=int, help="threads (default: all cores)")
+    roofline_parser.add_argument("--threads", type=int, help=f"threads (default: all cores; range {THREADS.interval()})")
     roofline_parser.add_argument("--results-dir", default="results", help="where roofline.json goes (default: results)")
 
     data_parser = commands.add_parser("data", help="download a corpus")
@@ -229,27 +238,22 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
     from bench.matrix import print_outcomes, run_matrix
+    from bench.preflight import check_matrix, grid
 
-    impls = _split(args.impls) if args.impls else None
-    return print_outcomes(run_matrix(_split(args.backends), _split(args.cells), impls, passthrough))
+    backends, cells, impls = grid(args)
+    check_matrix(backends, cells, impls, passthrough)
+    return print_outcomes(run_matrix(backends, cells, impls, passthrough))
 
 
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
-    import dataclasses
-
-    from bench.errors import unknown_name
     from bench.matrix import print_outcomes, run_sweep
+    from bench.preflight import check_sweep, items
 
-    names = [f.name for f in dataclasses.fields(Config)]
-    if args.param not in names:
-        raise unknown_name("setting", args.param, names)
-    return print_outcomes(run_sweep(args.param, _split(args.values), _split(args.cells), args.backend, args.impl, passthrough))
+    values, cells = items(args.values, "--values", "value"), items(args.cells, "--cells", "cell")
+    check_sweep(args.param, values, cells, args.backend, args.impl, passthrough)
+    return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl, passthrough))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -264,8 +268,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _roofline(args: argparse.Namespace) -> int:
+    from bench.preflight import check_roofline
     from bench.roofline import measure_peak, record_peak
 
+    check_roofline(args)
     measurement = measure_peak(args.threads)
     path = record_peak(args.results_dir, measurement)
     peaks = ", ".join(f"{lib} {gflops:.1f}" for lib, gflops in measurement["gflops"].items())
@@ -281,14 +287,14 @@ def _speed(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.matrix import combinations
+    from bench.preflight import check_speed, grid
     from bench.report import markdown_table
     from bench.speed import run_speed
 
-    make_config(args.preset)
-    if min(args.rounds, args.steps) < 1 or args.warmup < 0:
-        raise BenchError("--rounds and --steps must be positive, --warmup >= 0")
-    available = [b for b in _split(args.backends) if not _backend_reason(b)]
-    combos = [c for c in combinations(available, _split(args.cells), _split(args.impls) if args.impls else None)]
+    backends, cells, impls = grid(args)
+    check_speed(args, backends, cells, impls)
+    available = [b for b in backends if not _backend_reason(b)]
+    combos = combinations(available, cells, impls)
     rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
                             peak_seconds=1.5 if args.device == "cpu" else None)
     peak = statistics.median(peaks) if peaks else None

@@ -121,19 +121,29 @@ def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[st
         if why := get_backend(backend).unsupported(make_cell(cell, activation=_flag_value(run_args, "--activation") or "tanh"), impl):
             jobs.append((label, Outcome(label, "skipped", 0.0, why)))
             continue
-        jobs.append((label, ["--backend", backend, "--impl", impl, "--cell", cell, "--tag", "matrix", *run_args]))
+        jobs.append((label, matrix_argv(backend, impl, cell, run_args)))
     return run_all(jobs)
 
 
 def run_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend: str, impl: str | None,
               run_args: list[str]) -> list[Outcome]:
-    flag = "--" + param.replace("_", "-")
     jobs: list[tuple[str, list[str] | Outcome]] = []
     for cell in cells:
         for value in values:
-            argv = ["--backend", backend, "--cell", cell, flag, value, "--tag", f"sweep:{param}", *run_args]
-            jobs.append((f"{backend} {cell} {param}={value}", argv + (["--impl", impl] if impl else [])))
+            jobs.append((f"{backend} {cell} {param}={value}", sweep_argv(param, value, cell, backend, impl, run_args)))
     return run_all(jobs)
+
+
+def matrix_argv(backend: str, impl: str, cell: str, run_args: list[str]) -> list[str]:
+    """The ``bench run`` arguments of one matrix combination (the preflight parses the same)."""
+    return ["--backend", backend, "--impl", impl, "--cell", cell, "--tag", "matrix", *run_args]
+
+
+def sweep_argv(param: str, value: str, cell: str, backend: str, impl: str | None, run_args: list[str]) -> list[str]:
+    """The ``bench run`` arguments of one sweep point (the preflight parses the same); the
+    value joined to its flag, so argparse reads ``-1e-3`` as a value, not as a flag."""
+    argv = ["--backend", backend, "--cell", cell, f"--{param.replace('_', '-')}={value}", "--tag", f"sweep:{param}", *run_args]
+    return argv + ["--impl", impl] if impl else argv
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:

@@ -85,15 +85,16 @@ def gradient_summary(norms: np.ndarray) -> dict[str, float]:
     ``ratio`` = norm at t=0 over norm at t=T-1: how much of the last step's error signal
     reaches the window's first step. ``decay_per_step`` = exp(-slope) of a least-squares line
     through log(norm) against t: the factor by which the signal shrinks per step back in time
-    (1: no decay; 0.5: halves every step).
+    (1: no decay; 0.5: halves every step). Non-finite norms (overflow) are left out, as zeros
+    are from the fit; NaN where too few remain.
     """
     norms = np.asarray(norms, dtype=np.float64)
-    ratio = float(norms[0] / norms[-1]) if norms[-1] > 0 else math.nan
-    positive = norms > 0
-    if positive.sum() >= 2:
-        t = np.arange(len(norms))[positive]
-        slope = np.polyfit(t, np.log(norms[positive]), 1)[0]
-        decay = float(np.exp(-slope))
-    else:
-        decay = math.nan
+    positive = np.isfinite(norms) & (norms > 0)  # an overflowed norm says nothing about decay
+    with np.errstate(over="ignore"):  # a ratio or decay beyond float64 is inf
+        ratio = float(norms[0] / norms[-1]) if np.isfinite(norms[0]) and positive[-1] else math.nan
+        if positive.sum() >= 2:
+            t = np.arange(len(norms))[positive]
+            decay = float(np.exp(-np.polyfit(t, np.log(norms[positive]), 1)[0]))
+        else:
+            decay = math.nan
     return {"ratio": ratio, "decay_per_step": decay}

@@ -64,18 +64,24 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
     return {"cpu": cpu_model(), "threads": threads, "n": n, "measured_at": utc_now(), "gflops": gflops}
 
 
+def read_measurements(path: Path) -> dict[str, Any]:
+    """The measurements recorded in ``path`` (none if it does not exist yet); a file that is
+    not such a record is refused before measuring, not after."""
+    from bench.reading import Unreadable, read_document
+
+    if not os.path.lexists(path):
+        return {"measurements": []}
+    try:
+        return read_document(path, "roofline")[1]
+    except Unreadable as exc:
+        raise BenchError(f"{path} is not a roofline file ({exc}); move it away or pass --results-dir DIR") from None
+
+
 def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads);
     a file there that is not a roofline file is refused, never overwritten."""
-    from bench.reading import Unreadable, read_document
-
     path = Path(results_dir) / "roofline.json"
-    data: dict[str, Any] = {"measurements": []}
-    if os.path.lexists(path):
-        try:
-            _, data = read_document(path, "roofline")
-        except Unreadable as exc:
-            raise BenchError(f"{path} is not a roofline file ({exc}); move it away") from exc
+    data = read_measurements(path)
     data["measurements"].append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from backends.base import Model, StepStats, TrainSettings, checkpoint_layout
 from bench import interrupts, memory
+from bench.budget import check_memory
 from bench.checkpoints import Checkpoint, read_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
 from bench.data import resolve_data_dir
@@ -150,6 +151,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     """
     options = options or RunOptions()
     validate(config)
+    check_memory(config)
     backend = get_backend(config.backend)
     config = config.replace(impl=require_available(backend, config.impl))
     cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
@@ -430,7 +432,8 @@ def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str
 def sample_predictions(model: Model, task: Task, config: Config, steps: int = 45, warmup: int = 5) -> dict[str, Any]:
     """Inputs, targets and predictions of the start of the test split, for people to look at
     (the echo task's bars, PTB's true words beside predicted ones). Like the tutorial, the
-    first ``warmup`` windows only let the state settle."""
+    first ``warmup`` windows only let the state settle (fewer when the split is that short)."""
+    warmup = min(warmup, task.n_eval_windows["test"] - 1)
     state = model.zero_state(config.eval_batch_size)
     xs, ys, ps = [], [], []
     seen = 0

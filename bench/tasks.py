@@ -14,7 +14,7 @@ import numpy as np
 from bench.config import Config
 from bench.data import Corpus, echo_windows, load_ptb, ptb_windows
 from bench.data.batching import check_fits, eval_window_count, ptb_eval_windows
-from bench.errors import BenchError
+from bench.data.echo import EVAL_FLAGS, echo_fit
 
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
 
@@ -92,16 +92,6 @@ def _ptb_task(config: Config, corpus: Corpus) -> Task:
 
 def _echo_task(config: Config) -> Task:
     length, lag = config.total_series_length, config.echo_step
-
-    def n_windows(batch: int, steps: int, flags: str) -> int:
-        n = length // batch // steps
-        if n < 1:
-            raise BenchError(
-                f"echo rows of {length // batch} steps are shorter than a window of {steps}; "
-                f"raise --total-series-length or lower {flags}"
-            )
-        return n
-
     def windows(batch: int, steps: int, *seed: int) -> Callable[[], Iterator]:
         return lambda: echo_windows(length, lag, batch, steps, rng_for(config.seed, *seed))
 
@@ -112,13 +102,13 @@ def _echo_task(config: Config) -> Task:
         n_classes=2,
         # a fresh series every epoch, as in the tutorial
         train_windows=lambda epoch: windows(config.batch_size, config.num_steps, SEED_TRAIN_DATA, epoch)(),
-        n_train_windows=n_windows(config.batch_size, config.num_steps, "--num-steps"),
+        n_train_windows=echo_fit(length, lag, config.batch_size, config.num_steps),
         eval_windows={
             "valid": windows(config.eval_batch_size, config.eval_num_steps, SEED_VALID_DATA),
             "test": windows(config.eval_batch_size, config.eval_num_steps, SEED_TEST_DATA),
         },
         n_eval_windows={
-            name: n_windows(config.eval_batch_size, config.eval_num_steps, "--eval-num-steps")
+            name: echo_fit(length, lag, config.eval_batch_size, config.eval_num_steps, *EVAL_FLAGS)
             for name in ("valid", "test")
         },
         per_epoch_splits=("valid",),

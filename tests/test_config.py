@@ -39,16 +39,16 @@ def test_task_picks_its_default_preset_and_overrides_apply():
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ({"hidden_size": 0}, "--hidden-size must be a positive integer"),
-        ({"batch_size": -3}, "--batch-size must be a positive integer"),
-        ({"learning_rate": 0.0}, "--learning-rate must be a positive number"),
-        ({"learning_rate": float("nan")}, "--learning-rate must be a positive number"),
-        ({"keep_prob": 1.5}, r"--keep-prob must be in \(0, 1\]"),
+        ({"hidden_size": 0}, r"--hidden-size must be an integer in \[1, 2\*\*31 - 1\], got 0"),
+        ({"batch_size": -3}, r"--batch-size must be an integer in \[1, 2\*\*31 - 1\], got -3"),
+        ({"learning_rate": 0.0}, r"--learning-rate must be a number in \[1.17.*e-38, 3.40.*e\+38\] \(representable in float32\), got 0.0"),
+        ({"learning_rate": float("nan")}, "--learning-rate must be a number in .*, got nan"),
+        ({"keep_prob": 1.5}, r"--keep-prob must be a number in \[.*, 1.0\] .*, got 1.5"),
         ({"optimizer": "adam"}, "unknown optimizer 'adam'; choose one of: sgd, adagrad"),
         ({"task": "mnist"}, "unknown task 'mnist'; choose one of: echo, ptb"),
-        ({"total_series_length": 101}, "not a multiple of --batch-size"),
-        ({"threads": 0}, "--threads must be a positive integer"),
-        ({"max_grad_norm": -1.0}, "--max-grad-norm must be >= 0"),
+        ({"total_series_length": 101}, "--total-series-length must be a multiple of --batch-size 5"),
+        ({"threads": 0}, r"--threads must be an integer in \[1, 1024\]"),
+        ({"max_grad_norm": -1.0}, r"--max-grad-norm must be a number in \[0.0, "),
     ],
 )
 def test_invalid_settings_are_rejected(overrides, message):

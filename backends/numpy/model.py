@@ -1,8 +1,9 @@
 """The whole model in NumPy: embedding, stacked cells, softmax cross-entropy, BPTT, updates."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -41,6 +42,19 @@ class _Rows:
 def _rows_and_values(g: np.ndarray | _Rows) -> tuple[np.ndarray | slice, np.ndarray]:
     """Where a gradient lives in its parameter, and its values there (all rows if dense)."""
     return (g.rows, g.values) if isinstance(g, _Rows) else (slice(None), g)
+
+
+def _overflow_shows_in_the_numbers(step: Callable) -> Callable:
+    """Run a step with NumPy's overflow and invalid-value warnings off: they show up as a
+    non-finite loss or norm, which the runner records as divergence, as the frameworks
+    (which never warn) do; the warnings would only repeat that on stderr, several lines
+    each, or raise where warnings are errors."""
+    @functools.wraps(step)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return step(*args, **kwargs)
+
+    return quiet
 
 
 class NumpyModel(Model):
@@ -161,11 +175,10 @@ class NumpyModel(Model):
             for _ in range(self.spec.num_layers)
         ]
 
+    @_overflow_shows_in_the_numbers
     def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
-        # overflow is reported as a non-finite loss or norm, which the runner records as divergence
-        with np.errstate(over="ignore", invalid="ignore"):
-            stats, grads, final = self._loss_and_grads(x, y, state, train=True)
-            stats.grad_norm = self._apply_update(grads, lr)
+        stats, grads, final = self._loss_and_grads(x, y, state, train=True)
+        stats.grad_norm = self._apply_update(grads, lr)
         return stats, final
 
     def _apply_update(self, grads: dict[str, Any], lr: float) -> float:
@@ -188,6 +201,7 @@ class NumpyModel(Model):
                 param[rows] -= lr * g / np.sqrt(acc[rows])
         return norm
 
+    @_overflow_shows_in_the_numbers
     def eval_step(
         self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
     ) -> tuple[StepStats, State]:
@@ -200,11 +214,13 @@ class NumpyModel(Model):
             stats.predictions = predicted.reshape(steps, batch).T
         return stats, final
 
+    @_overflow_shows_in_the_numbers
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         stats, grads, final = self._loss_and_grads(x, y, state, train=False)
         dense = {name: g.dense() if isinstance(g, _Rows) else g for name, g in grads.items()}
         return stats.ce_sum * self.spec.loss_scale(*x.shape), dense, final
 
+    @_overflow_shows_in_the_numbers
     def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
         batch, steps = x.shape
         logits, fwd, _ = self._forward(x, state, train=False)

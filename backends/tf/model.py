@@ -222,8 +222,10 @@ class TFModel(Model):
             grads = [self._prepare_grad(g) for g in tape.gradient(loss, self._vars)]
             norm = tf.linalg.global_norm(grads)
             if self.settings.max_grad_norm > 0:
+                # c / max(||g||, c) as in backends/base.py: tf.clip_by_global_norm multiplies by
+                # 1 / c, which flushes to zero for c above 8.5e37 in float32 and zeroed every update
                 clip = tf.constant(self.settings.max_grad_norm, self.dtype)
-                grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
+                grads = [_scaled(g, clip / tf.maximum(norm, clip)) for g in grads]
 
             def update() -> Any:
                 self._lr.assign(lr)
@@ -385,6 +387,12 @@ class TFModel(Model):
 
     def _kernel_description(self) -> str:
         raise NotImplementedError
+
+
+def _scaled(g: Any, scale: Any) -> Any:
+    if isinstance(g, tf.IndexedSlices):
+        return tf.IndexedSlices(g.values * scale, g.indices, g.dense_shape)
+    return g * scale
 
 
 def _freeze(final: Sequence[Sequence[Any]]) -> State:

@@ -21,22 +21,45 @@ def echo_series(length: int, echo_step: int, rng: np.random.Generator) -> tuple[
     return x, y
 
 
+EVAL_FLAGS = ("--eval-batch-size", "--eval-num-steps")
+
+
+def echo_fit(
+    length: int, echo_step: int, batch_size: int, num_steps: int,
+    batch_flag: str = "--batch-size", steps_flag: str = "--num-steps",
+) -> int:
+    """Windows per pass over a series cut into ``batch_size`` rows, or the error saying
+    which setting does not fit: the rows must be of equal length, hold a window, and the
+    lag must be below the steps the windows cover (at or beyond it every target of a row
+    lies before the row's start, so none is learnable; a lag beyond the whole series made
+    every target 0 and gave accuracy 1.0)."""
+    if length % batch_size:
+        raise BenchError(
+            f"--total-series-length must be a multiple of {batch_flag} {batch_size} (the series is cut into "
+            f"batch rows of equal length), got {length:,}"
+        )
+    row = length // batch_size
+    if num_steps > row:
+        raise BenchError(
+            f"{steps_flag} must be at most {row:,}, the length of each batch row (--total-series-length "
+            f"{length:,} / {batch_flag} {batch_size}), got {num_steps:,}"
+        )
+    windows = row // num_steps
+    if echo_step >= windows * num_steps:
+        raise BenchError(
+            f"--echo-step must be below {windows * num_steps:,}, the steps of each batch row that "
+            f"{windows:,} window(s) of {steps_flag} {num_steps:,} cover (no target is learnable at or "
+            f"beyond it), got {echo_step:,}"
+        )
+    return windows
+
+
 def echo_windows(
     length: int, echo_step: int, batch_size: int, num_steps: int, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A fresh series cut as the tutorial does: reshape to ``(batch_size, -1)`` rows, then
     windows of ``num_steps`` columns. ``x`` is float (the input is the scalar bit)."""
-    if length % batch_size:
-        raise BenchError(
-            f"echo series length {length:,} is not a multiple of batch_size {batch_size}; "
-            "change --total-series-length or --batch-size"
-        )
-    n = length // batch_size // num_steps
-    if n < 1:
-        raise BenchError(
-            f"echo rows of {length // batch_size} steps are shorter than num_steps {num_steps}; "
-            "raise --total-series-length or lower --num-steps"
-        )
+    n = echo_fit(length, echo_step, batch_size, num_steps)
     x, y = echo_series(length, echo_step, rng)
     xs = x.reshape(batch_size, -1).astype(np.float32)
     ys = y.reshape(batch_size, -1)

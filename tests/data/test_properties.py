@@ -40,21 +40,36 @@ _INT_FIELDS = ["hidden_size", "num_layers", "num_steps", "batch_size", "epochs",
                "eval_num_steps", "echo_step", "total_series_length"]
 
 
+F32_MAX, F32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38  # float32's largest and smallest normal
+ECHO_ROW = 50_000 // 5  # the echo preset's series cut into 5 rows, windows of 15 steps
+
+
 def _valid(field: str, value: object) -> bool:
-    """The rule, stated independently of the implementation."""
+    """The rule, stated independently of the implementation, for the echo preset in float32."""
     if isinstance(value, bool):
         return False
     number = isinstance(value, (int, float))
+    if field in ("num_steps", "eval_num_steps"):
+        return isinstance(value, int) and 1 <= value <= ECHO_ROW
+    if field == "echo_step":  # below the columns the 15-step windows cover
+        return isinstance(value, int) and 1 <= value < ECHO_ROW // 15 * 15
     if field in _INT_FIELDS:
-        return isinstance(value, int) and value >= 1
+        return isinstance(value, int) and 1 <= value <= 2**31 - 1
     if field == "threads":
-        return value is None or (isinstance(value, int) and value >= 1)
+        return value is None or (isinstance(value, int) and 1 <= value <= 1024)
     if field == "keep_prob":
-        return number and 0 < value <= 1
+        return number and F32_TINY <= value <= 1
     if field == "max_grad_norm":
-        return number and 0 <= value < float("inf")
-    if field in ("learning_rate", "init_scale", "lr_decay"):
-        return number and 0 < value < float("inf")
+        return number and 0 <= value <= F32_MAX
+    if field == "init_scale":
+        return number and F32_TINY <= value <= F32_MAX / 2
+    if field == "learning_rate":
+        return number and F32_TINY <= value <= F32_MAX
+    if field == "lr_decay":  # the rate of the 100th epoch, 0.3 * lr_decay ** 99, representable too
+        try:
+            return number and F32_TINY <= value <= F32_MAX and 0.3 * value**99 <= F32_MAX
+        except OverflowError:
+            return False
     choices = dataclasses.fields(Config)[[f.name for f in dataclasses.fields(Config)].index(field)].metadata["choices"]
     return value in choices
 
@@ -84,7 +99,8 @@ def test_echo_length_must_divide_into_batch_rows(batch, length):
     try:
         config = make_config("echo", batch_size=batch, eval_batch_size=batch, total_series_length=length)
     except BenchError:
-        assert length % batch
+        # rows of equal length, each holding a 15-step window whose steps reach past the lag of 3
+        assert length % batch or length // batch < 15
         return
     assert config.total_series_length % config.batch_size == 0
 

@@ -29,7 +29,7 @@ from bench.report import (
 )
 from bench.runner import RunOptions, run
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = REPO_ROOT / "results" / "reference"
 PTB_RECORD = REFERENCE / "ptb-small" / "20261123T160500-ptb-numpy-cell-lstm-dc6baf9b.json"
 

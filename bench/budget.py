@@ -1,0 +1,128 @@
+"""The memory a run will need, estimated from its settings before anything is allocated,
+and the check that refuses a run the machine cannot hold.
+
+Without it a typo (``--hidden-size 65000``) is not an error but minutes of swapping and
+then the kernel's OOM killer: no record, no message. The estimate sums what the process
+holds at its peak; each term is calibrated against the ``peak_rss_mb`` of real runs
+(``docs/performance.md``, "Memory estimate") so that it bounds them without being far above:
+
+- the interpreter and the framework once imported (measured);
+- per parameter: the float64 initial weights, then the backend's weights, gradients and
+  optimizer slots, and in the frameworks a transient copy and the checkpoint's copies of
+  weights and slots;
+- per window, for training and the gradient probe (evaluation's windows where larger):
+  each layer's activations kept for backpropagation, ``steps x batch x hidden`` times
+  ``a x blocks + b`` copies per backend and impl, and the logits and softmax buffers,
+  ``steps x batch x classes`` times a few copies;
+- the task's data: the echo series (its bits, targets and float copy), or the PTB corpus
+  as it is read (word lists, vocabulary and ids of its 1.09M tokens).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from bench.config import Config
+from bench.errors import BenchError
+
+GIB, MIB = 2**30, 2**20
+PTB_VOCAB, PTB_TOKENS = 10_000, 1_085_779  # train + valid + test, <eos> included
+PTB_BYTES_PER_TOKEN = 96  # 89 MB peak while load_ptb reads the three splits
+ECHO_BYTES_PER_STEP = 32  # 25 measured: int64 bits and targets, their float32 copy, the draw
+
+# Resident memory of a run too small to matter: Python, NumPy, the framework (measured).
+FRAMEWORK_BYTES = {"numpy": 50 * MIB, "torch": 340 * MIB, "tf": 640 * MIB}
+# Per layer, copies of steps x batch x hidden kept for backprop: a x blocks + b.
+ACTIVATION_COPIES = {("numpy", "cell"): (3, 3), ("torch", "cell"): (5, 7), ("torch", "fused"): (5, 7),
+                     ("tf", "cell"): (14, 4), ("tf", "fused"): (5, 7)}
+LOGIT_COPIES = {"numpy": 2.5, "torch": 4.5, "tf": 4.5}
+# Per parameter, copies in the run's dtype beside the float64 initial one: fixed + per optimizer slot
+# (NumPy's checkpoint hands over its arrays; the frameworks' are copies out of tensors).
+PARAM_COPIES = {"numpy": (2, 1), "torch": (4, 2), "tf": (4, 2)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak bytes of a run, by what holds them."""
+
+    parts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self) -> str:
+        """The parts of at least 1 MiB, largest first."""
+        parts = sorted(self.parts.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {_size(n)}" for name, n in parts if n >= MIB)
+
+
+# What to lower when a part is the largest.
+_REMEDY = {
+    "weights and optimizer": "--hidden-size or --num-layers",
+    "activations": "--batch-size, --num-steps or --hidden-size (and their --eval-* twins)",
+    "logits": "--batch-size or --num-steps (and their --eval-* twins)",
+    "data": "--total-series-length",
+    "framework": "nothing: the framework alone",
+}
+
+
+def estimate(config: Config) -> Estimate:
+    """The peak resident bytes of ``config``'s run (a validated config)."""
+    from bench.model import ModelSpec
+    from bench.registry import get_backend, make_cell
+
+    cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
+    tokens = config.task == "ptb"
+    spec = ModelSpec.from_config(config, cell, "tokens" if tokens else "scalar",
+                                 PTB_VOCAB if tokens else 1, PTB_VOCAB if tokens else 2)
+    impl = config.impl or get_backend(config.backend).default_impl
+    itemsize = 8 if config.dtype == "float64" else 4
+    n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
+    slots = 1 if config.optimizer == "adagrad" else 0
+    a, b = ACTIVATION_COPIES.get((config.backend, impl), max(ACTIVATION_COPIES.values()))
+    logit_copies = LOGIT_COPIES.get(config.backend, max(LOGIT_COPIES.values()))
+    fixed, per_slot = PARAM_COPIES.get(config.backend, max(PARAM_COPIES.values()))
+    rows = max(config.batch_size * config.num_steps, config.eval_batch_size * config.eval_num_steps)
+    return Estimate({
+        "framework": FRAMEWORK_BYTES.get(config.backend, max(FRAMEWORK_BYTES.values())),
+        "weights and optimizer": n_params * (8 + itemsize * (fixed + per_slot * slots)),
+        "activations": config.num_layers * rows * config.hidden_size * (a * cell.n_blocks + b) * itemsize,
+        "logits": int(rows * spec.n_classes * logit_copies * itemsize),
+        "data": PTB_TOKENS * PTB_BYTES_PER_TOKEN if tokens else config.total_series_length * ECHO_BYTES_PER_STEP,
+    })
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel could give this process now without swapping: ``MemAvailable``
+    of ``/proc/meminfo``, else the free physical pages; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(config: Config, available: int | None = None) -> Estimate:
+    """Refuse a run whose estimated peak exceeds the memory available (measured now unless
+    given); returns the estimate."""
+    needed = estimate(config)
+    available = available_bytes() if available is None else available
+    if available is not None and needed.total > available:
+        largest = max(needed.parts, key=needed.parts.__getitem__)
+        raise BenchError(
+            f"this run needs about {_size(needed.total)} of memory ({config.num_layers} x {config.hidden_size:,} "
+            f"units: {needed.describe()}); {_size(available)} available; lower {_REMEDY[largest]}"
+        )
+    return needed
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:,.1f} GiB" if n >= GIB else f"{n / MIB:,.0f} MiB"
