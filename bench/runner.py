@@ -32,7 +32,8 @@ from bench.model import ModelSpec, init_params
 from bench.records import DEFAULT_RESULTS_DIR, SCHEMA_VERSION, environment, new_run_id, record_bytes, redact_home, utc_now
 from bench.registry import get_backend, make_cell, require_available
 from bench.storage import (
-    EnvironmentFault, SpaceReserve, atomic_write_bytes, fault_reason, prepare_writable_dir, require_free_space, writing,
+    EnvironmentFault, RunLock, SpaceReserve, atomic_write_bytes, fault_reason, prepare_writable_dir, require_free_space,
+    writing,
 )
 from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, make_task, rng_for
 
@@ -183,8 +184,8 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     env = environment(backend.versions(), threads)
     record = _new_record(run_id, config, place, options, resumed, spec, task, backend, model, env)
     files = _RunFiles(results_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.npz", record, place)
-    say = _Reporter(options)
-    return _supervise(model, task, config, record, files, say, options.keep_checkpoint)
+    files.lock = RunLock(results_dir, run_id)  # released by files.finish(), which _supervise always reaches
+    return _supervise(model, task, config, record, files, _Reporter(options), options.keep_checkpoint)
 
 
 def _new_record(
@@ -229,6 +230,7 @@ class _RunFiles:
     def __init__(self, record_path: Path, checkpoint_path: Path, record: dict[str, Any], place: _Place) -> None:
         self.record_path, self.checkpoint_path, self.record, self.place = record_path, checkpoint_path, record, place
         self.reserve: SpaceReserve | None = None
+        self.lock: RunLock | None = None
 
     def start(self) -> None:
         writing("the space reserve", self.record_path.parent, lambda: setattr(self, "reserve", SpaceReserve(
@@ -270,6 +272,8 @@ class _RunFiles:
         finally:
             if self.reserve is not None:
                 self.reserve.release()
+            if self.lock is not None:
+                self.lock.release()
         if drop:
             try:
                 self.checkpoint_path.unlink()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -28,6 +29,7 @@ from bench.errors import BenchError
 
 TEMP_SUFFIX = ".tmp"
 RESERVE_SUFFIX = ".reserve"
+LOCK_SUFFIX = ".lock"
 # A leftover whose writer ran on this host is stale once that pid is gone; one from another
 # host sharing the directory (or from before names carried a writer) once it is this old.
 STALE_AFTER_SECONDS = 24 * 3600.0
@@ -88,6 +90,8 @@ def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[
         return removed
     for entry in entries:
         name = entry.name
+        if name.startswith(".") and name.endswith(LOCK_SUFFIX) and _remove_if_unlocked(Path(entry.path)):
+            removed.append(Path(entry.path))
         if not (name.startswith(".") and name.endswith((TEMP_SUFFIX, RESERVE_SUFFIX))):
             continue
         try:
@@ -108,6 +112,51 @@ def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[
             except OSError:
                 pass
     return removed
+
+
+def _remove_if_unlocked(path: Path) -> bool:
+    """A run lock nobody holds any more (its run was killed) is removed."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # held: its run is alive
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+class RunLock:
+    """Held while a run writes its record and checkpoint, so that two processes resuming
+    the same run cannot interleave their epochs in one record (the second is refused)."""
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.path = directory / f".{run_id}{LOCK_SUFFIX}"
+        while True:  # until the file we hold is the one at the path (a stale one may be removed meanwhile)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                raise BenchError(f"run {run_id} is already running in another process (it holds {self.path}); "
+                                 "wait for it or stop it") from exc
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
 
 
 def prepare_writable_dir(path: str | os.PathLike, flag: str) -> Path:

@@ -20,5 +20,5 @@ def records_in(directory: Path) -> list[dict]:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Hidden temporary or reserve files anywhere below ``directory``."""
-    return sorted(str(p) for p in Path(directory).rglob(".*") if p.suffix in (".tmp", ".reserve"))
+    """Hidden temporary, reserve or lock files anywhere below ``directory``."""
+    return sorted(str(p) for p in Path(directory).rglob(".*") if p.suffix in (".tmp", ".reserve", ".lock"))

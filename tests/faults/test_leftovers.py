@@ -70,6 +70,35 @@ def test_the_next_run_clears_a_killed_runs_leftovers(tmp_path, capsys):
     assert statuses.count("completed") == 1 and set(statuses) <= {"completed", "running"}  # killed runs say running
 
 
+def test_a_stale_run_lock_is_removed_and_a_held_one_kept(tmp_path):
+    from bench.storage import RunLock
+
+    (tmp_path / ".killed-run.lock").write_text("")  # its holder is gone: nobody holds the lock
+    held = RunLock(tmp_path, "live-run")
+    removed = remove_stale_temporaries(tmp_path)
+    assert removed == [tmp_path / ".killed-run.lock"] and held.path.exists()
+    held.release()
+    assert not held.path.exists()
+
+
+def test_the_same_run_cannot_be_resumed_twice_at_once(tmp_path, capsys, monkeypatch):
+    _interrupt_second_epoch(monkeypatch)
+    cli(capsys, ["run", "--epochs", "400", "--total-series-length", "1500", "--results-dir", str(tmp_path), "--quiet"])
+    monkeypatch.undo()
+    (record,) = records_in(tmp_path)
+    first = subprocess.Popen([sys.executable, "-m", "bench", "run", "--resume", record["checkpoint"], "--quiet"],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".*.lock")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, _, err = cli(capsys, ["run", "--resume", record["checkpoint"], "--quiet"])
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == EXIT_INTERRUPTED
+    assert code == 2 and "is already running in another process" in err and err.count("\n") == 1
+    (record,) = records_in(tmp_path)
+    assert record["status"] == "interrupted" and len(record["resumed"]) == 1 and not leftovers(tmp_path)
+
+
 def _interrupt_second_epoch(monkeypatch):
     original, calls = runner.train_epoch, {"n": 0}
 
