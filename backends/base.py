@@ -1,7 +1,7 @@
 """The interface between the runner and a framework.
 
-A backend turns a :class:`~bench.model.ModelSpec` plus initial weights (canonical layout,
-float64, see ``bench/model.py``) into a :class:`Model` that runs single steps: train one
+A backend turns a :class:`~backends.spec.ModelSpec` plus initial weights (canonical layout,
+float64, see ``backends/spec.py``) into a :class:`Model` that runs single steps: train one
 window, evaluate one window, measure gradients over time. The runner owns the loop, the
 data and the records; a backend never reads files or writes records.
 
@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.errors import BenchError
-from bench.model import ModelSpec
+from cells.errors import BenchError
+from backends.spec import ModelSpec
 from cells.base import CellSpec
 
 OPTIMIZERS = ("sgd", "adagrad")

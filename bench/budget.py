@@ -70,7 +70,7 @@ _REMEDY = {
 
 def estimate(config: Config) -> Estimate:
     """The peak resident bytes of ``config``'s run (a validated config)."""
-    from bench.model import ModelSpec
+    from backends.spec import ModelSpec
     from bench.registry import get_backend, make_cell
 
     cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)

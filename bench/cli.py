@@ -10,20 +10,15 @@ from typing import Sequence
 
 from bench import interrupts
 from bench.config import (
-    DEFAULT_PRESET, PRESETS, TASKS, THREADS, Config, add_config_arguments, config_from_args, make_config,
-    overrides_from_args,
+    DEFAULT_PRESET, PRESETS, TASKS, THREADS, Config, config_from_args, make_config, overrides_from_args,
 )
 from bench.errors import BenchError
 from bench.preflight import SPEED_BOUNDS
 from bench.records import DEFAULT_RESULTS_DIR
+from bench.run_flags import CHECKPOINT_POLICY, add_run_arguments
 from bench.runner import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR, RunOptions, run
 from bench.storage import EnvironmentFault, fault_reason
 
-CHECKPOINT_POLICY = (
-    "a run's checkpoint (RESULTS_DIR/checkpoints/RUN_ID.npz, replaced after every epoch) is deleted when the run "
-    "completes, unless --keep-checkpoint is given (needed to extend a finished run with --resume and more --epochs); "
-    "interrupted, aborted and diverged runs keep theirs for --resume"
-)
 # errors of the machine, not of the code: one line, exit 4
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
@@ -32,22 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Compare recurrent cells across frameworks.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run_parser = commands.add_parser("run", help="train and evaluate one backend x cell; writes a record",
-                                     epilog=f"Checkpoints: {CHECKPOINT_POLICY}.")
-    add_config_arguments(run_parser)
-    run_parser.add_argument("--data-dir", help="PTB corpus directory (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb; "
-                            "a resumed run: the interrupted run's)")
-    run_parser.add_argument("--results-dir", help=f"where the run record goes (default: {DEFAULT_RESULTS_DIR}; "
-                            "a resumed run: the interrupted run's)")
-    run_parser.add_argument("--checkpoint-dir", help="where checkpoints go (default: RESULTS_DIR/checkpoints; "
-                            "a resumed run: the directory of its checkpoint)")
-    run_parser.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint (.npz)")
-    run_parser.add_argument("--keep-checkpoint", action="store_true",
-                            help="keep the checkpoint when the run completes (default: delete it)")
-    run_parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                            help="progress bar (default: only when stderr is a terminal)")
-    run_parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    run_parser.add_argument("--tag", help="a label stored in the record to group runs in reports")
+    add_run_arguments(commands.add_parser("run", help="train and evaluate one backend x cell; writes a record",
+                                          epilog=f"Checkpoints: {CHECKPOINT_POLICY}."))
 
     commands.add_parser("list", help="backends (and whether they can run here), cells, tasks, presets")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.model import ModelSpec
+from backends.spec import ModelSpec
 
 
 class StretchTimer:

@@ -48,12 +48,12 @@ def items(text: str, option: str, what: str = "name") -> list[str]:
 def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
     """``argv`` parsed as ``bench run`` parses it; argparse's error (usage and message,
     exit 2) becomes one BenchError line."""
-    from bench.cli import build_parser
+    from bench.run_flags import run_parser
 
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            return build_parser().parse_args(["run", *argv])
+            return run_parser().parse_args(list(argv))
     except SystemExit:
         lines = errors.getvalue().splitlines()
         raise BenchError(next((line.split(": error: ", 1)[1] for line in lines if ": error: " in line),

@@ -101,6 +101,15 @@ def check(document: Any, kind: str) -> None:
         raise Unreadable(_reason(error))
 
 
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    """One run record; a file that is not a record of a readable schema is a BenchError
+    naming the file and the reason."""
+    try:
+        return read_document(path, "record")[1]
+    except Unreadable as exc:
+        raise BenchError(f"{path}: {exc}") from exc
+
+
 def read_document(path: str | os.PathLike, kind: str | None = None) -> tuple[str, Any]:
     """``(kind, document)`` of one results file, checked against its schema; ``kind`` None
     lets the file say what it is (:func:`kind_of`)."""

@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
 from bench.storage import atomic_write_bytes, prepare_writable_dir
 
 SCHEMA_VERSION = 2
@@ -59,18 +58,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record; a file that is not a record of a known schema is a BenchError
-    naming the file and the reason (the checks are :mod:`bench.reading`'s, as the report's)."""
-    from bench.reading import Unreadable, read_document
-
-    try:
-        _, record = read_document(path, "record")
-    except Unreadable as exc:
-        raise BenchError(f"{path}: {exc}") from exc
-    return record
 
 
 def redact_home(args: list[str]) -> list[str]:

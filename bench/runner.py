@@ -28,7 +28,7 @@ from bench.config import Config, learning_rate_at, validate
 from bench.data import resolve_data_dir
 from bench.errors import BenchError
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary, peak_rss_mb
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.records import DEFAULT_RESULTS_DIR, SCHEMA_VERSION, environment, new_run_id, record_bytes, redact_home, utc_now
 from bench.registry import get_backend, make_cell, require_available
 from bench.storage import (

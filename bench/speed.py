@@ -22,7 +22,7 @@ import numpy as np
 from backends.base import TrainSettings
 from bench.config import make_config
 from bench.metrics import flops_per_token
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 
 PTB_VOCAB = 10_000

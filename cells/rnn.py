@@ -24,7 +24,7 @@ class RNNCell(CellSpec):
 
     def __init__(self, activation: str = "tanh") -> None:
         if activation not in ACTIVATIONS:
-            from bench.errors import BenchError
+            from cells.errors import BenchError
 
             raise BenchError(f"unknown RNN activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         self.activation = activation

@@ -10,7 +10,7 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.errors import BenchError
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import backend_names, get_backend, make_cell
 
 BATCH, STEPS = 3, 7

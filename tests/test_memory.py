@@ -13,7 +13,7 @@ _FAULTS = """
 import resource, sys
 import numpy as np
 from backends.base import TrainSettings
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 if sys.argv[1] == "keep":
     from bench.memory import keep_freed_memory

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary
-from bench.model import ModelSpec
+from backends.spec import ModelSpec
 from cells import LSTMCell, RNNCell
 
 

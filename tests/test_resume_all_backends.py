@@ -6,7 +6,7 @@ import pytest
 
 import bench.runner as runner
 from bench.config import make_config
-from bench.records import load_record
+from bench.reading import load_record
 from bench.runner import EXIT_INTERRUPTED, RunOptions, run
 from tests.conformance_cases import grid
 

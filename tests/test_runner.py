@@ -12,7 +12,7 @@ import pytest
 
 from backends.numpy.model import NumpyModel
 from bench.config import make_config
-from bench.records import load_record
+from bench.reading import load_record
 from bench.runner import EXIT_DIVERGED, EXIT_INTERRUPTED, RunOptions, run
 
 
@@ -146,7 +146,7 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     import numpy as np
 
     from backends.base import TrainSettings
-    from bench.model import ModelSpec, init_params
+    from backends.spec import ModelSpec, init_params
     from bench.registry import get_backend, make_cell
     from bench.runner import _Bar, evaluate
     from bench.tasks import make_task

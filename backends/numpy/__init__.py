@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Model, TrainSettings
-from bench.model import ModelSpec
+from backends.spec import ModelSpec
 
 
 class NumpyBackend(Backend):
@@ -28,7 +28,7 @@ class NumpyBackend(Backend):
         from backends.numpy.model import NumpyModel
 
         if settings.device == "gpu":
-            from bench.errors import BenchError
+            from cells.errors import BenchError
 
             raise BenchError("the numpy backend runs on the CPU only; use --device cpu (or auto)")
         return NumpyModel(spec, params, settings)

@@ -138,7 +138,7 @@ def make_kernel(cell: CellSpec) -> Any:
         return LSTMKernel()
     if isinstance(cell, RNNCell):
         return RNNKernel(cell.activation)
-    from bench.errors import BenchError
+    from cells.errors import BenchError
 
     raise BenchError(
         f"the numpy backend has no hand-written BPTT for cell {cell.name!r}; "

@@ -8,8 +8,8 @@ from typing import Any, Callable
 import numpy as np
 
 from backends.base import Model, State, StepStats, TrainSettings
-from backends.numpy.kernels import make_kernel, per_example_norm
-from bench.model import ModelSpec
+from backends.numpy.kernels import make_kernel
+from backends.spec import ModelSpec
 
 
 @dataclass

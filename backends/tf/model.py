@@ -27,8 +27,8 @@ import numpy as np
 from backends.base import Model, State, StepStats, TrainSettings
 from backends.tf import TFBackend, fused_layer_kind, runtime
 from backends.tf.losses import linear_softmax_cross_entropy
-from bench.errors import BenchError
-from bench.model import ModelSpec
+from cells.errors import BenchError
+from backends.spec import ModelSpec
 
 tf = runtime.import_tf()
 import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench.errors import BenchError
+from cells.errors import BenchError
 
 
 def import_tf() -> Any:

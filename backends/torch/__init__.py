@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Model, TrainSettings
-from bench.model import ModelSpec
+from backends.spec import ModelSpec
 from cells import CellSpec, LSTMCell, RNNCell
 
 

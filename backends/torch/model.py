@@ -25,8 +25,8 @@ from backends.torch.layout import TORCH_GATES, GateLayout
 from backends.torch.losses import linear_softmax_cross_entropy
 from backends.torch import TorchBackend, fused_layer_kind
 from backends.torch.unroll import run_layer
-from bench.errors import BenchError
-from bench.model import ModelSpec
+from cells.errors import BenchError
+from backends.spec import ModelSpec
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 
 from backends.base import TrainSettings
 from backends.numpy import NumpyBackend
-from bench.model import ModelSpec, init_params, reference_forward
+from backends.spec import ModelSpec, init_params, reference_forward
 from cells import LSTMCell, RNNCell
 
 CELLS = {"lstm": lambda: LSTMCell(forget_bias=1.0), "rnn-tanh": lambda: RNNCell("tanh"), "rnn-sigmoid": lambda: RNNCell("sigmoid")}

@@ -13,7 +13,7 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.errors import BenchError
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 from tests.conformance_cases import BATCH, STEPS, rel_err, small_spec, window_stream
 

@@ -14,7 +14,7 @@ from backends.base import TrainSettings  # noqa: E402
 from backends.numpy import NumpyBackend  # noqa: E402
 from backends.torch import TorchBackend  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
-from bench.model import ModelSpec, init_params  # noqa: E402
+from backends.spec import ModelSpec, init_params  # noqa: E402
 from cells import LSTMCell, RNNCell  # noqa: E402
 from tests.conformance_cases import rel_err  # noqa: E402
 

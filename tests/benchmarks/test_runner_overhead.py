@@ -13,7 +13,7 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.config import make_config
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 from bench.runner import RunOptions, _Progress, _Reporter, train_epoch
 from bench.tasks import make_task

@@ -17,7 +17,7 @@ from backends.base import TrainSettings
 from bench.config import make_config
 from bench.memory import keep_freed_memory
 from bench.metrics import flops_per_token
-from bench.model import ModelSpec, init_params
+from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 from tests.conformance_cases import grid
 

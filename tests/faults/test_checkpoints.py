@@ -74,7 +74,7 @@ def _refused(path: Path, *fragments: str) -> str:
 
 def _check_arrays(checkpoint):
     from backends.base import TrainSettings
-    from bench.model import ModelSpec
+    from backends.spec import ModelSpec
     from bench.registry import make_cell
 
     c = checkpoint.config
@@ -338,7 +338,7 @@ def test_a_missing_parameter_never_resumes_silently_through_the_runner(good, tmp
                                           ("tf", "cell"), ("tf", "fused")])
 def test_every_backends_restore_checks_the_exact_layout(backend, impl):
     from backends.base import TrainSettings
-    from bench.model import ModelSpec, init_params
+    from backends.spec import ModelSpec, init_params
     from bench.registry import get_backend, make_cell
 
     if backend != "numpy":

@@ -203,7 +203,7 @@ def test_every_backend_builds_and_trains_at_the_largest_seed(backend, impl):
     """2**63 - 1 is the largest seed accepted: numpy's SeedSequence, torch's generator and TF's
     int64 dropout seed all take it (dropout on, so the seed is used)."""
     from backends.base import TrainSettings
-    from bench.model import ModelSpec, init_params
+    from backends.spec import ModelSpec, init_params
     from bench.registry import make_cell
     from bench.tasks import SEED_DROPOUT, SEED_INIT, SEED_TRAIN_DATA, rng_for
 
