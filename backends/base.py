@@ -28,9 +28,9 @@ import numpy as np
 from cells.errors import BenchError
 from backends.spec import ModelSpec
 from cells.base import CellSpec
+from cells.options import DTYPES
 
 OPTIMIZERS = ("sgd", "adagrad")
-DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu", "auto")
 
 # Opaque to the runner: whatever the backend uses to carry (s, h) between windows.
@@ -49,6 +49,12 @@ class TrainSettings:
     device: str = "cpu"
     threads: int | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for what, value, valid in (("optimizer", self.optimizer, OPTIMIZERS), ("dtype", self.dtype, DTYPES),
+                                   ("device", self.device, DEVICES)):
+            if value not in valid:
+                raise BenchError(f"unknown {what} {value!r}; choose one of: {', '.join(valid)}")
 
 
 @dataclass

@@ -44,12 +44,6 @@ class ModelSpec:
     keep_prob: float = 1.0
     loss_reduction: str = "sum_steps_mean_batch"
 
-    @classmethod
-    def from_config(cls, config: Any, cell: CellSpec, input_kind: InputKind, vocab_size: int, n_classes: int) -> "ModelSpec":
-        """The spec a run's settings (a ``bench.config.Config``) ask for, on data of this shape."""
-        return cls(cell, input_kind, vocab_size, config.hidden_size, config.num_layers, n_classes,
-                   config.keep_prob, config.loss_reduction)
-
     def layer_input_size(self, layer: int) -> int:
         if layer == 0 and self.input_kind == "scalar":
             return 1
@@ -75,7 +69,7 @@ class ModelSpec:
     def describe(self) -> dict[str, Any]:
         return {
             "cell": self.cell.name,
-            "cell_options": self.cell.options(),
+            "cell_options": self.cell.option_values(),
             "input_kind": self.input_kind,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,

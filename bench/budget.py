@@ -14,8 +14,8 @@ holds at its peak; each term is calibrated against the ``peak_rss_mb`` of real r
   each layer's activations kept for backpropagation, ``steps x batch x hidden`` times
   ``a x blocks + b`` copies per backend and impl, and the logits and softmax buffers,
   ``steps x batch x classes`` times a few copies;
-- the task's data: the echo series (its bits, targets and float copy), or the PTB corpus
-  as it is read (word lists, vocabulary and ids of its 1.09M tokens).
+- the task's data, as the task estimates it (``TaskSpec.data_bytes``: the echo series, or
+  the PTB corpus as it is read).
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from bench.config import Config
 from bench.errors import BenchError
 
 GIB, MIB = 2**30, 2**20
-PTB_VOCAB, PTB_TOKENS = 10_000, 1_085_779  # train + valid + test, <eos> included
-PTB_BYTES_PER_TOKEN = 96  # 89 MB peak while load_ptb reads the three splits
-ECHO_BYTES_PER_STEP = 32  # 25 measured: int64 bits and targets, their float32 copy, the draw
 
 # Resident memory of a run too small to matter: Python, NumPy, the framework (measured).
 FRAMEWORK_BYTES = {"numpy": 50 * MIB, "torch": 340 * MIB, "tf": 640 * MIB}
@@ -70,13 +67,12 @@ _REMEDY = {
 
 def estimate(config: Config) -> Estimate:
     """The peak resident bytes of ``config``'s run (a validated config)."""
-    from backends.spec import ModelSpec
-    from bench.registry import get_backend, make_cell
+    from bench.factory import model_spec
+    from bench.registry import get_backend, get_task_class
 
-    cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
-    tokens = config.task == "ptb"
-    spec = ModelSpec.from_config(config, cell, "tokens" if tokens else "scalar",
-                                 PTB_VOCAB if tokens else 1, PTB_VOCAB if tokens else 2)
+    task = get_task_class(config.task)
+    spec = model_spec(config, *task.model_shape(config))
+    cell = spec.cell
     impl = config.impl or get_backend(config.backend).default_impl
     itemsize = 8 if config.dtype == "float64" else 4
     n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
@@ -90,7 +86,7 @@ def estimate(config: Config) -> Estimate:
         "weights and optimizer": n_params * (8 + itemsize * (fixed + per_slot * slots)),
         "activations": config.num_layers * rows * config.hidden_size * (a * cell.n_blocks + b) * itemsize,
         "logits": int(rows * spec.n_classes * logit_copies * itemsize),
-        "data": PTB_TOKENS * PTB_BYTES_PER_TOKEN if tokens else config.total_series_length * ECHO_BYTES_PER_STEP,
+        "data": task.data_bytes(config),
     })
 
 

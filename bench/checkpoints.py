@@ -10,7 +10,6 @@ every entry it reads. Anything wrong is a :class:`BenchError` naming the file an
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -173,19 +172,13 @@ def _parse_meta(text: str, path: Path) -> dict[str, Any]:
 
 
 def _checked_config(values: dict[str, Any], fail: Any) -> dict[str, Any]:
-    """The settings, which must be exactly the current Config's fields and valid, naming a
-    backend and a cell that are installed."""
-    from bench.config import Config, validate
-    from bench.registry import get_backend, get_cell_class
+    """The settings, which must be exactly this cellbench's for the checkpoint's cell and
+    task (their options included), valid, and name a backend, a cell and a task that are
+    installed."""
+    from bench.config import config_from_values
 
-    names = {f.name for f in dataclasses.fields(Config)}
-    if set(values) != names:
-        missing, extra = sorted(names - set(values)), sorted(set(values) - names)
-        raise fail(f"config does not match this cellbench's settings (missing: {', '.join(missing) or 'none'}; "
-                   f"unknown: {', '.join(extra) or 'none'})")
     try:
-        validate(Config(**values))
-        get_backend(values["backend"]), get_cell_class(values["cell"])
+        config_from_values(values, exact=True)
     except BenchError as exc:
         raise fail(f"config is invalid: {exc}") from exc
     return values

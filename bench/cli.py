@@ -10,7 +10,7 @@ from typing import Sequence
 
 from bench import interrupts
 from bench.config import (
-    DEFAULT_PRESET, PRESETS, TASKS, THREADS, Config, config_from_args, make_config, overrides_from_args,
+    THREADS, Config, config_from_args, config_from_values, default_preset, make_config, overrides_from_args, presets,
 )
 from bench.errors import BenchError
 from bench.preflight import SPEED_BOUNDS
@@ -143,7 +143,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         config, preset = _resumed_config(args), None  # the checkpoint knows its preset
     else:
         config = config_from_args(args)
-        preset = args.preset or DEFAULT_PRESET[config.task]
+        preset = args.preset or default_preset(config.task)
+    _note_options_not_taken(args, config)
     options = RunOptions(
         data_dir=args.data_dir, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
         resume=args.resume, keep_checkpoint=args.keep_checkpoint, progress=args.progress, quiet=args.quiet,
@@ -166,11 +167,23 @@ def _resumed_config(args: argparse.Namespace) -> Config:
 
     if args.preset:
         raise BenchError("--resume takes the settings from the checkpoint; drop --preset")
-    return Config(**{**read_checkpoint(args.resume).config, **overrides_from_args(args)})
+    return config_from_values({**read_checkpoint(args.resume).config, **overrides_from_args(args)})
+
+
+def _note_options_not_taken(args: argparse.Namespace, config: Config) -> None:
+    """A cell's or task's option given for a run of another cell or task changes nothing:
+    say so (matrix and sweep pass one set of flags to every cell)."""
+    from bench.registry import declared_options
+
+    taken = config.as_dict()
+    for name, declared in declared_options().items():
+        if getattr(args, name, None) is not None and name not in taken and not args.quiet:
+            print(f"note: {declared.option.flag} is an option of {declared.owned_by()}, not of cell {config.cell} "
+                  f"or task {config.task}; ignored", file=sys.stderr)
 
 
 def _list() -> int:
-    from bench.registry import backend_names, cell_names, get_backend, get_cell_class
+    from bench.registry import backend_names, cell_names, get_backend, get_cell_class, get_task_class, task_names
 
     print("backends:")
     for name in backend_names():
@@ -184,13 +197,15 @@ def _list() -> int:
         print(f"  {name:8} impls: {impls}" + (f"  -- unavailable: {reason}" if reason else ""))
     print("cells:")
     for name in cell_names():
-        doc = (get_cell_class(name).__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:8} {doc}")
+        cls = get_cell_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0].rstrip(":")
+        print(f"  {name:8} {doc}{_options_text(cls.options)}")
     print("tasks:")
-    for task in TASKS:
-        print(f"  {task}")
+    for name in task_names():
+        cls = get_task_class(name)
+        print(f"  {name:8} {cls.summary}{_options_text(cls.options)}")
     print("presets:")
-    for name, values in PRESETS.items():
+    for name in presets():
         c = make_config(name)
         print(
             f"  {name:13} task {c.task}, {c.num_layers} x {c.hidden_size} units, {c.num_steps} steps, batch {c.batch_size}, "
@@ -200,6 +215,13 @@ def _list() -> int:
     print(f"  {CHECKPOINT_POLICY}")
     print(f"  in {DEFAULT_RESULTS_DIR}/checkpoints now: {_checkpoint_usage(DEFAULT_RESULTS_DIR + '/checkpoints')}")
     return 0
+
+
+def _options_text(options: tuple) -> str:
+    """`` (options: --forget-bias, default 1.0)`` for `bench list`."""
+    if not options:
+        return ""
+    return " (options: " + "; ".join(f"{o.flag}, default {o.default}" for o in options) + ")"
 
 
 def _checkpoint_usage(directory: str) -> str:

@@ -1,288 +1,263 @@
-"""One dataclass of plain values, the named presets, validation, and the CLI flags derived
-from them. Every field of :class:`Config` is a ``--flag`` of ``bench run``."""
+"""A run's settings: one frozen dataclass of plain values, the presets, validation, and the
+CLI flags derived from the declarations.
+
+:class:`Config` holds the settings every run has (task, backend, cell, sizes, optimizer,
+schedule, seed, ...), each declared as a :class:`~cells.options.Option` in its field's
+metadata, plus the options the run's cell and task declare for themselves (the LSTM's
+forget bias, the echo lag: see :func:`bench.registry.declared_options`), read as attributes
+all the same (``config.echo_step``). Presets come from the tasks. Every setting is a flag
+of ``bench run``; every value is checked against its declaration before anything runs.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from bench.data.echo import EVAL_FLAGS, echo_fit
+from backends.base import DEVICES, OPTIMIZERS
+from backends.spec import LOSS_REDUCTIONS
 from bench.errors import BenchError, unknown_name
-
-TASKS = ("echo", "ptb")
-OPTIMIZERS = ("sgd", "adagrad")
-LOSS_REDUCTIONS = ("sum_steps_mean_batch", "mean")
-DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "gpu", "auto")
-ACTIVATIONS = ("tanh", "sigmoid")
-
-
-INT32_MAX = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class DtypeLimit:
-    """A limit that moves with ``--dtype``: the dtype's largest finite number (``max``,
-    times ``sign``, over ``divisor``) or its smallest normal one (``tiny``)."""
-
-    which: str
-    sign: int = 1
-    divisor: int = 1
-
-    def __call__(self, dtype: str) -> float:
-        info = np.finfo(dtype)
-        return self.sign * float(info.max if self.which == "max" else info.tiny) / self.divisor
-
-
-LARGEST, SMALLEST_NORMAL = DtypeLimit("max"), DtypeLimit("tiny")
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A numeric field's valid values, ``low <= value <= high``; NaN fails both comparisons,
-    so it is refused with the rest. ``why`` says where the limits come from."""
-
-    low: float | DtypeLimit
-    high: float | DtypeLimit
-    why: str = ""
-
-    def limits(self, dtype: str) -> tuple[float, float]:
-        low, high = (x(dtype) if isinstance(x, DtypeLimit) else x for x in (self.low, self.high))
-        return low, high
-
-    def holds(self, value: float, dtype: str) -> bool:
-        low, high = self.limits(dtype)
-        return low <= value <= high
-
-    def interval(self, dtype: str = "float32", exact: bool = True) -> str:
-        """``[1, 2**31 - 1]``; with ``exact`` False, floats to 2 digits."""
-        low, high = (_number(x, exact) for x in self.limits(dtype))
-        return f"[{low}, {high}]"
-
-    def text(self, dtype: str, integer: bool) -> str:
-        """``an integer in [1, 2**31 - 1] (why)``."""
-        why = f" ({self.why.format(dtype=dtype)})" if self.why else ""
-        return f"{'an integer' if integer else 'a number'} in {self.interval(dtype)}{why}"
-
-
-def _number(x: float, exact: bool = True) -> str:
-    if isinstance(x, int):
-        return f"2**{(x + 1).bit_length() - 1} - 1" if x > 2**16 and (x + 1) & x == 0 else str(x)
-    return repr(x) if exact else f"{x:.2g}"
-
-
-def _f(default: Any, help: str, choices: tuple | None = None, bound: Bound | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "bound": bound})
-
-
-def _size(low: int = 1) -> Bound:
-    """A size or count: TF's shapes are int32, and counts keep to the same range."""
-    return Bound(low, INT32_MAX)
-
+from bench.registry import declared_options, get_backend, get_cell_class, get_task_class, task_names
+from cells.options import (
+    DTYPES, IN_DTYPE, LARGEST, SMALLEST_NORMAL, Bound, DtypeLimit, Option, shown, size,
+)
 
 THREADS = Bound(1, 1024, "each pool starts one OS thread per count: beyond 1024 is a typo, not a machine")
-IN_DTYPE = "representable in {dtype}"
 POSITIVE_IN_DTYPE = Bound(SMALLEST_NORMAL, LARGEST, IN_DTYPE)
+
+
+def _setting(name: str, default: Any, help: str, type: type = float, **more: Any) -> Any:
+    return field(default=default, metadata={"option": Option(name, default, help, type, **more)})
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything that decides a run's numbers. Defaults are the echo preset."""
+    """Everything that decides a run's numbers. Defaults are the echo task's."""
 
-    task: str = _f("echo", "echo (synthetic memory task) or ptb (Penn Treebank language model)", TASKS)
-    backend: str = _f("numpy", "framework that runs the model (see `bench list`)")
-    impl: str | None = _f(None, "implementation within the backend: cell or fused (default: the backend's)")
-    cell: str = _f("lstm", "recurrent cell (see `bench list`)")
-    activation: str = _f("tanh", "vanilla RNN activation (tanh, or the seed tutorial's sigmoid)", ACTIVATIONS)
-    forget_bias: float = _f(
-        1.0, "LSTM forget-gate bias at initialisation (0.0 in the published PTB runs)",
-        bound=Bound(DtypeLimit("max", sign=-1), LARGEST, IN_DTYPE),
-    )
-    hidden_size: int = _f(4, "units per layer (also the embedding size for PTB)", bound=_size())
-    num_layers: int = _f(1, "stacked recurrent layers", bound=_size())
-    num_steps: int = _f(15, "time steps per window (truncated BPTT length)", bound=_size())
-    batch_size: int = _f(5, "rows processed in parallel, each a contiguous stream", bound=_size())
-    init_scale: float = _f(
-        0.1, "weights start uniform in ±init_scale",
-        bound=Bound(SMALLEST_NORMAL, DtypeLimit("max", divisor=2), "the draw's range, 2 x init_scale, finite in {dtype}"),
-    )
-    keep_prob: float = _f(
-        1.0, "dropout keep probability on the embedding and each layer's output",
-        bound=Bound(SMALLEST_NORMAL, 1.0, "kept units are scaled by 1/keep_prob, finite in {dtype}"),
-    )
-    optimizer: str = _f("adagrad", "update rule", OPTIMIZERS)
-    learning_rate: float = _f(0.3, "initial learning rate", bound=POSITIVE_IN_DTYPE)
-    lr_decay: float = _f(
-        1.0, "lr at epoch e (0-based) = learning_rate * lr_decay ** max(e + 1 - max_lr_epoch, 0)", bound=POSITIVE_IN_DTYPE
-    )
-    max_lr_epoch: int = _f(1, "epochs trained at the initial learning rate", bound=_size(0))
-    max_grad_norm: float = _f(
-        0.0, "clip gradients by this global norm (0: no clipping)", bound=Bound(0.0, LARGEST, IN_DTYPE)
-    )
-    adagrad_initial_accumulator: float = _f(
-        0.1, "Adagrad's starting accumulator (TensorFlow 1's 0.1)",
-        bound=Bound(SMALLEST_NORMAL, LARGEST, "Adagrad divides by its square root: a normal number of {dtype}"),
-    )
-    epochs: int = _f(100, "passes over the training data", bound=_size())
-    loss_reduction: str = _f(
-        "mean", "loss to differentiate: CE summed over steps and averaged over the batch, or averaged", LOSS_REDUCTIONS
-    )
-    eval_batch_size: int = _f(5, "batch size for evaluation (the published PTB runs use 1)", bound=_size())
-    eval_num_steps: int = _f(
-        15, "window length for evaluation; ptb scores every token whatever the length (a shorter last window), "
-        "so it sets the steps per call, not the result", bound=_size(),
-    )
-    total_series_length: int = _f(50_000, "echo: length of each random series", bound=_size())
-    echo_step: int = _f(
-        3, "echo: the target is the input this many steps earlier (below the steps each batch row's windows cover)",
-        bound=_size(),
-    )
-    max_tokens: int = _f(0, "ptb: use only the first N tokens of each split (0: all); for quick checks", bound=_size(0))
-    grad_probe_windows: int = _f(
-        4, "held-out windows on which gradient norms over time are measured at init and after each epoch (0: off)",
-        bound=_size(0),
-    )
-    seed: int = _f(
-        0, "seeds weights, data order, dropout: the same seed gives the same numbers",
-        bound=Bound(0, 2**63 - 1, "numpy takes no negative seed; torch and TF seeds are 64-bit"),
-    )
-    dtype: str = _f("float32", "floating-point type of the weights and activations", DTYPES)
-    device: str = _f("cpu", "cpu, gpu (error if absent) or auto", DEVICES)
-    threads: int | None = _f(None, "CPU threads of every thread pool (default: all cores)", bound=THREADS)
+    task: str = _setting("task", "echo", "what the model learns (see `bench list`)", str)
+    backend: str = _setting("backend", "numpy", "framework that runs the model (see `bench list`)", str)
+    impl: str | None = _setting("impl", None, "implementation within the backend: cell or fused (default: the backend's)",
+                                str, optional=True)
+    cell: str = _setting("cell", "lstm", "recurrent cell (see `bench list`)", str)
+    hidden_size: int = _setting("hidden_size", 4, "units per layer (also the embedding size for PTB)", int, bound=size())
+    num_layers: int = _setting("num_layers", 1, "stacked recurrent layers", int, bound=size())
+    num_steps: int = _setting("num_steps", 15, "time steps per window (truncated BPTT length)", int, bound=size())
+    batch_size: int = _setting("batch_size", 5, "rows processed in parallel, each a contiguous stream", int,
+                               bound=size())
+    init_scale: float = _setting(
+        "init_scale", 0.1, "weights start uniform in ±init_scale",
+        bound=Bound(SMALLEST_NORMAL, DtypeLimit("max", divisor=2), "the draw's range, 2 x init_scale, finite in {dtype}"))
+    keep_prob: float = _setting(
+        "keep_prob", 1.0, "dropout keep probability on the embedding and each layer's output",
+        bound=Bound(SMALLEST_NORMAL, 1.0, "kept units are scaled by 1/keep_prob, finite in {dtype}"))
+    optimizer: str = _setting("optimizer", "adagrad", "update rule", str, choices=OPTIMIZERS)
+    learning_rate: float = _setting("learning_rate", 0.3, "initial learning rate", bound=POSITIVE_IN_DTYPE)
+    lr_decay: float = _setting(
+        "lr_decay", 1.0, "lr at epoch e (0-based) = learning_rate * lr_decay ** max(e + 1 - max_lr_epoch, 0)",
+        bound=POSITIVE_IN_DTYPE)
+    max_lr_epoch: int = _setting("max_lr_epoch", 1, "epochs trained at the initial learning rate", int, bound=size(0))
+    max_grad_norm: float = _setting("max_grad_norm", 0.0, "clip gradients by this global norm (0: no clipping)",
+                                    bound=Bound(0.0, LARGEST, IN_DTYPE))
+    adagrad_initial_accumulator: float = _setting(
+        "adagrad_initial_accumulator", 0.1, "Adagrad's starting accumulator (TensorFlow 1's 0.1)",
+        bound=Bound(SMALLEST_NORMAL, LARGEST, "Adagrad divides by its square root: a normal number of {dtype}"))
+    epochs: int = _setting("epochs", 100, "passes over the training data", int, bound=size())
+    loss_reduction: str = _setting(
+        "loss_reduction", "mean",
+        "loss to differentiate: CE summed over steps and averaged over the batch, or averaged", str,
+        choices=LOSS_REDUCTIONS)
+    eval_batch_size: int = _setting("eval_batch_size", 5, "batch size for evaluation (the published PTB runs use 1)",
+                                    int, bound=size())
+    eval_num_steps: int = _setting(
+        "eval_num_steps", 15, "window length for evaluation; ptb scores every token whatever the length (a shorter "
+        "last window), so it sets the steps per call, not the result", int, bound=size())
+    grad_probe_windows: int = _setting(
+        "grad_probe_windows", 4,
+        "held-out windows on which gradient norms over time are measured at init and after each epoch (0: off)", int,
+        bound=size(0))
+    seed: int = _setting("seed", 0, "seeds weights, data order, dropout: the same seed gives the same numbers", int,
+                         bound=Bound(0, 2**63 - 1, "numpy takes no negative seed; torch and TF seeds are 64-bit"))
+    dtype: str = _setting("dtype", "float32", "floating-point type of the weights and activations", str, choices=DTYPES)
+    device: str = _setting("device", "cpu", "cpu, gpu (error if absent) or auto", str, choices=DEVICES)
+    threads: int | None = _setting("threads", None, "CPU threads of every thread pool (default: all cores)", int,
+                                   bound=THREADS, optional=True)
+    # The run's cell's and task's own options as (name, value) pairs, in declaration order.
+    cell_options: tuple[tuple[str, Any], ...] = ()
+    task_options: tuple[tuple[str, Any], ...] = ()
+
+    def __getattr__(self, name: str) -> Any:  # config.echo_step: an option of the run's task or cell
+        for key, value in (*self.__dict__.get("cell_options", ()), *self.__dict__.get("task_options", ())):
+            if key == name:
+                return value
+        raise AttributeError(f"{type(self).__name__} has no setting {name!r} (the run's cell and task do not declare it)")
 
     def replace(self, **changes: Any) -> "Config":
-        return dataclasses.replace(self, **changes)
+        """The same settings with ``changes``, options included; not validated."""
+        return config_from_values({**self.as_dict(), **changes}, check=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by name, options flat beside the rest (as a record keeps them)."""
+        core = {f.name: getattr(self, f.name) for f in core_fields()}
+        return {**core, **dict(self.cell_options), **dict(self.task_options)}
 
 
-_PTB_PUBLISHED = dict(
-    task="ptb",
-    num_layers=2,
-    batch_size=20,
-    optimizer="sgd",
-    learning_rate=1.0,
-    loss_reduction="sum_steps_mean_batch",
-    forget_bias=0.0,
-    eval_batch_size=1,
-    # The published runs scored one step per call. The state is carried and every token is
-    # scored whatever the window length (bench/data/batching.py), so 35 steps per call score
-    # the same tokens from the same states, to float rounding, 6-12x faster at batch 1.
-    eval_num_steps=35,
-)
+@lru_cache(maxsize=None)
+def core_fields() -> tuple[dataclasses.Field, ...]:
+    """The dataclass fields of the settings every run has."""
+    return tuple(f for f in dataclasses.fields(Config) if "option" in f.metadata)
 
-# Zaremba, Sutskever & Vinyals 2014 (SEEDS.md table); "published" holds their valid/test ppl.
-PRESETS: dict[str, dict[str, Any]] = {
-    "echo": dict(task="echo"),
-    "ptb-small": dict(
-        _PTB_PUBLISHED, hidden_size=200, num_steps=20, init_scale=0.1, max_grad_norm=5.0,
-        max_lr_epoch=4, epochs=13, keep_prob=1.0, lr_decay=0.5,
-    ),
-    "ptb-medium": dict(
-        _PTB_PUBLISHED, hidden_size=650, num_steps=35, init_scale=0.05, max_grad_norm=5.0,
-        max_lr_epoch=6, epochs=39, keep_prob=0.5, lr_decay=0.8,
-    ),
-    "ptb-large": dict(
-        _PTB_PUBLISHED, hidden_size=1500, num_steps=35, init_scale=0.04, max_grad_norm=10.0,
-        max_lr_epoch=14, epochs=55, keep_prob=0.35, lr_decay=1 / 1.15,
-    ),
-    # The seed tutorial's own run (SEEDS.md section 1): medium-sized, forget bias 1.0.
-    "ptb-tutorial": dict(
-        _PTB_PUBLISHED, hidden_size=650, num_steps=35, init_scale=0.05, max_grad_norm=5.0,
-        max_lr_epoch=10, epochs=38, keep_prob=0.5, lr_decay=0.93, forget_bias=1.0,
-    ),
-    # Seconds, not hours: a few thousand tokens, for tests and smoke runs.
-    "ptb-tiny": dict(
-        _PTB_PUBLISHED, hidden_size=16, num_steps=5, batch_size=4, init_scale=0.1, max_grad_norm=5.0,
-        max_lr_epoch=1, epochs=2, keep_prob=1.0, lr_decay=0.5, max_tokens=2000,
-    ),
-}
-PUBLISHED_PERPLEXITY = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
+
+def core_options() -> dict[str, Option]:
+    return {f.name: f.metadata["option"] for f in core_fields()}
+
+
+def all_options() -> dict[str, Option]:
+    """Every setting a run may be given: the core ones, then each cell's and task's."""
+    return {**core_options(), **{name: d.option for name, d in declared_options().items()}}
+
+
+def setting_names() -> list[str]:
+    return list(all_options())
+
+
+# -- presets -----------------------------------------------------------------------------
+
+def presets() -> dict[str, dict[str, Any]]:
+    """Every registered task's presets by name, each with its ``task``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in task_names():
+        for preset, values in get_task_class(name).presets.items():
+            out[preset] = {**values, "task": name}
+    return out
+
+
+def default_preset(task: str) -> str:
+    return get_task_class(task).default_preset
+
+
+def published_perplexity(preset: str) -> tuple[float, float] | None:
+    """The published (valid, test) perplexity of a preset's experiment, if one was published."""
+    task = presets().get(preset, {}).get("task")
+    return get_task_class(task).published.get(preset) if task else None
 
 
 def published_preset(config: dict[str, Any]) -> str | None:
     """The preset with published perplexities whose experiment a record's config ran, if any:
     every setting the preset fixes matches (the window length of evaluation aside: it
-    changes the speed, not the scores), and the cell is the LSTM they published."""
-    if config.get("cell") != "lstm":
+    changes the speed, not the scores), the cell is the LSTM they published, and the whole
+    corpus was used."""
+    if config.get("cell") != "lstm" or config.get("max_tokens", 0) != 0:
         return None
-    for name in PUBLISHED_PERPLEXITY:
-        fixed = {k: v for k, v in PRESETS[name].items() if k != "eval_num_steps"}
-        if all(config.get(k) == v for k, v in fixed.items()) and config.get("max_tokens", 0) == 0:
+    for name, values in presets().items():
+        if published_perplexity(name) is None:
+            continue
+        fixed = {k: v for k, v in values.items() if k != "eval_num_steps"}
+        if all(config.get(k) == v for k, v in fixed.items()):
             return name
     return None
 
 
-DEFAULT_PRESET = {"echo": "echo", "ptb": "ptb-small"}
-
+# -- building and checking ---------------------------------------------------------------
 
 def make_config(preset: str | None = None, **overrides: Any) -> Config:
-    """The preset (default: the task's, else echo) with ``overrides`` applied, validated."""
+    """The preset (default: the task's, else echo's) with ``overrides`` applied, validated."""
     task = overrides.get("task")
-    if task is not None and task not in TASKS:
-        raise unknown_name("task", str(task), list(TASKS))
+    if task is not None:
+        if not isinstance(task, str):
+            raise unknown_name("task", str(task), task_names())
+        get_task_class(task)  # an unknown task lists the known ones
     if preset is None:
-        preset = DEFAULT_PRESET.get(task, "echo") if task else "echo"
-    if preset not in PRESETS:
-        raise unknown_name("preset", preset, list(PRESETS))
-    values = dict(PRESETS[preset])
+        preset = default_preset(task or "echo")
+    known = presets()
+    if not isinstance(preset, str) or preset not in known:
+        raise unknown_name("preset", str(preset), list(known))
+    values = dict(known[preset])
     if task and task != values["task"]:
         raise BenchError(f"preset {preset!r} is for task {values['task']}, but --task {task} was given; drop one")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
-    if unknown:
-        raise BenchError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     values.update(overrides)
-    config = Config(**values)
-    validate(config)
+    return config_from_values(values)
+
+
+def config_from_values(values: dict[str, Any], check: bool = True, exact: bool = False) -> Config:
+    """A Config from settings by name (the flat form a record keeps). Options that neither
+    the cell nor the task declares are dropped (a preset's forget bias does not concern an
+    RNN), after their values are checked against their declarations; with ``exact`` they
+    are an error instead, and so is a missing option (a checkpoint's config must be whole)."""
+    options = all_options()
+    unknown = sorted(set(values) - set(options))
+    if unknown:
+        raise BenchError(f"unknown setting(s): {', '.join(unknown)}")
+    core = {name: values[name] for name in core_options() if name in values}
+    if check:
+        _check_names(core)
+        dtype = core.get("dtype", "float32")
+        options["dtype"].check(dtype)
+        for name, value in values.items():
+            options[name].check(value, dtype)
+    own = {kind: _declared(load, core.get(kind, getattr(Config, kind)), check)
+           for kind, load in (("cell", get_cell_class), ("task", get_task_class))}
+    if exact:
+        expected = set(core_options()) | {o.name for group in own.values() for o in group}
+        if set(values) != expected:
+            missing, extra = sorted(expected - set(values)), sorted(set(values) - expected)
+            raise BenchError(f"settings do not match this cellbench's for cell {core.get('cell')!r} and task "
+                             f"{core.get('task')!r} (missing: {', '.join(missing) or 'none'}; "
+                             f"unknown: {', '.join(extra) or 'none'})")
+    chosen = {kind: tuple((o.name, values.get(o.name, o.default)) for o in group) for kind, group in own.items()}
+    config = Config(**core, cell_options=chosen["cell"], task_options=chosen["task"])
+    if check:
+        validate(config)
     return config
 
 
-def flag(name: str) -> str:
-    """The command-line flag of a setting: ``echo_step`` -> ``--echo-step``."""
-    return "--" + name.replace("_", "-")
+def _declared(load: Any, name: Any, check: bool) -> tuple[Option, ...]:
+    """The options a cell or task declares; unchecked settings may name none (then: none)."""
+    try:
+        return load(name).options
+    except (BenchError, TypeError):
+        if check:
+            raise
+        return ()
 
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "int | None": (int, type(None)), "str | None": (str, type(None))}
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
-
-
-def check_bound(name: str, value: float, bound: Bound, dtype: str = "float32", integer: bool = True) -> None:
-    """The one message of an out-of-range value: ``--flag must be <range>, got <value>``."""
-    if not bound.holds(value, dtype):
-        raise BenchError(f"{name} must be {bound.text(dtype, integer)}, got {_shown(value)}")
+def _check_names(core: dict[str, Any]) -> None:
+    """Task, cell and backend are registered names, the impl one of the backend's."""
+    for name, load in (("task", get_task_class), ("cell", get_cell_class), ("backend", get_backend)):
+        value = core.get(name, getattr(Config, name))
+        if not isinstance(value, str):
+            raise BenchError(f"--{name} must be a name, got {shown(value)}")
+        load(value)
+    impl = core.get("impl")
+    if impl is not None:
+        backend = get_backend(core.get("backend", Config.backend))
+        if impl not in backend.impls:
+            raise BenchError(f"backend {backend.name!r} has no impl {impl!r}; choose one of: {', '.join(backend.impls)}")
 
 
 def validate(config: Config) -> None:
-    """Reject every invalid value before anything is trained or written: each field's type,
-    choices and declared :class:`Bound`, then the rules that join fields (the echo series
-    cut into windows, the learning-rate schedule). Depends on the config alone, never on
-    the machine (``bench.budget`` checks memory)."""
-    fields = dataclasses.fields(Config)
-    for f in fields:
-        value = getattr(config, f.name)
-        if isinstance(value, bool) or not isinstance(value, _TYPES[str(f.type)]):
-            raise BenchError(f"{flag(f.name)} must be of type {f.type}, got {_shown(value)}")
-    for f in fields:
-        choices = f.metadata.get("choices")
-        value = getattr(config, f.name)
-        if choices and value not in choices:
-            raise unknown_name(f.name.replace("_", " "), str(value), list(choices))
-    for f in fields:
-        bound, value = f.metadata.get("bound"), getattr(config, f.name)
-        if bound and value is not None:
-            check_bound(flag(f.name), value, bound, config.dtype, integer="int" in str(f.type))
-    if config.task == "echo":
-        echo_fit(config.total_series_length, config.echo_step, config.batch_size, config.num_steps)
-        echo_fit(config.total_series_length, config.echo_step, config.eval_batch_size, config.eval_num_steps, *EVAL_FLAGS)
+    """Reject every invalid value before anything is trained or written: each setting's type,
+    choices and bound (the options' as their cell and task declare them), the names, then
+    the rules that join settings (the task's, the learning-rate schedule). Depends on the
+    config alone, never on the machine (``bench.budget`` checks memory)."""
+    dtype = config.dtype if isinstance(config.dtype, str) else "float32"
+    core_options()["dtype"].check(config.dtype)
+    for name, option in core_options().items():
+        option.check(getattr(config, name), dtype)
+    _check_names({name: getattr(config, name) for name in core_options()})
+    for kind, load, given in (("cell", get_cell_class, config.cell_options), ("task", get_task_class,
+                                                                              config.task_options)):
+        declared = load(getattr(config, kind)).options
+        if [name for name, _ in given] != [o.name for o in declared]:
+            raise BenchError(f"the options of {kind} {getattr(config, kind)!r} are "
+                             f"{', '.join(o.name for o in declared) or 'none'}, got {', '.join(n for n, _ in given) or 'none'}")
+        for option, (_, value) in zip(declared, given):
+            option.check(value, dtype)
+    get_task_class(config.task).check(config)
     _check_schedule(config)
 
 
@@ -307,35 +282,35 @@ def _check_schedule(config: Config) -> None:
 
 
 def learning_rate_at(config: Config, epoch: int) -> float:
-    """The seed's schedule: ``lr * lr_decay ** max(epoch + 1 - max_lr_epoch, 0)``, epoch 0-based."""
+    """The schedule of the published PTB runs: ``lr * lr_decay ** max(epoch + 1 - max_lr_epoch, 0)``,
+    epoch 0-based."""
     return config.learning_rate * config.lr_decay ** max(epoch + 1 - config.max_lr_epoch, 0)
 
 
+# -- the command line --------------------------------------------------------------------
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: ``echo_step`` -> ``--echo-step``."""
+    return "--" + name.replace("_", "-")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field; defaults are None so only given flags override the preset."""
-    parser.add_argument("--preset", help=f"named settings: {', '.join(PRESETS)} (default: the task's)")
-    for f in dataclasses.fields(Config):
-        kind = {"int": int, "float": float, "int | None": int, "str | None": str}.get(str(f.type), str)
-        parser.add_argument(flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                            help=f.metadata["help"] + f" (echo default: {f.default}{_help_range(f)})")
-
-
-def _help_range(f: dataclasses.Field) -> str:
-    """``; one of: a, b`` or ``; range [1, 2**31 - 1]``, per dtype where the range depends on it."""
-    if f.metadata.get("choices"):
-        return "; one of: " + ", ".join(f.metadata["choices"])
-    bound = f.metadata.get("bound")
-    if not bound:
-        return ""
-    ranges = {dtype: bound.interval(dtype, exact=False) for dtype in DTYPES}
-    if len(set(ranges.values())) == 1:
-        return "; range " + ranges[DTYPES[0]]
-    return "; range " + ", ".join(f"{text} in {dtype}" for dtype, text in ranges.items())
+    """One ``--flag`` per setting, the cells' and tasks' options included; defaults are None
+    so only given flags override the preset."""
+    parser.add_argument("--preset", help=f"named settings: {', '.join(presets())} (default: the task's)")
+    owners = {name: d.owned_by() for name, d in declared_options().items()}
+    for name, option in all_options().items():
+        whose = f"{owners[name]}'s option; " if name in owners else ""
+        span = option.describe_range()
+        default = "" if option.optional and option.default is None else f"default {option.default}"
+        details = "; ".join(part for part in (default, span) if part)
+        parser.add_argument(option.flag, dest=name, type=option.type, default=None, metavar=name.upper(),
+                            help=f"{option.help} ({whose}{details})")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (flags left out are None)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    return {name: getattr(args, name) for name in all_options() if getattr(args, name, None) is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

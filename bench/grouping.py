@@ -1,10 +1,10 @@
 """Which runs a report may put side by side: those of one set (the directory a record lies
 in, relative to the report's root) and one configuration (every setting but the compared
-backend, impl and cell). A reference run and a quick check of the same backend and cell
-are different experiments; grouping by anything less mixes them."""
+backend, impl and cell, the cell's own options included: an RNN with a sigmoid is another
+cell to compare, not another experiment). A reference run and a quick check of the same
+backend and cell are different experiments; grouping by anything less mixes them."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -12,11 +12,37 @@ import re
 from functools import lru_cache
 from typing import Any, Hashable, Sequence
 
-from bench.config import PRESETS, Config, make_config
+from bench.config import make_config, presets, setting_names
+from bench.errors import BenchError
+from bench.registry import cell_names, get_cell_class, get_task_class, task_names
 
 COMPARED = ("backend", "impl", "cell")
-_FIELD_ORDER = {f.name: i for i, f in enumerate(dataclasses.fields(Config))}
 _MISSING = object()
+
+
+@lru_cache(maxsize=None)
+def _field_order() -> dict[str, int]:
+    return {name: i for i, name in enumerate(setting_names())}
+
+
+@lru_cache(maxsize=None)
+def _cell_options() -> dict[str, tuple]:
+    """Each registered cell's options (they say which variant of the cell ran)."""
+    return {name: get_cell_class(name).options for name in cell_names()}
+
+
+@lru_cache(maxsize=None)
+def _task_options() -> dict[str, frozenset[str]]:
+    return {name: frozenset(o.name for o in get_task_class(name).options) for name in task_names()}
+
+
+def _foreign(key: str, config: dict[str, Any]) -> bool:
+    """A cell's option, or another task's: records before schema 3 kept every option of
+    every cell and task, whatever ran; only the run's task's own options configure it."""
+    if any(key == o.name for options in _cell_options().values() for o in options):
+        return True
+    own = _task_options().get(config.get("task"))
+    return own is not None and key not in own and any(key in names for names in _task_options().values())
 
 
 def _normal(value: Any) -> Any:
@@ -28,7 +54,7 @@ def _normal(value: Any) -> Any:
 
 def settings(config: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, Any]:
     """The configuration proper: ``config`` without the compared dimensions and ``ignore``."""
-    return {k: _normal(v) for k, v in config.items() if k not in COMPARED and k not in ignore}
+    return {k: _normal(v) for k, v in config.items() if k not in COMPARED and k not in ignore and not _foreign(k, config)}
 
 
 def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
@@ -38,12 +64,16 @@ def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str
 
 @lru_cache(maxsize=None)
 def _preset_settings(name: str) -> tuple[tuple[str, Any], ...]:
-    return tuple(settings(make_config(name).as_dict()).items())
+    try:
+        return tuple(settings(make_config(name).as_dict()).items())
+    except BenchError:  # a preset a plugin declares badly: nothing to compare with
+        return ()
 
 
 def _differences(values: dict[str, Any], preset: str, ignore: Sequence[str] = ()) -> list[str]:
     base = {k: v for k, v in _preset_settings(preset) if k not in ignore}
-    names = sorted(values.keys() | base.keys(), key=lambda k: (_FIELD_ORDER.get(k, len(_FIELD_ORDER)), k))
+    order = _field_order()
+    names = sorted(values.keys() | base.keys(), key=lambda k: (order.get(k, len(order)), k))
     differ = []
     for name in names:
         value, default = values.get(name, _MISSING), base.get(name, _MISSING)
@@ -70,7 +100,8 @@ def closest_preset(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
     """The preset of the record's task from which the fewest settings differ (the first
     such preset on a tie; any preset if none is of the task)."""
     values = settings(config, ignore)
-    candidates = [name for name, preset in PRESETS.items() if preset.get("task") == config.get("task")] or list(PRESETS)
+    known = presets()
+    candidates = [name for name, preset in known.items() if preset.get("task") == config.get("task")] or list(known)
     return min(candidates, key=lambda name: len(_differences(values, name, ignore)))
 
 
@@ -78,9 +109,24 @@ def describe(config: dict[str, Any], preset: str | None = None, ignore: Sequence
     """The configuration for people: its preset and what differs from it, e.g.
     ``ptb-small, learning_rate=0.1``. ``preset`` is the one the record names (schema 2),
     used when it is known and of the record's task; else the closest is inferred."""
-    if preset not in PRESETS or PRESETS[preset].get("task") != config.get("task"):
+    known = presets()
+    if preset not in known or known[preset].get("task") != config.get("task"):
         preset = closest_preset(config, ignore)
     return ", ".join([preset, *_differences(settings(config, ignore), preset, ignore)])
+
+
+def cell_variant(config: dict[str, Any], preset: str | None = None) -> str:
+    """The cell that ran, with the values of its own options where they differ from what
+    the configuration's preset gives it: ``rnn``, ``rnn (activation=sigmoid)``."""
+    name = config.get("cell")
+    options = _cell_options().get(name, ())
+    known = presets()
+    if preset not in known or known[preset].get("task") != config.get("task"):
+        preset = closest_preset(config)
+    base = known[preset]
+    differ = [f"{o.name}={_text(_normal(config[o.name]))}" for o in options
+              if o.name in config and not _same(_normal(config[o.name]), _normal(base.get(o.name, o.default)))]
+    return f"{name} ({', '.join(differ)})" if differ else str(name)
 
 
 def slug(text: str, limit: int = 100) -> str:

@@ -12,6 +12,7 @@ from typing import IO, Sequence
 
 from bench.errors import BenchError
 from bench.registry import get_backend, make_cell
+from cells.base import CellSpec
 
 STATUS_BY_EXIT = {0: "completed", 2: "bad input", 3: "diverged", 4: "aborted", 130: "interrupted"}
 STOP_GRACE_SECONDS = 120.0  # for a child to save its record after Ctrl-C; then it is killed
@@ -118,7 +119,7 @@ def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[st
         if reason:
             jobs.append((label, Outcome(label, "skipped", 0.0, reason)))
             continue
-        if why := get_backend(backend).unsupported(make_cell(cell, activation=_flag_value(run_args, "--activation") or "tanh"), impl):
+        if why := get_backend(backend).unsupported(_cell_as_run(cell, run_args), impl):
             jobs.append((label, Outcome(label, "skipped", 0.0, why)))
             continue
         jobs.append((label, matrix_argv(backend, impl, cell, run_args)))
@@ -146,13 +147,14 @@ def sweep_argv(param: str, value: str, cell: str, backend: str, impl: str | None
     return argv + ["--impl", impl] if impl else argv
 
 
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+def _cell_as_run(cell: str, run_args: list[str]) -> CellSpec:
+    """The cell as its run will build it: its options as the flags passed on and the
+    preset give them (an RNN with --activation sigmoid has no torch fused layer)."""
+    from bench.config import config_from_args
+    from bench.run_flags import run_parser
+
+    args, _ = run_parser().parse_known_args([*run_args, "--cell", cell])
+    return make_cell(cell, **dict(config_from_args(args).cell_options))
 
 
 def print_outcomes(outcomes: list[Outcome]) -> int:

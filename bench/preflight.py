@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 from pathlib import Path
 from typing import Sequence
 
-from bench.config import INT32_MAX, THREADS, Bound, Config, check_bound, config_from_args, flag, make_config
+from bench.config import THREADS, Config, config_from_args, flag, make_config, setting_names
+from cells.options import INT32_MAX, Bound, check_bound
 from bench.errors import BenchError, unknown_name
 
 # Bounds of the flags of speed and roofline (the run flags' are declared on Config).
@@ -94,7 +94,7 @@ def check_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend
     from bench.matrix import sweep_argv
     from bench.registry import get_backend, make_cell, require_available
 
-    settings = [f.name for f in dataclasses.fields(Config)]
+    settings = setting_names()
     if param not in settings:
         raise unknown_name("setting", param, settings)
     if param in UNSWEPT:
@@ -107,7 +107,7 @@ def check_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend
     configs = _check_runs({f"{backend} {cell} {param}={value}": sweep_argv(param, value, cell, backend, impl, run_args)
                            for cell in cells for value in values})
     for cell, config in zip((c for c in cells for _ in values), configs):
-        if why := backend_cls.unsupported(make_cell(cell, activation=config.activation), resolved):
+        if why := backend_cls.unsupported(make_cell(cell, **dict(config.cell_options)), resolved):
             raise BenchError(why)
     swept = [getattr(config, param) for config in configs[: len(values)]]
     for i, value in enumerate(swept):

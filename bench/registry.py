@@ -1,20 +1,24 @@
-"""Backends and cells, discovered through packaging entry points.
+"""Backends, cells and tasks, discovered through packaging entry points.
 
-Registry keys = CLI names = entry-point names (groups ``bench.backends`` and ``bench.cells``),
-so a separately installed package adds a backend or a cell by declaring an entry point; no
-file here changes. Loading an entry point imports only the backend's thin module, never
-its framework, so listing is cheap.
+Registry keys = CLI names = entry-point names (groups ``bench.backends``, ``bench.cells`` and
+``bench.tasks``), so a separately installed package adds a backend, a cell or a task by
+declaring an entry point; no file here changes. Loading an entry point imports only the
+backend's thin module, never its framework, so listing is cheap. Cells and tasks declare
+their own settings (:class:`cells.options.Option`); :func:`declared_options` gathers them,
+and each becomes a flag of ``bench run``.
 """
 from __future__ import annotations
 
-import inspect
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from bench.errors import BenchError, unknown_name
+from cells.options import Option
 
 BACKEND_GROUP = "bench.backends"
 CELL_GROUP = "bench.cells"
+TASK_GROUP = "bench.tasks"
 
 
 def _entry_points(group: str) -> dict[str, EntryPoint]:
@@ -33,6 +37,10 @@ def backend_names() -> list[str]:
 
 def cell_names() -> list[str]:
     return list(_entry_points(CELL_GROUP))
+
+
+def task_names() -> list[str]:
+    return list(_entry_points(TASK_GROUP))
 
 
 def _load(group: str, kind: str, name: str) -> Any:
@@ -54,12 +62,43 @@ def get_cell_class(name: str):  # -> type[CellSpec]
     return _load(CELL_GROUP, "cell", name)
 
 
+def get_task_class(name: str):  # -> type[TaskSpec]
+    return _load(TASK_GROUP, "task", name)
+
+
 def make_cell(name: str, **options: Any):  # -> CellSpec
-    """Build cell ``name`` passing only the options its constructor declares, so the
-    shared config (activation, forget_bias, ...) serves cells that use any subset."""
+    """Build cell ``name`` with the values of the options it declares (its defaults for the
+    rest); values of options it does not declare are not its business and are left out."""
     cls = get_cell_class(name)
-    accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in options.items() if k in accepted})
+    return cls(**{option.name: options.get(option.name, option.default) for option in cls.options})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """An option and who declares it: ``("cell", "lstm")``, ``("task", "echo")``, ..."""
+
+    option: Option
+    owners: tuple[tuple[str, str], ...]
+
+    def owned_by(self) -> str:
+        return ", ".join(f"{kind} {name}" for kind, name in self.owners)
+
+
+def declared_options() -> dict[str, Declared]:
+    """Every option any registered cell or task declares, by name. Two plugins may share an
+    option name only with the same type (one flag serves both); a clash is an error naming
+    them, as a broken plugin is."""
+    found: dict[str, Declared] = {}
+    for kind, names, load in (("cell", cell_names(), get_cell_class), ("task", task_names(), get_task_class)):
+        for name in names:
+            for option in load(name).options:
+                known = found.get(option.name)
+                if known and known.option.type is not option.type:
+                    raise BenchError(f"{kind} {name!r} declares option {option.name!r} as {option.type.__name__}, "
+                                     f"but {known.owned_by()} as {known.option.type.__name__}")
+                owners = (known.owners if known else ()) + ((kind, name),)
+                found[option.name] = Declared(known.option if known else option, owners)
+    return found
 
 
 def require_available(backend_cls: Any, impl: str | None) -> str:

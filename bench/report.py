@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.grouping import configuration_key, describe
+from bench.grouping import cell_variant, configuration_key, describe
 from bench.reading import read_results
 
 RUN_COLUMNS = [
@@ -86,7 +86,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "task": config["task"],
             "backend": r["backend"]["name"],
             "impl": r["backend"]["impl"],
-            "cell": config["cell"],
+            "cell": cell_variant(config, r.get("preset")),
             "learning_rate": config["learning_rate"],
             "device": r["backend"].get("device", config.get("device")),
             "status": r["status"],
@@ -210,7 +210,7 @@ def _value_order(value: Any) -> tuple[int, Any]:
 def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """PTB runs of a published configuration beside the published perplexities
     (Zaremba et al. 2014), and the test perplexity's distance from it."""
-    from bench.config import PUBLISHED_PERPLEXITY, published_preset
+    from bench.config import published_perplexity, published_preset
 
     rows = []
     for r in records:
@@ -220,7 +220,7 @@ def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
         final = r.get("final") or {}
         test = (final.get("test") or {}).get("perplexity")
         valid = (final.get("valid") or {}).get("perplexity")
-        published_valid, published_test = PUBLISHED_PERPLEXITY[preset]
+        published_valid, published_test = published_perplexity(preset)
         rows.append({
             "set": r.get("_set", "."), "configuration": describe(r["config"], r.get("preset")), "preset": preset,
             "backend": r["backend"]["name"], "impl": r["backend"]["impl"], "cell": r["config"]["cell"],

@@ -20,22 +20,23 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from backends.base import Model, StepStats, TrainSettings, checkpoint_layout
+from backends.base import Model, StepStats, checkpoint_layout
 from bench import interrupts, memory
 from bench.budget import check_memory
 from bench.checkpoints import Checkpoint, read_checkpoint, save_checkpoint
 from bench.config import Config, learning_rate_at, validate
 from bench.data import resolve_data_dir
 from bench.errors import BenchError
+from bench.factory import build_model, model_spec, train_settings
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary, peak_rss_mb
-from backends.spec import ModelSpec, init_params
+from backends.spec import ModelSpec
 from bench.records import DEFAULT_RESULTS_DIR, SCHEMA_VERSION, environment, new_run_id, record_bytes, redact_home, utc_now
 from bench.registry import get_backend, make_cell, require_available
 from bench.storage import (
     EnvironmentFault, RunLock, SpaceReserve, atomic_write_bytes, fault_reason, prepare_writable_dir, require_free_space,
     writing,
 )
-from bench.tasks import SEED_DROPOUT, SEED_INIT, Task, make_task, rng_for
+from bench.tasks import SEED_DROPOUT, Task, make_task, rng_for
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -155,19 +156,13 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     check_memory(config)
     backend = get_backend(config.backend)
     config = config.replace(impl=require_available(backend, config.impl))
-    cell = make_cell(config.cell, activation=config.activation, forget_bias=config.forget_bias)
-    if why := backend.unsupported(cell, config.impl):
+    if why := backend.unsupported(make_cell(config.cell, **dict(config.cell_options)), config.impl):
         raise BenchError(why)
     resumed = _read_resume(options.resume, config) if options.resume else None
     place = _Place.resolve(options, config, resumed)
     task = make_task(config, place.data_dir)
-    spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
-    settings = TrainSettings(
-        impl=config.impl, optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
-        adagrad_initial_accumulator=config.adagrad_initial_accumulator, dtype=config.dtype,
-        device=config.device, threads=config.threads, seed=config.seed,
-    )
-    layout = checkpoint_layout(spec, settings)
+    spec = model_spec(config, task.input_kind, task.vocab_size, task.n_classes)
+    layout = checkpoint_layout(spec, train_settings(config))
     arrays = resumed.arrays(layout) if resumed else None
     results_dir = prepare_writable_dir(place.results_dir, "--results-dir")
     checkpoint_dir = prepare_writable_dir(place.checkpoint_dir, "--checkpoint-dir")
@@ -176,7 +171,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     require_free_space(checkpoint_dir, 2 * checkpoint_bytes + SpaceReserve.MINIMUM, "a checkpoint and the record")
     threads = _set_thread_pools(config.threads)
     memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
-    model = backend.build(spec, init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT)), settings)
+    model = build_model(config, spec)
     if arrays is not None:
         model.restore(arrays)
 

@@ -19,29 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import TrainSettings
+from backends.spec import ModelSpec
 from bench.config import make_config
+from bench.factory import build_model, model_spec
 from bench.metrics import flops_per_token
-from backends.spec import ModelSpec, init_params
-from bench.registry import get_backend, make_cell
-
-PTB_VOCAB = 10_000
+from bench.registry import get_task_class
 
 
 def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
-    """(config, model spec) of a preset with a given cell, PTB's vocabulary for token tasks."""
-    config = make_config(preset, **(overrides or {}))
-    cell = make_cell(cell_name, activation=config.activation, forget_bias=config.forget_bias)
-    tokens_task = config.task == "ptb"
-    spec = ModelSpec.from_config(config, cell, "tokens" if tokens_task else "scalar",
-                                 PTB_VOCAB if tokens_task else 1, PTB_VOCAB if tokens_task else 2)
-    return config, spec
+    """(config, model spec) of a preset with a given cell, in its task's model shape."""
+    config = make_config(preset, **{**(overrides or {}), "cell": cell_name})
+    return config, model_spec(config, *get_task_class(config.task).model_shape(config))
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
-    config, spec = preset_spec(job["preset"], job["cell"], job.get("overrides"))
-    tokens_task = config.task == "ptb"
+    overrides = {**job.get("overrides", {}), "backend": job["backend"], "impl": job["impl"],
+                 "device": job.get("device", "cpu"), "threads": job.get("threads"), "seed": 0}
+    config, spec = preset_spec(job["preset"], job["cell"], overrides)
     if job.get("keep_freed_memory", True):
         from bench.memory import keep_freed_memory
 
@@ -50,19 +45,17 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(job["threads"])
-    settings = TrainSettings(impl=job["impl"], optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
-                             device=job.get("device", "cpu"), threads=job.get("threads"), seed=0)
-    model = get_backend(job["backend"]).build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)), settings)
+    model = build_model(config, spec)  # as bench run builds it: the same settings, dtype and optimizer slots
     rng = np.random.default_rng(1)
     batch, steps = config.batch_size, config.num_steps
     windows = []
     for _ in range(8):
-        if tokens_task:
-            ids = rng.integers(0, PTB_VOCAB, (batch, steps + 1))
+        if spec.input_kind == "tokens":
+            ids = rng.integers(0, spec.vocab_size, (batch, steps + 1))
             windows.append((ids[:, :-1], ids[:, 1:]))
         else:
             bits = rng.integers(0, 2, (batch, steps))
-            windows.append((bits.astype(np.float32), bits))
+            windows.append((bits.astype(np.float32), rng.integers(0, spec.n_classes, (batch, steps))))
     result: dict[str, Any] = {"backend": job["backend"], "impl": job["impl"], "cell": job["cell"],
                               "describe": model.describe()}
     for phase in ("train", "eval"):

@@ -7,6 +7,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from cells.options import Option
+
 
 @dataclass(frozen=True)
 class Ops:
@@ -45,6 +47,9 @@ class CellSpec(ABC):
     name: ClassVar[str]
     gates: ClassVar[tuple[str, ...]]
     state_names: ClassVar[tuple[str, ...]]
+    # Settings that change the function the cell computes; each is a `bench run` flag and a
+    # keyword of the constructor, and a record keeps the values of its cell's options.
+    options: ClassVar[tuple[Option, ...]] = ()
 
     @property
     def n_blocks(self) -> int:
@@ -91,6 +96,6 @@ class CellSpec(ABC):
     def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any, ...]:
         """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``."""
 
-    def options(self) -> dict[str, Any]:
-        """Settings that change the function the cell computes; stored in every record."""
-        return {}
+    def option_values(self) -> dict[str, Any]:
+        """This cell's value of each of its declared :attr:`options`."""
+        return {option.name: getattr(self, option.name) for option in self.options}

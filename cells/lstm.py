@@ -6,6 +6,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cells.base import CellSpec, Ops
+from cells.options import IN_DTYPE, LARGEST, Bound, DtypeLimit, Option
 
 
 class LSTMCell(CellSpec):
@@ -30,8 +31,11 @@ class LSTMCell(CellSpec):
     name = "lstm"
     gates = ("g", "i", "f", "o")
     state_names = ("s", "h")
+    options = (Option("forget_bias", 1.0, "LSTM forget-gate bias at initialisation (0.0 in the published PTB runs)",
+                      float, bound=Bound(DtypeLimit("max", sign=-1), LARGEST, IN_DTYPE)),)
 
     def __init__(self, forget_bias: float = 1.0) -> None:
+        self.options[0].check(forget_bias, "float64")
         self.forget_bias = float(forget_bias)
 
     def adjust_bias(self, b: np.ndarray, hidden_size: int) -> None:
@@ -48,6 +52,3 @@ class LSTMCell(CellSpec):
         s = s_prev * f + g * i
         h = ops.tanh(s) * o
         return s, h
-
-    def options(self) -> dict[str, Any]:
-        return {"forget_bias": self.forget_bias}

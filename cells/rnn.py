@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from cells.base import CellSpec, Ops
+from cells.options import Option
 
 ACTIVATIONS = ("tanh", "sigmoid")
 
@@ -21,12 +22,11 @@ class RNNCell(CellSpec):
     name = "rnn"
     gates = ("h",)
     state_names = ("h",)
+    options = (Option("activation", "tanh", "vanilla RNN activation (tanh, or the seed tutorial's sigmoid)", str,
+                      choices=ACTIVATIONS),)
 
     def __init__(self, activation: str = "tanh") -> None:
-        if activation not in ACTIVATIONS:
-            from cells.errors import BenchError
-
-            raise BenchError(f"unknown RNN activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.options[0].check(activation)
         self.activation = activation
 
     def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any]:
@@ -34,6 +34,3 @@ class RNNCell(CellSpec):
         phi = ops.tanh if self.activation == "tanh" else ops.sigmoid
         h = phi(z_in + h_prev @ V)  # z_in = x_t U + b
         return (h,)
-
-    def options(self) -> dict[str, Any]:
-        return {"activation": self.activation}

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.config import PRESETS, Config, learning_rate_at, make_config
+from bench.config import Config, learning_rate_at, make_config, presets
 from bench.errors import BenchError
 
 
@@ -67,5 +67,5 @@ def test_preset_and_task_must_agree():
 
 
 def test_every_preset_is_valid():
-    for name in PRESETS:
+    for name in presets():
         assert isinstance(make_config(name), Config)

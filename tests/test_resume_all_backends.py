@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import bench.runner as runner
+import bench.factory as factory
 from bench.config import make_config
 from bench.reading import load_record
 from bench.runner import EXIT_INTERRUPTED, RunOptions, run
@@ -41,8 +41,8 @@ def test_resumed_run_ends_with_the_same_numbers(backend_name, impl, cell_name, t
                          total_series_length=1500, keep_prob=0.8, threads=1)
     reference = run(config, RunOptions(results_dir=str(tmp_path / "ref"), quiet=True)).record
 
-    real_get_backend = runner.get_backend
-    monkeypatch.setattr(runner, "get_backend", lambda name: _interrupting(real_get_backend(name), 2 * 20 + 5))
+    real_get_backend = factory.get_backend
+    monkeypatch.setattr(factory, "get_backend", lambda name: _interrupting(real_get_backend(name), 2 * 20 + 5))
     interrupted = run(config, RunOptions(results_dir=str(tmp_path / "run"), quiet=True))
     monkeypatch.undo()
     assert interrupted.exit_code == EXIT_INTERRUPTED

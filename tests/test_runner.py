@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -146,15 +145,16 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     import numpy as np
 
     from backends.base import TrainSettings
-    from backends.spec import ModelSpec, init_params
-    from bench.registry import get_backend, make_cell
+    from backends.spec import init_params
+    from bench.factory import model_spec
+    from bench.registry import get_backend
     from bench.runner import _Bar, evaluate
     from bench.tasks import make_task
 
     if backend != "numpy":
         pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[backend])
     config = make_config("ptb-tiny", max_tokens=1000)
-    spec = ModelSpec.from_config(config, make_cell("lstm"), "tokens", 10_000, 10_000)
+    spec = model_spec(config, "tokens", 10_000, 10_000)
     params = init_params(spec, 0.5, np.random.default_rng(0))  # large weights: states far from zero
     model = get_backend(backend).build(spec, params, TrainSettings(impl=impl, dtype=dtype, threads=1))
     scores = {}

@@ -39,7 +39,7 @@ class TorchBackend(Backend):
     @classmethod
     def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
         if impl == "fused" and fused_layer_kind(cell) is None:
-            return f"torch has no fused layer for cell {cell.name!r} {cell.options()} (nn.RNN is tanh only); use --impl cell"
+            return f"torch has no fused layer for cell {cell.name!r} {cell.option_values()} (nn.RNN is tanh only); use --impl cell"
         return None
 
     @classmethod

@@ -13,8 +13,9 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.config import make_config
-from backends.spec import ModelSpec, init_params
-from bench.registry import get_backend, make_cell
+from backends.spec import init_params
+from bench.factory import model_spec
+from bench.registry import get_backend
 from bench.runner import RunOptions, _Progress, _Reporter, train_epoch
 from bench.tasks import make_task
 
@@ -33,8 +34,7 @@ def test_runner_overhead_against_a_bare_loop(preset, cell_name, ptb_dir, monkeyp
     limits = threadpool_limits(1)
     config = make_config(preset, cell=cell_name, threads=1)
     task = make_task(config, str(ptb_dir))
-    cell = make_cell(cell_name, forget_bias=config.forget_bias)
-    spec = ModelSpec.from_config(config, cell, task.input_kind, task.vocab_size, task.n_classes)
+    spec = model_spec(config, task.input_kind, task.vocab_size, task.n_classes)
     model = get_backend("numpy").build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)),
                                        TrainSettings(impl="cell", optimizer=config.optimizer, max_grad_norm=config.max_grad_norm))
     windows = list(task.train_windows(0))

@@ -78,7 +78,7 @@ def _check_arrays(checkpoint):
     from bench.registry import make_cell
 
     c = checkpoint.config
-    spec = ModelSpec(make_cell(c["cell"], activation=c["activation"], forget_bias=c["forget_bias"]), "scalar", 1,
+    spec = ModelSpec(make_cell(c["cell"], **c), "scalar", 1,
                      c["hidden_size"], c["num_layers"], 2, c["keep_prob"], c["loss_reduction"])
     settings = TrainSettings(impl="cell", optimizer=c["optimizer"], dtype=c["dtype"])
     return checkpoint.arrays(checkpoint_layout(spec, settings))
@@ -267,7 +267,7 @@ def test_metadata_that_is_an_array_of_numbers_is_refused(good, tmp_path):
 
 @pytest.mark.parametrize("mutate,fragment", [
     (lambda c: c.pop("hidden_size"), "missing: hidden_size"),
-    (lambda c: c.update(colour="red"), "unknown: colour"),
+    (lambda c: c.update(colour="red"), "unknown setting(s): colour"),
     (lambda c: c.update(hidden_size=-4), "config is invalid"),
     (lambda c: c.update(hidden_size="4"), "config is invalid"),
     (lambda c: c.update(learning_rate=float("nan")), "config is invalid"),

@@ -5,7 +5,6 @@ and the bounds themselves are held to a table stated here, independently of the 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -16,7 +15,8 @@ from hypothesis import strategies as st
 
 from bench import budget, preflight
 from bench.cli import main
-from bench.config import DTYPES, PRESETS, Config, make_config, validate
+from bench.config import all_options, make_config, presets, validate
+from cells.options import DTYPES
 from bench.data import echo_windows
 from bench.errors import BenchError
 from bench.registry import get_backend
@@ -42,7 +42,7 @@ EXPECTED = {
     "max_grad_norm": ((0.0, F32_MAX), (0.0, F64_MAX)),
     "adagrad_initial_accumulator": ((F32_TINY, F32_MAX), (F64_TINY, F64_MAX)),  # sqrt(a) divides
 }
-BOUNDED = [f for f in dataclasses.fields(Config) if f.metadata.get("bound")]
+BOUNDED = [o for o in all_options().values() if o.bound]
 IMPLS = [("numpy", "cell"), ("torch", "cell"), ("torch", "fused"), ("tf", "cell"), ("tf", "fused")]
 
 
@@ -59,14 +59,14 @@ def _flag(name: str) -> str:
 
 
 def test_every_numeric_setting_declares_its_bound():
-    numeric = {f.name for f in dataclasses.fields(Config) if str(f.type) in ("int", "float", "int | None")}
+    numeric = {o.name for o in all_options().values() if o.type in (int, float)}
     assert {f.name for f in BOUNDED} == numeric == set(EXPECTED)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_declared_bounds_are_the_documented_ranges(dtype):
     for f in BOUNDED:
-        assert f.metadata["bound"].limits(dtype) == _expected(f.name, dtype), f.name
+        assert f.bound.limits(dtype) == _expected(f.name, dtype), f.name
 
 
 def _bad_values(name: str, integer: bool, dtype: str) -> list:
@@ -85,7 +85,7 @@ BAD_VALUES = [
     pytest.param(f.name, dtype, value, id=f"{f.name}-{dtype}-{value!r}"[:60])
     for f in BOUNDED
     for dtype in (DTYPES if isinstance(EXPECTED[f.name][0], tuple) else DTYPES[:1])
-    for value in _bad_values(f.name, "int" in str(f.type), dtype)
+    for value in _bad_values(f.name, f.type is int, dtype)
 ]
 
 
@@ -102,7 +102,8 @@ def test_out_of_range_values_are_refused_with_the_range(name, dtype, value):
 def test_each_end_of_a_range_is_accepted(name):
     low, high = _expected(name, "float32")
     for value in (low, high):
-        config = dataclasses.replace(make_config("echo"), **{name: value})
+        base = make_config("ptb-tiny" if name == "max_tokens" else "echo")  # an option of its own task
+        config = base.replace(**{name: value})
         try:
             validate(config)
         except BenchError as exc:  # only a rule joining settings may refuse an end, never the bound
@@ -121,8 +122,8 @@ _ANY = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
-@given(preset=st.one_of(st.none(), st.sampled_from(list(PRESETS)), st.text(max_size=8)),
-       overrides=st.dictionaries(st.sampled_from([f.name for f in dataclasses.fields(Config)]), _ANY, max_size=6))
+@given(preset=st.one_of(st.none(), st.sampled_from(list(presets())), st.text(max_size=8)),
+       overrides=st.dictionaries(st.sampled_from(list(all_options())), _ANY, max_size=6))
 def test_any_settings_give_a_valid_config_or_one_bench_error(preset, overrides):
     try:
         config = make_config(preset, **overrides)
@@ -131,7 +132,7 @@ def test_any_settings_give_a_valid_config_or_one_bench_error(preset, overrides):
         return
     validate(config)
     for f in BOUNDED:
-        value = getattr(config, f.name)
+        value = config.as_dict().get(f.name)  # None: an option of another cell or task
         low, high = _expected(f.name, config.dtype)
         assert value is None or low <= value <= high, (f.name, value)
 
@@ -203,15 +204,15 @@ def test_every_backend_builds_and_trains_at_the_largest_seed(backend, impl):
     """2**63 - 1 is the largest seed accepted: numpy's SeedSequence, torch's generator and TF's
     int64 dropout seed all take it (dropout on, so the seed is used)."""
     from backends.base import TrainSettings
-    from backends.spec import ModelSpec, init_params
-    from bench.registry import make_cell
+    from backends.spec import init_params
+    from bench.factory import model_spec
     from bench.tasks import SEED_DROPOUT, SEED_INIT, SEED_TRAIN_DATA, rng_for
 
     if reason := get_backend(backend).unavailable_reason():
         pytest.skip(reason)
     seed = 2**63 - 1
     config = make_config("echo", seed=seed, keep_prob=0.5, total_series_length=150, num_steps=5)
-    spec = ModelSpec.from_config(config, make_cell("lstm"), "scalar", 1, 2)
+    spec = model_spec(config, "scalar", 1, 2)
     params = init_params(spec, config.init_scale, rng_for(seed, SEED_INIT))
     model = get_backend(backend).build(spec, params, TrainSettings(impl=impl, optimizer="adagrad", seed=seed))
     model.set_dropout_seed(int(rng_for(seed, SEED_DROPOUT, 0).integers(2**31)))

@@ -1,0 +1,33 @@
+"""From a run's settings to a model: the one place that turns a :class:`~bench.config.Config`
+into a model spec, the train settings and initial weights, and asks the backend to build
+it. ``bench run`` and ``bench speed`` both build through here, so a model measured for speed
+is the model that trains."""
+from __future__ import annotations
+
+from backends.base import Model, TrainSettings
+from backends.spec import ModelSpec, init_params
+from bench.config import Config
+from bench.registry import get_backend, make_cell
+from bench.tasks import SEED_INIT, rng_for
+
+
+def model_spec(config: Config, input_kind: str, vocab_size: int, n_classes: int) -> ModelSpec:
+    """The function the run's model computes, on data of this shape."""
+    cell = make_cell(config.cell, **dict(config.cell_options))
+    return ModelSpec(cell, input_kind, vocab_size, config.hidden_size, config.num_layers, n_classes,
+                     config.keep_prob, config.loss_reduction)
+
+
+def train_settings(config: Config) -> TrainSettings:
+    """How the model is run and updated (``config.impl`` already resolved)."""
+    return TrainSettings(
+        impl=config.impl, optimizer=config.optimizer, max_grad_norm=config.max_grad_norm,
+        adagrad_initial_accumulator=config.adagrad_initial_accumulator, dtype=config.dtype,
+        device=config.device, threads=config.threads, seed=config.seed,
+    )
+
+
+def build_model(config: Config, spec: ModelSpec) -> Model:
+    """The backend's model of ``spec``, from the initial weights the seed draws."""
+    params = init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT))
+    return get_backend(config.backend).build(spec, params, train_settings(config))

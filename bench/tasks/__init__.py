@@ -1,0 +1,94 @@
+"""Tasks: what a model learns and how a split is scored.
+
+A task is a class registered under the entry-point group ``bench.tasks`` (as cells and
+backends are): a :class:`TaskSpec` declares the task's own settings (each a ``bench run``
+flag), its presets, the rules that join its settings, and builds a run's windows. What the
+runner sees of a built task is a :class:`Task`: NumPy windows for training and each
+evaluation split, and the shape of the model they need. A task checks up front that the
+window sizes fit its data, so a bad size fails before anything is trained or written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable
+
+import numpy as np
+
+from cells.options import Option
+
+Windows = Iterable[tuple[np.ndarray, np.ndarray]]
+
+# Independent random streams per purpose: numpy.random.default_rng([seed, purpose, ...]).
+SEED_INIT, SEED_TRAIN_DATA, SEED_DROPOUT, SEED_VALID_DATA, SEED_TEST_DATA, SEED_PROBE_DATA = range(6)
+
+
+def rng_for(seed: int, purpose: int, *more: int) -> np.random.Generator:
+    return np.random.default_rng([seed, purpose, *more])
+
+
+@dataclass
+class Task:
+    """Windows for training and for each evaluation split, plus what the model must look like."""
+
+    name: str
+    input_kind: str
+    vocab_size: int
+    n_classes: int
+    train_windows: Callable[[int], Windows]  # epoch -> windows
+    n_train_windows: int
+    eval_windows: dict[str, Callable[[], Windows]]  # split -> windows
+    n_eval_windows: dict[str, int]
+    per_epoch_splits: tuple[str, ...]  # evaluated after every epoch; the rest only at the end
+    probe_windows: Callable[[], Windows]  # fixed held-out windows (training shape) for gradient norms
+    words: tuple[str, ...] | None = None  # id -> word, for printing predictions
+    reports_perplexity: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "vocab_size": self.vocab_size,
+            "n_classes": self.n_classes,
+            "train_windows_per_epoch": self.n_train_windows,
+            "eval_windows": dict(self.n_eval_windows),
+        }
+
+
+class TaskSpec:
+    """A task as the registry knows it. ``config`` arguments are ``bench.config.Config``s
+    (any object with the settings as attributes)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]  # one line for `bench list`
+    # The task's own settings: flags of `bench run`, kept in a run's config when it runs this task.
+    options: ClassVar[tuple[Option, ...]] = ()
+    # name -> settings (core ones, this task's options, and cells' options such as forget_bias)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    default_preset: ClassVar[str]
+    # preset -> published (valid, test) perplexity of the LSTM in that configuration
+    published: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Refuse settings that do not fit together for this task (a BenchError naming them)."""
+
+    @classmethod
+    def model_shape(cls, config: Any) -> tuple[str, int, int]:
+        """``(input kind, vocabulary, classes)`` of the model, known before any data is read
+        (for the memory estimate and ``bench speed``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def data_bytes(cls, config: Any) -> int:
+        """The memory the task's data takes at its peak, for the run's memory estimate."""
+        return 0
+
+    @classmethod
+    def build(cls, config: Any, data_dir: str | None = None) -> Task:
+        raise NotImplementedError
+
+
+def make_task(config: Any, data_dir: str | None = None) -> Task:
+    """The windows of ``config``'s task (``data_dir``: where a corpus lies, if it needs one)."""
+    from bench.registry import get_task_class
+
+    return get_task_class(config.task).build(config, data_dir)
