@@ -4,8 +4,7 @@ import os
 import sys
 
 from bench import interrupts
-
-EXIT_INTERRUPTED = 130
+from bench.exits import EXIT_INTERRUPTED
 
 
 def console() -> int:

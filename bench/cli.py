@@ -16,7 +16,8 @@ from bench.errors import BenchError
 from bench.preflight import SPEED_BOUNDS
 from bench.records import DEFAULT_RESULTS_DIR
 from bench.run_flags import CHECKPOINT_POLICY, add_run_arguments
-from bench.runner import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR, RunOptions, run
+from bench.exits import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR
+from bench.runner import RunOptions, run
 from bench.storage import EnvironmentFault, fault_reason
 
 # errors of the machine, not of the code: one line, exit 4

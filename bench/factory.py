@@ -4,6 +4,8 @@ it. ``bench run`` and ``bench speed`` both build through here, so a model measur
 is the model that trains."""
 from __future__ import annotations
 
+import os
+
 from backends.base import Model, TrainSettings
 from backends.spec import ModelSpec, init_params
 from bench.config import Config
@@ -31,3 +33,12 @@ def build_model(config: Config, spec: ModelSpec) -> Model:
     """The backend's model of ``spec``, from the initial weights the seed draws."""
     params = init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT))
     return get_backend(config.backend).build(spec, params, train_settings(config))
+
+
+def limit_thread_pools(threads: int | None) -> int:
+    """Limit NumPy's BLAS pool (backends set their own framework's pools); returns the count."""
+    from threadpoolctl import threadpool_limits
+
+    count = threads or os.cpu_count() or 1
+    threadpool_limits(limits=count)
+    return count

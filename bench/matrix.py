@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import IO, Sequence
 
 from bench.errors import BenchError
+from bench.exits import STATUS_BY_EXIT
 from bench.registry import get_backend, make_cell
 from cells.base import CellSpec
 
-STATUS_BY_EXIT = {0: "completed", 2: "bad input", 3: "diverged", 4: "aborted", 130: "interrupted"}
 STOP_GRACE_SECONDS = 120.0  # for a child to save its record after Ctrl-C; then it is killed
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.base import StepStats
 from backends.spec import ModelSpec
 
 
@@ -98,3 +99,38 @@ def gradient_summary(norms: np.ndarray) -> dict[str, float]:
         else:
             decay = math.nan
     return {"ratio": ratio, "decay_per_step": decay}
+
+
+class PassTotals:
+    """Running sums of one pass over a split, its timer, and the summary that goes into the
+    record (with a perplexity where the task reports one)."""
+
+    def __init__(self, flops_per_token: float, perplexity: bool = False) -> None:
+        self.perplexity = perplexity
+        self.ce = 0.0
+        self.correct = 0
+        self.tokens = 0
+        self.flops_per_token = flops_per_token
+        self.timer = StretchTimer()
+        self.start = time.perf_counter()
+
+    def add(self, stats: StepStats) -> None:
+        self.ce += stats.ce_sum
+        self.correct += stats.n_correct
+        self.tokens += stats.n_tokens
+        self.timer.tick(stats.n_tokens)
+
+    def summary(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self.start
+        loss = self.ce / max(self.tokens, 1)
+        out: dict[str, Any] = {
+            "loss": loss, "accuracy": self.correct / max(self.tokens, 1), "tokens": self.tokens,
+            "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None,
+        }
+        if self.perplexity:
+            out["perplexity"] = math.exp(loss)  # every window's loss is below the runner's divergence limit
+        out.update(self.timer.summary())
+        rate = out.get("tokens_per_s_median") or out["tokens_per_s"]
+        out["flops_per_token"] = self.flops_per_token
+        out["gflops_per_s"] = self.flops_per_token * rate / 1e9 if rate else None
+        return out

@@ -108,3 +108,40 @@ def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any
         "git": git_commit(),
         "allocator": memory.describe(),
     }
+
+
+def new_record(
+    run_id: str, config: Any, place: Any, argv: list[str], resumed: Any, spec: Any, task: Any, backend: Any,
+    model: Any, env: dict[str, Any],
+) -> dict[str, Any]:
+    """A run's record as it starts (status ``running``): everything that can move its numbers.
+    A resumed run keeps its first start, command, environment and epochs, and adds a
+    ``resumed`` entry with this process's command and environment."""
+    meta = resumed.meta if resumed else {}
+    command = redact_home(argv)
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "running",
+        "started_at": meta.get("started_at") or utc_now(),
+        "command": meta.get("command") or command,
+        "tag": place.tag,
+        "config": config.as_dict(),
+        "seed": config.seed,
+        "model": spec.describe(),
+        "task": task.describe(),
+        "backend": {"name": backend.name, "impl": config.impl, **model.describe()},
+        "environment": meta.get("environment") or env,
+        "data_dir": place.data_dir,
+        "epochs": meta.get("history", []),
+        "gradient_norms": meta.get("gradient_norms", []),
+        "final": None,
+        "failure": None,
+        "checkpoint": None,
+    }
+    if place.preset:
+        record["preset"] = place.preset
+    if resumed:
+        record["resumed"] = meta["resumed"] + [
+            {"at": utc_now(), "from_epoch": len(record["epochs"]), "command": command, "environment": env}]
+    return record

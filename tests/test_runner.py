@@ -148,7 +148,8 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     from backends.spec import init_params
     from bench.factory import model_spec
     from bench.registry import get_backend
-    from bench.runner import _Bar, evaluate
+    from bench.progress import Bar
+    from bench.runner import evaluate
     from bench.tasks import make_task
 
     if backend != "numpy":
@@ -160,7 +161,7 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     scores = {}
     for steps in (1, 7, 35):
         task = make_task(config.replace(eval_num_steps=steps), str(ptb_dir))
-        scores[steps] = evaluate(model, task, "valid", config.eval_batch_size, lambda n: _Bar("valid", n, False))
+        scores[steps] = evaluate(model, task, "valid", config.eval_batch_size, lambda n: Bar("valid", n, False))
     assert scores[1]["tokens"] == scores[7]["tokens"] == scores[35]["tokens"] == 999
     for steps in (7, 35):
         assert scores[steps]["loss"] == pytest.approx(scores[1]["loss"], rel=tolerance)

@@ -16,7 +16,8 @@ from bench.config import make_config
 from backends.spec import init_params
 from bench.factory import model_spec
 from bench.registry import get_backend
-from bench.runner import RunOptions, _Progress, _Reporter, train_epoch
+from bench.progress import Reporter
+from bench.runner import _Progress, train_epoch
 from bench.tasks import make_task
 
 pytestmark = pytest.mark.benchmark
@@ -38,7 +39,7 @@ def test_runner_overhead_against_a_bare_loop(preset, cell_name, ptb_dir, monkeyp
     model = get_backend("numpy").build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)),
                                        TrainSettings(impl="cell", optimizer=config.optimizer, max_grad_norm=config.max_grad_norm))
     windows = list(task.train_windows(0))
-    bar = _Reporter(RunOptions(quiet=True, progress=True)).bar("overhead")  # a live bar: the worst case
+    bar = Reporter(quiet=True, progress=True).bar("overhead")  # a live bar: the worst case
 
     def bare() -> float:
         state = model.zero_state(config.batch_size)

@@ -6,6 +6,7 @@ checkpoint did not fit."""
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import os
 import shutil
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import bench.runner as runner
 from bench.runner import EXIT_ABORTED, EXIT_USER_ERROR
 from bench.storage import SpaceReserve
 from tests.faults.helpers import cli, leftovers, records_in
@@ -130,8 +130,11 @@ def test_too_little_space_for_a_checkpoint_is_exit_2_up_front(tmp_path, capsys, 
 # -- faults mid-run ----------------------------------------------------------------------
 
 def _failing_on(monkeypatch, name: str, exc: BaseException, calls: set[int]):
-    """bench.runner.<name> raises ``exc`` on the given 1-based calls."""
-    original = getattr(runner, name)
+    """bench.<name> (``module.function``, or a function of bench.runner) raises ``exc`` on the
+    given 1-based calls."""
+    module = importlib.import_module(f"bench.{name.rsplit('.', 1)[0]}" if "." in name else "bench.runner")
+    name = name.rsplit(".", 1)[-1]
+    original = getattr(module, name)
     count = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -140,7 +143,7 @@ def _failing_on(monkeypatch, name: str, exc: BaseException, calls: set[int]):
             raise exc
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, name, failing)
+    monkeypatch.setattr(module, name, failing)
 
 
 def _aborted(tmp_path, capsys, reason: str) -> dict:
@@ -154,7 +157,7 @@ def _aborted(tmp_path, capsys, reason: str) -> dict:
 
 
 def test_epoch_2s_checkpoint_not_fitting_keeps_epoch_1_and_2_and_resumes(tmp_path, capsys, monkeypatch):
-    _failing_on(monkeypatch, "save_checkpoint", OSError(errno.ENOSPC, "No space left on device"), {2})
+    _failing_on(monkeypatch, "runfiles.save_checkpoint", OSError(errno.ENOSPC, "No space left on device"), {2})
     record = _aborted(tmp_path, capsys, "disk full")
     assert len(record["epochs"]) == 2 and record["failure"]["phase"] == "checkpoint"
     assert record["checkpoint"]  # epoch 1's, intact
@@ -176,7 +179,7 @@ def test_epoch_2s_checkpoint_not_fitting_keeps_epoch_1_and_2_and_resumes(tmp_pat
 def test_a_record_write_that_fails_mid_run_is_aborted_with_its_reason(tmp_path, capsys, monkeypatch, error, reason):
     """The record of epoch 2 cannot be written once; the reserve gives the room for its
     final state, which keeps both completed epochs."""
-    _failing_on(monkeypatch, "atomic_write_bytes", error, {3})  # 1: start, 2: epoch 1, 3: epoch 2
+    _failing_on(monkeypatch, "runfiles.atomic_write_bytes", error, {3})  # 1: start, 2: epoch 1, 3: epoch 2
     record = _aborted(tmp_path, capsys, reason)
     assert len(record["epochs"]) == 2 and record["failure"]["phase"] == "record"
 
@@ -198,7 +201,7 @@ def test_a_reserve_that_cannot_grow_stops_the_run_early(tmp_path, capsys, monkey
 def test_a_disk_that_stays_full_says_so_in_one_line(tmp_path, capsys, monkeypatch):
     """Nothing can be written at all any more (the reserve's room taken by someone else):
     exit 4 and one line; the record on disk holds the last state written."""
-    _failing_on(monkeypatch, "atomic_write_bytes", OSError(errno.ENOSPC, "No space left on device"), set(range(3, 99)))
+    _failing_on(monkeypatch, "runfiles.atomic_write_bytes", OSError(errno.ENOSPC, "No space left on device"), set(range(3, 99)))
     code, _, err = cli(capsys, ["run", *ECHO, "--results-dir", str(tmp_path)])
     assert code == EXIT_ABORTED and "final record could not be written" in err and "Traceback" not in err
     (record,) = records_in(tmp_path)

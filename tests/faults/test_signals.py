@@ -4,6 +4,7 @@ traceback; a run that has a record says `interrupted` and where, never `running`
 or sweep records its child as interrupted, prints its summary and exits 130."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -25,14 +26,17 @@ LINUX = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads
 # -- every phase, in-process: the handling is the same whatever raised the interrupt -----
 
 def _raise_in(monkeypatch, name: str, when=lambda *a, **k: True):
-    original = getattr(runner, name)
+    """``name`` (in bench.runner, or ``module.function``) raises KeyboardInterrupt when ``when`` says."""
+    module = importlib.import_module(f"bench.{name.rsplit('.', 1)[0]}" if "." in name else "bench.runner")
+    name = name.rsplit(".", 1)[-1]
+    original = getattr(module, name)
 
     def interrupted(*args, **kwargs):
         if when(*args, **kwargs):
             raise KeyboardInterrupt("SIGINT")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, name, interrupted)
+    monkeypatch.setattr(module, name, interrupted)
 
 
 def _nth_call(n: int):
@@ -50,7 +54,7 @@ PHASES = {
     "training step": ("train_epoch", _nth_call(2), "train", 2),
     "per-epoch evaluation": ("evaluate", _nth_call(2), "evaluate:valid", 2),
     "later gradient probe": ("measure_gradient_norms", _nth_call(3), "gradient-probe", 2),
-    "checkpoint write": ("save_checkpoint", _nth_call(2), "checkpoint", 2),
+    "checkpoint write": ("runfiles.save_checkpoint", _nth_call(2), "checkpoint", 2),
     "final evaluation": ("evaluate", lambda m, t, split, *a, **k: split == "test", "final-evaluate:test", None),
     "sample": ("sample_predictions", _nth_call(1), "sample", None),
 }

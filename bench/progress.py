@@ -1,0 +1,66 @@
+"""What a run shows while it runs: one line per epoch on stderr (unless quiet) and live
+progress bars with loss and tokens/s (on a terminal, or when asked)."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from bench.metrics import PassTotals
+
+
+def metric_text(metrics: dict[str, float], perplexity: bool) -> str:
+    if perplexity:
+        return f"ppl {metrics['perplexity']:.2f} acc {metrics['accuracy']:.4f}"
+    return f"loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f}"
+
+
+def epoch_line(entry: dict[str, Any], epochs: int, splits: tuple[str, ...], perplexity: bool) -> str:
+    train = entry["train"]
+    parts = [f"epoch {entry['epoch']}/{epochs}", f"lr {entry['learning_rate']:.4g}", f"train {metric_text(train, perplexity)}"]
+    parts += [f"{split} {metric_text(entry[split], perplexity)}" for split in splits]
+    parts.append(f"{train['tokens_per_s']:,.0f} tok/s")
+    return " | ".join(parts)
+
+
+class Reporter:
+    """Epoch lines (unless quiet) and progress bars (``progress`` None: only on a terminal)."""
+
+    def __init__(self, quiet: bool = False, progress: bool | None = None) -> None:
+        self.quiet = quiet
+        self.show_bars = progress if progress is not None else (sys.stderr.isatty() and not quiet)
+
+    def __call__(self, line: str, always: bool = False) -> None:
+        if always or not self.quiet:
+            tqdm.write(line, file=sys.stderr)
+
+    def bar(self, label: str) -> Callable[[int], "Bar"]:
+        return lambda total: Bar(label, total, self.show_bars)
+
+
+class Bar:
+    """A tqdm bar with live loss and tokens/s, refreshed at most a few times a second."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=label, leave=False, disable=not enabled, file=sys.stderr, mininterval=0.5)
+        self.last = 0.0
+
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def tick(self, totals: PassTotals) -> None:
+        self.bar.update()
+        now = time.perf_counter()
+        if self.bar.disable or now - self.last < 0.5:
+            return
+        self.last = now
+        loss = totals.ce / max(totals.tokens, 1)
+        shown = f"ppl={math.exp(min(loss, 700)):.1f}" if totals.perplexity else f"loss={loss:.4f}"
+        rate = totals.tokens / max(now - totals.start, 1e-9)
+        self.bar.set_postfix_str(f"{shown} acc={totals.correct / max(totals.tokens, 1):.3f} {rate:,.0f} tok/s")
