@@ -28,7 +28,7 @@ from backends.base import Model, State, StepStats, TrainSettings
 from backends.tf import TFBackend, fused_layer_kind, runtime
 from backends.tf.losses import linear_softmax_cross_entropy
 from cells.errors import BenchError
-from backends.spec import ModelSpec
+from backends.spec import ModelSpec, layer_key
 
 tf = runtime.import_tf()
 import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)
@@ -423,14 +423,14 @@ def unrolled_layers(
     steps = inputs.shape[0]
     final, trace = [], []
     for layer in range(spec.num_layers):
-        U, V, b = (params[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-        in_size, width = U.shape
-        P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), U) + b, [steps, -1, width])
+        w = spec.layer_params(params, layer)
+        in_size, width = w["U"].shape
+        P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), w["U"]) + w["b"], [steps, -1, width])
         z_ins = tf.unstack(P)
         st = tuple(state[layer])
         outputs, states = [], []
         for t in range(steps):
-            st = tuple(cell.recurrence(TF_OPS, V, z_ins[t], st))
+            st = tuple(cell.recurrence(TF_OPS, w["V"], z_ins[t], st))
             outputs.append(st[-1])
             if keep_trace:
                 states.append(st)
@@ -516,7 +516,7 @@ class TFFusedModel(TFModel):
             keras_layer.build((None, None, spec.layer_input_size(layer)))
             cell = keras_layer.cell
             for key, var in (("U", cell.kernel), ("V", cell.recurrent_kernel), ("b", cell.bias)):
-                p = _Param(f"layers.{layer}.{key}", var, cols)
+                p = _Param(layer_key(layer, key), var, cols)
                 var.assign(p.to_framework(np.asarray(params[p.name], self.np_dtype)))
                 out.append(p)
             self.layers.append(keras_layer)

@@ -26,7 +26,7 @@ from backends.torch.losses import linear_softmax_cross_entropy
 from backends.torch import TorchBackend, fused_layer_kind
 from backends.torch.unroll import run_layer
 from cells.errors import BenchError
-from backends.spec import ModelSpec
+from backends.spec import ModelSpec, layer_key
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
@@ -308,8 +308,7 @@ class TorchModel(Model):
             inputs = self._inputs(x, p.get("embedding"))
             captured: list[tuple[torch.Tensor, ...]] = []
             for layer in range(spec.num_layers):
-                U, V, b = (p[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-                inputs, _ = run_layer(spec.cell, U, V, b, inputs, state[layer], captured)
+                inputs, _ = run_layer(spec.cell, spec.layer_params(p, layer), inputs, state[layer], captured)
             logits = torch.addmm(p["softmax.b"], inputs.reshape(-1, spec.hidden_size), p["softmax.W"])
             ce = F.cross_entropy(logits, targets, reduction="none").view(steps, batch)
             flat = [t for step_state in captured for t in step_state]  # layer, step, state name
@@ -395,13 +394,12 @@ class CellModel(TorchModel):
 
     def _build_layers(self, params: dict[str, np.ndarray]) -> None:
         self.layer_params = [
-            tuple(self._plain_param(f"layers.{layer}.{k}", params) for k in ("U", "V", "b"))
+            {name: self._plain_param(layer_key(layer, name), params) for name in self.spec.cell.param_names}
             for layer in range(self.spec.num_layers)
         ]
 
     def _layer(self, layer: int, inputs: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        U, V, b = self.layer_params[layer]
-        return run_layer(self.spec.cell, U, V, b, inputs, state)
+        return run_layer(self.spec.cell, self.layer_params[layer], inputs, state)
 
     def _kernel(self) -> str:
         return "aten ops unrolled in Python, autograd (input projection: one GEMM per window)"
