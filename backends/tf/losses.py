@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.tf import runtime
+from backends.tf.runtime import import_tf
 
-tf = runtime.import_tf()
+tf = import_tf()
 
 
 def linear_softmax_cross_entropy(hidden: Any, weight: Any, bias: Any, labels: Any) -> tuple[Any, Any]:
