@@ -25,9 +25,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cells.errors import BenchError
+from backends.fused import FusedTable, why_no_fused_layer
 from backends.spec import ModelSpec
 from cells.base import CellSpec
+from cells.errors import BenchError
 from cells.options import DTYPES
 
 OPTIMIZERS = ("sgd", "adagrad")
@@ -167,15 +168,20 @@ def checkpoint_layout(spec: ModelSpec, settings: TrainSettings) -> dict[str, tup
     return {f"{kind}/{name}": (tuple(shape), dtype) for kind in kinds for name, shape in spec.param_shapes().items()}
 
 
+FUSED_IMPL = "fused"
+
+
 class Backend(ABC):
     """A framework that can build models. Subclasses must import their framework lazily
-    (inside ``build``), so listing backends never pays for importing TensorFlow."""
+    (inside ``make_model``), so listing backends never pays for importing TensorFlow."""
 
     name: ClassVar[str]
     impls: ClassVar[tuple[str, ...]]
     default_impl: ClassVar[str]
     framework: ClassVar[str | None] = None  # importable module the backend needs
     install_hint: ClassVar[str] = ""
+    # the cells impl "fused" runs: cell type -> the framework's layer (see backends/fused.py)
+    fused_layers: ClassVar[FusedTable | None] = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -187,7 +193,10 @@ class Backend(ABC):
     @classmethod
     def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
         """Why ``impl`` cannot run ``cell`` (None when it can): checked before anything is
-        built or written, so it must not need the framework imported."""
+        built or written, so it must not need the framework imported. Impl "fused" runs
+        the cells of the backend's ``fused_layers`` table."""
+        if impl == FUSED_IMPL and cls.fused_layers is not None:
+            return why_no_fused_layer(cls.name, cls.fused_layers, cell)
         return None
 
     @classmethod
@@ -196,6 +205,14 @@ class Backend(ABC):
         return {}
 
     @classmethod
-    @abstractmethod
     def build(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
-        """A model holding ``params`` (canonical layout) ready to train with ``settings``."""
+        """A model holding ``params`` (canonical layout) ready to train with ``settings``;
+        what ``unsupported`` refuses is refused here too, whoever calls."""
+        if why := cls.unsupported(spec.cell, settings.impl):
+            raise BenchError(why)
+        return cls.make_model(spec, params, settings)
+
+    @classmethod
+    @abstractmethod
+    def make_model(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+        """``build``'s own work, for a combination ``unsupported`` accepts."""

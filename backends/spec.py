@@ -21,7 +21,7 @@ over every token (the echo tutorial; pytorch/examples too, with lr 20 and clip 0
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,12 @@ from cells.base import NUMPY_OPS, CellSpec
 
 LOSS_REDUCTIONS = ("sum_steps_mean_batch", "mean")
 InputKind = Literal["tokens", "scalar"]
+T = TypeVar("T")
+
+
+def layer_key(layer: int, name: str) -> str:
+    """The canonical name of layer ``layer``'s parameter ``name`` (one of the cell's ``param_names``)."""
+    return f"layers.{layer}.{name}"
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,18 @@ class ModelSpec:
             return 1
         return self.hidden_size
 
+    def layer_params(self, params: Mapping[str, T], layer: int) -> dict[str, T]:
+        """Layer ``layer``'s entries of a canonically named dict (weights, gradients,
+        tensors), by the cell's parameter names."""
+        return {name: params[layer_key(layer, name)] for name in self.cell.param_names}
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {}
         if self.input_kind == "tokens":
             shapes["embedding"] = (self.vocab_size, self.hidden_size)
         for layer in range(self.num_layers):
             for name, shape in self.cell.param_shapes(self.layer_input_size(layer), self.hidden_size).items():
-                shapes[f"layers.{layer}.{name}"] = shape
+                shapes[layer_key(layer, name)] = shape
         shapes["softmax.W"] = (self.hidden_size, self.n_classes)
         shapes["softmax.b"] = (self.n_classes,)
         return shapes
@@ -93,7 +104,7 @@ def init_params(spec: ModelSpec, init_scale: float, rng: np.random.Generator) ->
     for layer in range(spec.num_layers):
         cell_params = spec.cell.init_params(spec.layer_input_size(layer), spec.hidden_size, init_scale, rng)
         for name, value in cell_params.items():
-            params[f"layers.{layer}.{name}"] = value
+            params[layer_key(layer, name)] = value
     params["softmax.W"] = rng.uniform(-init_scale, init_scale, (spec.hidden_size, spec.n_classes))
     params["softmax.b"] = rng.uniform(-init_scale, init_scale, (spec.n_classes,))
     return params
@@ -126,9 +137,7 @@ def reference_forward(
         inputs = params["embedding"][x]
     else:
         inputs = x[..., None].astype(np.float64)
-    layer_params = [
-        {k: params[f"layers.{layer}.{k}"] for k in ("U", "V", "b")} for layer in range(spec.num_layers)
-    ]
+    layer_params = [spec.layer_params(params, layer) for layer in range(spec.num_layers)]
     outputs = []
     for t in range(steps):
         h = inputs[:, t]

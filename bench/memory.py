@@ -3,11 +3,10 @@
 glibc serves allocations above a threshold (128 KiB at first, raised as blocks are freed,
 never above 32 MiB) with fresh ``mmap`` pages and trims the heap top when more than twice
 that is free. A training step allocates and frees tens of MB of temporaries (a ptb-small
-step: logits, their gradient, exponentials, 16 MB each), so the next step faults every page
-back in: 3,137 minor page faults per torch fused ptb-small step, 406 with the settings
-below, and 5,289-5,553 -> 6,252-6,580 training tokens/s (numpy 5,563-5,676 -> 6,148-6,160;
-A/B runs, 1 thread, ``docs/performance.md``). The cost is memory the process keeps for its
-own reuse: about one step's temporaries.
+step: logits, their gradient, exponentials, 16 MB each), so without this the next step
+faults every page back in; the page faults and the tokens/s gained are measured in
+``docs/performance.md`` ("The allocator"). The cost is memory the process keeps for its own
+reuse: about one step's temporaries.
 
 Other C libraries (macOS, musl) are left alone; so is a user who set glibc's own
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``.

@@ -5,8 +5,9 @@ Each measurement runs in its own process (frameworks and thread pools never shar
 on synthetic windows of the preset's shape (timing does not depend on the words), and the
 contenders are interleaved round by round so drift of a shared machine hits all alike;
 the table shows the median over rounds. On the CPU each round also measures the GEMM peak
-first (a shared machine's peak moves with its load: 48 to 97 GFLOP/s on one thread here),
-and "% of peak" uses the median of those peaks, taken under the same conditions.
+first (a shared machine's peak moves with its load, by 2x on these machines:
+``docs/performance.md``), and "% of peak" uses the median of those peaks, taken under the
+same conditions.
 """
 from __future__ import annotations
 

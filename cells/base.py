@@ -33,7 +33,7 @@ NUMPY_OPS = Ops(tanh=np.tanh, sigmoid=_np_sigmoid)
 class CellSpec(ABC):
     """One recurrent cell: parameters, initialisation and step equations.
 
-    Parameters of one layer are always the three arrays
+    Parameters of one layer are named by ``param_names``: the three arrays
 
     - ``U``: ``(input_size, n_blocks * hidden)``, input weights, one block per gate,
     - ``V``: ``(hidden, n_blocks * hidden)``, recurrent weights, same blocks,
@@ -47,6 +47,7 @@ class CellSpec(ABC):
     name: ClassVar[str]
     gates: ClassVar[tuple[str, ...]]
     state_names: ClassVar[tuple[str, ...]]
+    param_names: ClassVar[tuple[str, ...]] = ("U", "V", "b")
     # Settings that change the function the cell computes; each is a `bench run` flag and a
     # keyword of the constructor, and a record keeps the values of its cell's options.
     options: ClassVar[tuple[Option, ...]] = ()
@@ -56,8 +57,10 @@ class CellSpec(ABC):
         return len(self.gates)
 
     def param_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
+        """One layer's parameters, named and ordered as ``param_names``."""
         width = self.n_blocks * hidden_size
-        return {"U": (input_size, width), "V": (hidden_size, width), "b": (width,)}
+        shapes = {"U": (input_size, width), "V": (hidden_size, width), "b": (width,)}
+        return {name: shapes[name] for name in self.param_names}
 
     def init_params(
         self, input_size: int, hidden_size: int, init_scale: float, rng: np.random.Generator

@@ -24,7 +24,7 @@ class NumpyBackend(Backend):
         return {"numpy": np.__version__}
 
     @classmethod
-    def build(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+    def make_model(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
         from backends.numpy.model import NumpyModel
 
         if settings.device == "gpu":

@@ -9,7 +9,7 @@ import numpy as np
 
 from backends.base import Model, State, StepStats, TrainSettings
 from backends.numpy.kernels import make_kernel
-from backends.spec import ModelSpec
+from backends.spec import ModelSpec, layer_key
 
 
 @dataclass
@@ -93,10 +93,10 @@ class NumpyModel(Model):
         inputs, mask = self._dropout(inputs, train)
         masks, layer_inputs, caches, final = [mask], [], [], []
         for layer in range(spec.num_layers):
-            U, V, b = (p[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-            P = inputs.reshape(steps * batch, -1) @ U
-            P += b
-            hs, last, cache = self.kernel.forward(P.reshape(steps, batch, -1), V, state[layer])
+            w = spec.layer_params(p, layer)
+            P = inputs.reshape(steps * batch, -1) @ w["U"]
+            P += w["b"]
+            hs, last, cache = self.kernel.forward(P.reshape(steps, batch, -1), w["V"], state[layer])
             layer_inputs.append(inputs)
             caches.append(cache)
             final.append(last)
@@ -136,17 +136,17 @@ class NumpyModel(Model):
         dinputs *= scale
         traces: list[dict[str, np.ndarray]] = [{}] * spec.num_layers
         for layer in reversed(range(spec.num_layers)):
-            U, V = p[f"layers.{layer}.U"], p[f"layers.{layer}.V"]
+            w = spec.layer_params(p, layer)
             mask = fwd.masks[layer + 1]
             dhs = dinputs * mask if mask is not None else dinputs
-            dZ, dV, traces[layer] = self.kernel.backward(dhs, V, fwd.caches[layer], trace)
+            dZ, dV, traces[layer] = self.kernel.backward(dhs, w["V"], fwd.caches[layer], trace)
             dZ = dZ.reshape(steps * batch, -1)
             inputs = fwd.layer_inputs[layer].reshape(steps * batch, -1)
-            grads[f"layers.{layer}.U"] = inputs.T @ dZ
-            grads[f"layers.{layer}.V"] = dV
-            grads[f"layers.{layer}.b"] = dZ.sum(axis=0)
+            grads[layer_key(layer, "U")] = inputs.T @ dZ
+            grads[layer_key(layer, "V")] = dV
+            grads[layer_key(layer, "b")] = dZ.sum(axis=0)
             if layer > 0 or fwd.ids is not None:
-                dinputs = (dZ @ U.T).reshape(steps, batch, -1)
+                dinputs = (dZ @ w["U"].T).reshape(steps, batch, -1)
         if fwd.ids is not None:
             if fwd.masks[0] is not None:
                 dinputs = dinputs * fwd.masks[0]

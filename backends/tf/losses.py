@@ -1,14 +1,12 @@
 """The softmax layer and its cross-entropy as one function, gradient by hand.
 
-Profiled in a ptb-small TF training step on one thread (400 x 10,000 logits), the ops
-around the layer's three products took about 20 ms: Eigen's ``Exp`` 7.5 ms, ``ArgMax``
-4.2 ms, the max-shift, a copy for the one-hot scatter, a scaled copy of the gradient.
-``tf.nn.sparse_softmax_cross_entropy_with_logits`` is no better: it computes the gradient
-in every forward, evaluation included. Here:
+``tf.nn.sparse_softmax_cross_entropy_with_logits`` computes its gradient in every forward,
+evaluation included, and the passes around the layer's products over the rows x classes
+logits are a large share of a CPU training step. Here:
 
 - ``top_k(logits, 1)`` gives the row maximum and the predicted id (the first maximum on
-  ties, as ``argmax``) in one pass, 1.8 ms against 5.2 for ``reduce_max`` plus ``argmax``;
-- ``tf.nn.softmax`` (oneDNN's kernel on x86) gives the probabilities in 2.2 ms, and the
+  ties, as ``argmax``) in one pass;
+- ``tf.nn.softmax`` (oneDNN's kernel on x86) gives the probabilities, and the
   log-normaliser comes from the probability at the maximum, ``p_max = 1 / sum exp(l - max)``
   (at least 1 / classes, so its logarithm never underflows): ``ce = max - l_target -
   log p_max``;
@@ -16,15 +14,15 @@ in every forward, evaluation included. Here:
   ``d hidden = u * (G W^T)``, ``dW = (u * hidden)^T G``, ``db = G^T u`` with ``G`` the
   softmax minus one-hot.
 
-``docs/performance.md`` has the before and after.
+``docs/performance.md`` has the profiles and the before and after.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from backends.tf import runtime
+from backends.tf.runtime import import_tf
 
-tf = runtime.import_tf()
+tf = import_tf()
 
 
 def linear_softmax_cross_entropy(hidden: Any, weight: Any, bias: Any, labels: Any) -> tuple[Any, Any]:

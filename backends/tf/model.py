@@ -6,44 +6,44 @@ Two impls share everything but the recurrent layers:
   ``cells/``) applied with TensorFlow ops, unrolled in Python over the window while
   ``tf.function`` traces it, so the graph holds ``steps x layers`` steps. The input
   projection ``x U + b`` of a whole window is one GEMM before the loop. Time-major inside.
-- ``fused`` (:class:`TFFusedModel`): ``keras.layers.LSTM`` / ``keras.layers.SimpleRNN``
-  (cuDNN on a GPU when the configuration allows, Keras's ``while_loop`` otherwise).
-  Batch-major, as Keras wants.
+- ``fused`` (:class:`TFFusedModel`): the cell's layer in ``backends.tf.fused``
+  (``keras.layers.LSTM``, ``keras.layers.SimpleRNN``; cuDNN on a GPU when the
+  configuration allows, Keras's ``while_loop`` otherwise). Batch-major, as Keras wants.
 
-Variables are Keras variables in the framework's layout; :class:`_Param` maps each one to
-and from its canonical name and layout (the fused LSTM reorders gate blocks). Every
+Variables are Keras variables in the framework's layout; a :class:`~backends.layout.Slot`
+maps each one to and from its canonical name and layout (the fused LSTM reorders gate
+blocks). Every
 function in the hot path is a ``tf.function`` traced once per window shape: inputs are
 converted to tensors of fixed dtypes, the learning rate is a tensor argument, and each
 step makes one device-to-host transfer (a small vector of statistics).
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from backends.base import Model, State, StepStats, TrainSettings
-from backends.tf import TFBackend, fused_layer_kind, runtime
+from backends.layout import NUMPY_ARRAYS, ArrayOps, Slot
+from backends.spec import ModelSpec, layer_key
+from backends.tf.fused import FUSED_LAYERS
 from backends.tf.losses import linear_softmax_cross_entropy
+from backends.tf.runtime import configure_threads, import_tf, resolve_device, thread_settings
+from cells.base import Ops
 from cells.errors import BenchError
-from backends.spec import ModelSpec
 
-tf = runtime.import_tf()
+tf = import_tf()
 import keras  # noqa: E402  (after TensorFlow, whose log level is set in runtime)
 
-from cells.base import Ops  # noqa: E402
-
 TF_OPS = Ops(tanh=tf.math.tanh, sigmoid=tf.math.sigmoid)
-
-# Keras's LSTM stacks its gate blocks i, f, c, o; ours are g, i, f, o (c is our g).
-KERAS_LSTM_GATES = ("i", "f", "g", "o")
+TF_ARRAYS = ArrayOps(take_columns=lambda t, columns: tf.gather(t, columns, axis=-1), transpose=tf.transpose)
 
 
 def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
-    runtime.configure_threads(settings.threads)  # first: it only works before TF initialises
-    device, kind = runtime.resolve_device(settings.device)
+    configure_threads(settings.threads)  # first: it only works before TF initialises
+    device, kind = resolve_device(settings.device)
     if settings.impl == "cell":
         return TFCellModel(spec, params, settings, device, kind)
     if settings.impl == "fused":
@@ -51,42 +51,13 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
     raise BenchError(f"backend 'tf' has no impl {settings.impl!r}; choose one of: cell, fused")
 
 
-# -- parameters -----------------------------------------------------------------------
-
-
-@dataclass
-class _Param:
-    """One variable and its canonical name; ``cols`` reorders the last axis:
-    framework layout = canonical[..., cols]."""
-
-    name: str
-    var: Any  # keras.Variable
-    cols: np.ndarray | None = None
-
-    def to_framework(self, value: np.ndarray) -> np.ndarray:
-        return value if self.cols is None else value[..., self.cols]
-
-    def to_canonical(self, value: np.ndarray) -> np.ndarray:
-        return value if self.cols is None else value[..., np.argsort(self.cols)]
-
-    def canonical_tensor(self, value: Any) -> Any:
-        """Differentiable canonical view of a framework-layout tensor."""
-        if self.cols is None:
-            return value
-        return tf.gather(value, np.argsort(self.cols), axis=-1)
-
-
-def _block_columns(order: Sequence[str], gates: Sequence[str], hidden: int) -> np.ndarray:
-    """Columns of the canonical (``gates``-ordered) matrix that give the ``order`` layout."""
-    return np.concatenate([np.arange(hidden) + gates.index(g) * hidden for g in order])
-
-
 # -- the shared model -----------------------------------------------------------------
 
 
 class TFModel(Model):
     """Everything but the recurrent layers; subclasses create ``self.params`` (a list of
-    :class:`_Param`, fixed order) and implement ``_recurrent`` and ``_canonical_layers``."""
+    :class:`~backends.layout.Slot`, fixed order) and implement ``_recurrent`` and
+    ``_canonical_layers``."""
 
     time_major: bool  # layout of the tensors between the layers
 
@@ -104,9 +75,9 @@ class TFModel(Model):
         self.np_dtype = np.dtype(settings.dtype)
         self.trace_counts: Counter[str] = Counter()
         with tf.device(self.device):
-            self.params: list[_Param] = self._make_params(params)
+            self.params: list[Slot[Any]] = self._make_params(params)
             self._by_name = {p.name: p for p in self.params}
-            self._vars = [p.var for p in self.params]
+            self._vars = [p.tensor for p in self.params]
             self._lr = tf.Variable(0.0, dtype=self.dtype, trainable=False, name="learning_rate")
             self._seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_seed")
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_counter")
@@ -126,7 +97,7 @@ class TFModel(Model):
 
     # -- to implement -----------------------------------------------------------------
 
-    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[Slot[Any]]:
         raise NotImplementedError
 
     def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
@@ -179,14 +150,14 @@ class TFModel(Model):
 
     def _head(self, top: Any, y: Any) -> tuple[Any, Any]:
         """Per-token cross-entropy and argmax, both shaped like ``y`` (model's layout)."""
-        W, b = self._by_name["softmax.W"].var, self._by_name["softmax.b"].var
+        W, b = self._by_name["softmax.W"].tensor, self._by_name["softmax.b"].tensor
         flat = tf.reshape(top, [-1, self.spec.hidden_size])
         labels = tf.reshape(y, [-1])
         ce, predicted = linear_softmax_cross_entropy(flat, W, b, labels)
         return tf.reshape(ce, tf.shape(y)), tf.reshape(predicted, tf.shape(y)), y
 
     def _forward(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, list[tuple]]:
-        embedding = self._by_name["embedding"].var if self.spec.input_kind == "tokens" else None
+        embedding = self._by_name["embedding"].tensor if self.spec.input_kind == "tokens" else None
         inputs = self._dropout(self._inputs(x, embedding), 0, train)
         top, final = self._recurrent(inputs, state, train)
         ce, predicted, y = self._head(top, y)
@@ -274,10 +245,10 @@ class TFModel(Model):
         with tf.device(self.device):
             with tf.GradientTape(persistent=True) as tape:
                 params = self._canonical_layers()
-                embedding = self._by_name["embedding"].var if spec.input_kind == "tokens" else None
+                embedding = self._by_name["embedding"].tensor if spec.input_kind == "tokens" else None
                 inputs = self._inputs(x, embedding)  # x is time-major here, whatever the impl
                 top, _, trace = unrolled_layers(self, params, inputs, state, train=False, keep_trace=True)
-                W, b = self._by_name["softmax.W"].var, self._by_name["softmax.b"].var
+                W, b = self._by_name["softmax.W"].tensor, self._by_name["softmax.b"].tensor
                 logits = tf.matmul(top, W) + b  # (steps, batch, classes)
                 ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
                 total = {"dL": tf.reduce_sum(ce), "dLT": tf.reduce_sum(ce[-1])}
@@ -336,7 +307,7 @@ class TFModel(Model):
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         loss, grads, final = self._grads_fn(self._x(x), self._y(y), self._state(state))
-        named = {p.name: p.to_canonical(g.numpy()) for p, g in zip(self.params, grads)}
+        named = {p.name: p.to_canonical(g.numpy(), NUMPY_ARRAYS) for p, g in zip(self.params, grads)}
         return float(loss), named, _freeze(final)
 
     def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
@@ -347,13 +318,13 @@ class TFModel(Model):
         return [tuple(np.array(a) for a in layer) for layer in state]
 
     def get_params(self) -> dict[str, np.ndarray]:
-        return {p.name: p.to_canonical(np.array(p.var.numpy())) for p in self.params}
+        return {p.name: p.to_canonical(np.array(p.tensor.numpy()), NUMPY_ARRAYS) for p in self.params}
 
     def checkpoint(self) -> dict[str, np.ndarray]:
         arrays = {f"param/{name}": value for name, value in self.get_params().items()}
         if self.settings.optimizer == "adagrad":
             for p in self.params:
-                arrays[f"adagrad/{p.name}"] = p.to_canonical(np.array(self._accumulator(p.var).numpy()))
+                arrays[f"adagrad/{p.name}"] = p.to_canonical(np.array(self._accumulator(p.tensor).numpy()), NUMPY_ARRAYS)
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -361,11 +332,11 @@ class TFModel(Model):
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
             p = self._by_name[name]
-            value = p.to_framework(np.asarray(value, self.np_dtype))
+            value = p.to_framework(np.asarray(value, self.np_dtype), NUMPY_ARRAYS)
             if kind == "param":
-                p.var.assign(value)
+                p.tensor.assign(value)
             elif self.settings.optimizer == "adagrad":
-                self._accumulator(p.var).assign(value)
+                self._accumulator(p.tensor).assign(value)
 
     def set_dropout_seed(self, seed: int) -> None:
         self._seed.assign(int(seed))
@@ -381,7 +352,7 @@ class TFModel(Model):
             "device": self.device_kind if self.device_kind == "cpu" else f"{self.device_kind} ({self.device})",
             "kernel": self._kernel_description(),
             "dtype": self.settings.dtype,
-            "threads": runtime.thread_settings(),
+            "threads": thread_settings(),
             "onednn": _onednn_setting(),
         }
 
@@ -400,8 +371,6 @@ def _freeze(final: Sequence[Sequence[Any]]) -> State:
 
 
 def _onednn_setting() -> str:
-    import os
-
     value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     return "default (on for x86 CPUs)" if value is None else value
 
@@ -423,14 +392,14 @@ def unrolled_layers(
     steps = inputs.shape[0]
     final, trace = [], []
     for layer in range(spec.num_layers):
-        U, V, b = (params[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-        in_size, width = U.shape
-        P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), U) + b, [steps, -1, width])
+        w = spec.layer_params(params, layer)
+        in_size, width = w["U"].shape
+        P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), w["U"]) + w["b"], [steps, -1, width])
         z_ins = tf.unstack(P)
         st = tuple(state[layer])
         outputs, states = [], []
         for t in range(steps):
-            st = tuple(cell.recurrence(TF_OPS, V, z_ins[t], st))
+            st = tuple(cell.recurrence(TF_OPS, w["V"], z_ins[t], st))
             outputs.append(st[-1])
             if keep_trace:
                 states.append(st)
@@ -445,11 +414,11 @@ class TFCellModel(TFModel):
 
     time_major = True
 
-    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
-        return [_Param(name, self._variable(params[name], name.replace(".", "_"))) for name in self.spec.param_shapes()]
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[Slot[Any]]:
+        return [Slot(name, self._variable(params[name], name.replace(".", "_"))) for name in self.spec.param_shapes()]
 
     def _canonical_layers(self) -> dict[str, Any]:
-        return {p.name: p.var for p in self.params if p.name.startswith("layers.")}
+        return {p.name: p.tensor for p in self.params if p.name.startswith("layers.")}
 
     def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
         top, final, _ = unrolled_layers(self, self._canonical_layers(), inputs, state, train)
@@ -460,7 +429,7 @@ class TFCellModel(TFModel):
 
 
 class TFFusedModel(TFModel):
-    """impl ``fused``: ``keras.layers.LSTM`` or ``keras.layers.SimpleRNN`` per layer.
+    """impl ``fused``: the cell's Keras layer in ``backends.tf.fused`` per layer.
 
     Gradient norms over time need every layer's state at every step, which the fused
     layers do not expose: :meth:`gradient_norms_over_time` unrolls the cell's step
@@ -471,15 +440,13 @@ class TFFusedModel(TFModel):
     time_major = False
 
     def __init__(self, spec: ModelSpec, *args: Any) -> None:
-        if why := TFBackend.unsupported(spec.cell, "fused"):
-            raise BenchError(why)
-        self.layer_kind = fused_layer_kind(spec.cell)
+        self.fused = FUSED_LAYERS[type(spec.cell)]
+        self._state_in, self._state_out = self.fused.state_in, self.fused.state_out
         super().__init__(spec, *args)
 
     def _make_layer(self, layer: int) -> Any:
-        common = dict(
+        options = dict(
             units=self.spec.hidden_size,
-            activation="tanh",
             use_bias=True,
             kernel_initializer="zeros",  # overwritten by the given weights right away
             recurrent_initializer="zeros",
@@ -492,67 +459,41 @@ class TFFusedModel(TFModel):
             stateful=False,
             unroll=False,
             dtype=self.settings.dtype,
-            name=f"{self.layer_kind}_{layer}",
+            name=f"{self.spec.cell.name}_{layer}",
         )
-        if self.layer_kind == "lstm":
-            return keras.layers.LSTM(
-                **common,
-                recurrent_activation="sigmoid",
-                unit_forget_bias=False,  # the forget bias is already in the given b
-                use_cudnn="auto" if self.device_kind == "gpu" else False,
-            )
-        common["activation"] = self.spec.cell.activation  # tanh, or sigmoid (generic loop)
-        return keras.layers.SimpleRNN(**common)
+        return self.fused.make(self.spec.cell, options, self.device_kind == "gpu")
 
-    def _make_params(self, params: dict[str, np.ndarray]) -> list[_Param]:
-        spec, H = self.spec, self.spec.hidden_size
-        out: list[_Param] = []
+    def _make_params(self, params: dict[str, np.ndarray]) -> list[Slot[Any]]:
+        spec = self.spec
+        out: list[Slot[Any]] = []
         if spec.input_kind == "tokens":
-            out.append(_Param("embedding", self._variable(params["embedding"], "embedding")))
-        cols = _block_columns(KERAS_LSTM_GATES, spec.cell.gates, H) if self.layer_kind == "lstm" else None
+            out.append(Slot("embedding", self._variable(params["embedding"], "embedding")))
         self.layers = []
         for layer in range(spec.num_layers):
             keras_layer = self._make_layer(layer)
             keras_layer.build((None, None, spec.layer_input_size(layer)))
-            cell = keras_layer.cell
-            for key, var in (("U", cell.kernel), ("V", cell.recurrent_kernel), ("b", cell.bias)):
-                p = _Param(f"layers.{layer}.{key}", var, cols)
-                var.assign(p.to_framework(np.asarray(params[p.name], self.np_dtype)))
-                out.append(p)
+            for name, (var, layout) in self.fused.held(keras_layer).items():
+                slot = Slot(layer_key(layer, name), var, layout)
+                var.assign(slot.to_framework(np.asarray(params[slot.name], self.np_dtype), NUMPY_ARRAYS))
+                out.append(slot)
+            for var in self.fused.frozen(keras_layer):
+                var.assign(np.zeros(var.shape, self.np_dtype))
             self.layers.append(keras_layer)
-        out.append(_Param("softmax.W", self._variable(params["softmax.W"], "softmax_W")))
-        out.append(_Param("softmax.b", self._variable(params["softmax.b"], "softmax_b")))
+        out.append(Slot("softmax.W", self._variable(params["softmax.W"], "softmax_W")))
+        out.append(Slot("softmax.b", self._variable(params["softmax.b"], "softmax_b")))
         return out
 
     def _canonical_layers(self) -> dict[str, Any]:
-        return {p.name: p.canonical_tensor(p.var.value) for p in self.params if p.name.startswith("layers.")}
+        return {p.name: p.to_canonical(p.tensor.value, TF_ARRAYS) for p in self.params if p.name.startswith("layers.")}
 
     def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
         final = []
         for layer, keras_layer in enumerate(self.layers):
-            if self.layer_kind == "lstm":
-                s, h = state[layer]
-                seq, h, s = keras_layer(inputs, initial_state=[h, s], training=False)  # Keras: [h, c]
-                final.append((s, h))
-            else:
-                seq, h = keras_layer(inputs, initial_state=[state[layer][0]], training=False)
-                final.append((h,))
+            given = [state[layer][k] for k in self._state_in]
+            seq, *last = keras_layer(inputs, initial_state=given, training=False)
+            final.append(tuple(last[k] for k in self._state_out))
             inputs = self._dropout(seq, layer + 1, train)
         return inputs, final
 
     def _kernel_description(self) -> str:
-        if self.layer_kind == "lstm":
-            if self.device_kind == "gpu" and _keras_would_use_cudnn(self.layers[0]):
-                return "keras LSTM -> cuDNN (tf.function)"
-            return "keras LSTM, generic while_loop (tf.function)"
-        return f"keras SimpleRNN ({self.spec.cell.activation}), generic while_loop (tf.function)"
-
-
-def _keras_would_use_cudnn(layer: Any) -> bool:
-    """Keras's own test (activations, no unroll, bias, a GPU visible); a private helper,
-    so an unknown Keras answers False rather than claiming cuDNN."""
-    try:
-        from keras.src.backend.tensorflow.rnn import cudnn_ok
-    except ImportError:  # pragma: no cover - Keras moved it
-        return False
-    return bool(layer.use_cudnn in ("auto", True) and cudnn_ok(layer.activation, layer.recurrent_activation, layer.unroll, layer.use_bias))
+        return self.fused.kernel(self.spec.cell, self.layers[0], self.device_kind == "gpu")

@@ -1,8 +1,8 @@
 """PyTorch backend: the cell equations unrolled under autograd ("cell"), or torch's own
-recurrent layers, cuDNN on a GPU ("fused").
+recurrent layers, cuDNN on a GPU ("fused": the cells of ``backends.torch.fused``).
 
 This module must stay cheap to import (listing backends imports it): torch is imported
-only inside ``build`` and ``versions``, and the models live in ``backends.torch.model``.
+only inside ``make_model`` and ``versions``, and the models live in ``backends.torch.model``.
 """
 from __future__ import annotations
 
@@ -11,20 +11,9 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Model, TrainSettings
+from backends.fused import FusedTable
 from backends.spec import ModelSpec
-from cells import CellSpec, LSTMCell, RNNCell
-
-
-def fused_layer_kind(cell: CellSpec) -> str | None:
-    """"lstm" (nn.LSTM), "rnn" (nn.RNN) or None when torch has no layer computing ``cell``.
-
-    Exact types only: a subclass may change the equations, which torch's layers cannot follow.
-    """
-    if type(cell) is LSTMCell:
-        return "lstm"
-    if type(cell) is RNNCell and cell.activation == "tanh":
-        return "rnn"
-    return None
+from backends.torch.fused import FUSED_LAYERS
 
 
 class TorchBackend(Backend):
@@ -35,12 +24,7 @@ class TorchBackend(Backend):
     install_hint: ClassVar[str] = (
         "pip install 'cellbench[torch]' (on this project's machines: pip install torch==2.13.0)"
     )
-
-    @classmethod
-    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
-        if impl == "fused" and fused_layer_kind(cell) is None:
-            return f"torch has no fused layer for cell {cell.name!r} {cell.option_values()} (nn.RNN is tanh only); use --impl cell"
-        return None
+    fused_layers: ClassVar[FusedTable | None] = FUSED_LAYERS
 
     @classmethod
     def versions(cls) -> dict[str, str]:
@@ -54,7 +38,7 @@ class TorchBackend(Backend):
         }
 
     @classmethod
-    def build(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+    def make_model(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
         from backends.torch.model import build_model
 
         return build_model(spec, params, settings)

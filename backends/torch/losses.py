@@ -1,13 +1,13 @@
 """The softmax layer and its cross-entropy as one autograd function, gradient by hand.
 
-On the CPU the layer's three 400 x 10,000 x 200 products are most of a ptb-small step, and
-the memory passes around them were a sixth of it: ``addmm``'s bias broadcast (a copy of the
-logits' size that the product then reads back), ``argmax`` (10 ms on its own), the
-softmax's passes, and in the backward a scaled copy of the softmax. Here the logits buffer
-is reused in place (logits, exponentials, then softmax minus one-hot), the row maximum gives
-the predicted ids too, and the per-row upstream gradient scales the hidden states (400 x 200)
-instead of the 400 x 10,000 gradient: ``d hidden = u * (G W^T)``, ``dW = (u * hidden)^T G``,
-``db = G^T u``. ``docs/performance.md`` has the before and after.
+The layer's three products are most of a CPU training step, and what is left to save is
+the memory passes around them over the rows x classes logits. So the bias is added in
+place after ``mm`` (``addmm`` broadcasts it into a copy the product then reads back), the
+logits buffer is reused (logits, exponentials, then softmax minus one-hot), the row
+maximum gives the predicted ids too, and the per-row upstream gradient scales the small
+operands instead of a copy of the logits' gradient: ``d hidden = u * (G W^T)``,
+``dW = (u * hidden)^T G``, ``db = G^T u``. ``docs/performance.md`` has the profiles and
+the before and after.
 """
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 - ``cell``: the cell's own step equations (``CellSpec.step``) unrolled in Python over the
   window, differentiated by autograd; any cell, e.g. the sigmoid RNN;
-- ``fused``: ``torch.nn.LSTM`` / ``torch.nn.RNN``, one module per layer (so dropout can sit
-  between layers with masks from the model's own generator), cuDNN on a GPU, oneDNN
-  (mkldnn) for a float32 LSTM on the CPU.
+- ``fused``: the cell's layer in ``backends.torch.fused`` (``torch.nn.LSTM``,
+  ``torch.nn.RNN``), one module per layer (so dropout can sit between layers with masks
+  from the model's own generator), cuDNN on a GPU, oneDNN (mkldnn) for a float32 LSTM on
+  the CPU.
 
 Both share everything else: embedding, dropout, softmax cross-entropy, clipping and the
 optimizer (``torch.optim.SGD`` / ``torch.optim.Adagrad`` configured to the update rule of
@@ -13,34 +14,24 @@ optimizer (``torch.optim.SGD`` / ``torch.optim.Adagrad`` configured to the updat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backends.base import DEVICES, DTYPES, OPTIMIZERS, Model, State, StepStats, TrainSettings
-from backends.torch.layout import TORCH_GATES, GateLayout
+from backends.layout import ArrayOps, Slot
+from backends.spec import ModelSpec, layer_key
+from backends.torch.fused import FUSED_LAYERS
 from backends.torch.losses import linear_softmax_cross_entropy
-from backends.torch import TorchBackend, fused_layer_kind
 from backends.torch.unroll import run_layer
 from cells.errors import BenchError
-from backends.spec import ModelSpec
 
-
-def _same(t: torch.Tensor) -> torch.Tensor:
-    return t
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """One canonical parameter: the torch tensor that holds it, and the maps between layouts
-    (they apply to anything shaped like it: values, gradients, Adagrad accumulators)."""
-
-    param: torch.nn.Parameter
-    to_canonical: Callable[[torch.Tensor], torch.Tensor] = _same
-    to_torch: Callable[[torch.Tensor], torch.Tensor] = _same
+TORCH_ARRAYS = ArrayOps(
+    take_columns=lambda t, columns: t.index_select(-1, torch.as_tensor(columns, device=t.device)),
+    transpose=lambda t: t.t().contiguous(),
+)
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -104,8 +95,6 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
     ):
         if value not in valid:
             raise BenchError(f"torch backend: unknown {what} {value!r}; choose one of: {', '.join(valid)}")
-    if why := TorchBackend.unsupported(spec.cell, settings.impl):
-        raise BenchError(why)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
@@ -132,13 +121,13 @@ class TorchModel(Model):
             if name not in params or tuple(np.shape(params[name])) != shape:
                 got = tuple(np.shape(params[name])) if name in params else "missing"
                 raise BenchError(f"torch backend: parameter {name!r} should be {shape}, got {got}")
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Slot[torch.Tensor]] = {}
         self.embedding = self._plain_param("embedding", params) if spec.input_kind == "tokens" else None
         self._build_layers(params)
         self.softmax_W = self._plain_param("softmax.W", params)
         self.softmax_b = self._plain_param("softmax.b", params)
         self._slots = {name: self._slots[name] for name in shapes}  # canonical order
-        self._params = [slot.param for slot in self._slots.values()]  # what is trained
+        self._params = [slot.tensor for slot in self._slots.values()]  # what is trained
         if settings.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self._params, lr=0.0)
         else:
@@ -163,7 +152,7 @@ class TorchModel(Model):
     def _plain_param(self, name: str, params: dict[str, np.ndarray]) -> torch.nn.Parameter:
         """A parameter kept in the canonical layout itself."""
         param = torch.nn.Parameter(self._tensor(params[name]))
-        self._slots[name] = _Slot(param)
+        self._slots[name] = Slot(name, param)
         return param
 
     def _build_layers(self, params: dict[str, np.ndarray]) -> None:
@@ -281,13 +270,13 @@ class TorchModel(Model):
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         loss, _, _, _, final = self._loss(x, y, state, train=False)
         grads = torch.autograd.grad(loss, self._params)
-        out = {name: _to_numpy(slot.to_canonical(g.to_dense())) for (name, slot), g in zip(self._slots.items(), grads)}
+        out = {name: _to_numpy(slot.to_canonical(g.to_dense(), TORCH_ARRAYS)) for (name, slot), g in zip(self._slots.items(), grads)}
         return float(loss.detach()), out, self._detach(final)
 
     def _canonical_tensors(self) -> dict[str, torch.Tensor]:
         """The current weights in the canonical layout, as fresh leaves that require grad."""
         with torch.no_grad():
-            values = {name: slot.to_canonical(slot.param.detach()) for name, slot in self._slots.items()}
+            values = {name: slot.to_canonical(slot.tensor.detach(), TORCH_ARRAYS) for name, slot in self._slots.items()}
         return {name: v.detach().requires_grad_() for name, v in values.items()}
 
     def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
@@ -308,8 +297,7 @@ class TorchModel(Model):
             inputs = self._inputs(x, p.get("embedding"))
             captured: list[tuple[torch.Tensor, ...]] = []
             for layer in range(spec.num_layers):
-                U, V, b = (p[f"layers.{layer}.{k}"] for k in ("U", "V", "b"))
-                inputs, _ = run_layer(spec.cell, U, V, b, inputs, state[layer], captured)
+                inputs, _ = run_layer(spec.cell, spec.layer_params(p, layer), inputs, state[layer], captured)
             logits = torch.addmm(p["softmax.b"], inputs.reshape(-1, spec.hidden_size), p["softmax.W"])
             ce = F.cross_entropy(logits, targets, reduction="none").view(steps, batch)
             flat = [t for step_state in captured for t in step_state]  # layer, step, state name
@@ -329,7 +317,7 @@ class TorchModel(Model):
 
     def get_params(self) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            return {name: _to_numpy(slot.to_canonical(slot.param.detach())) for name, slot in self._slots.items()}
+            return {name: _to_numpy(slot.to_canonical(slot.tensor.detach(), TORCH_ARRAYS)) for name, slot in self._slots.items()}
 
     def checkpoint(self) -> dict[str, np.ndarray]:
         arrays = {f"param/{name}": value for name, value in self.get_params().items()}
@@ -337,9 +325,9 @@ class TorchModel(Model):
             initial = self.settings.adagrad_initial_accumulator
             with torch.no_grad():
                 for name, slot in self._slots.items():
-                    acc = self.optimizer.state.get(slot.param, {}).get("sum")
+                    acc = self.optimizer.state.get(slot.tensor, {}).get("sum")
                     arrays[f"adagrad/{name}"] = (
-                        _to_numpy(slot.to_canonical(acc))
+                        _to_numpy(slot.to_canonical(acc, TORCH_ARRAYS))
                         if acc is not None
                         else np.full(self.spec.param_shapes()[name], initial, dtype=self.settings.dtype)
                     )
@@ -353,9 +341,9 @@ class TorchModel(Model):
             for key, value in arrays.items():
                 kind, _, name = key.partition("/")
                 slot = self._slots[name]
-                tensor = slot.to_torch(self._tensor(value))
+                tensor = slot.to_framework(self._tensor(value), TORCH_ARRAYS)
                 if kind == "param":
-                    slot.param.copy_(tensor)  # in place: fused weights are views of one buffer
+                    slot.tensor.copy_(tensor)  # in place: fused weights are views of one buffer
                 elif self.settings.optimizer == "adagrad":
                     accumulators[index[name]] = tensor
         if accumulators:
@@ -395,80 +383,62 @@ class CellModel(TorchModel):
 
     def _build_layers(self, params: dict[str, np.ndarray]) -> None:
         self.layer_params = [
-            tuple(self._plain_param(f"layers.{layer}.{k}", params) for k in ("U", "V", "b"))
+            {name: self._plain_param(layer_key(layer, name), params) for name in self.spec.cell.param_names}
             for layer in range(self.spec.num_layers)
         ]
 
     def _layer(self, layer: int, inputs: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        U, V, b = self.layer_params[layer]
-        return run_layer(self.spec.cell, U, V, b, inputs, state)
+        return run_layer(self.spec.cell, self.layer_params[layer], inputs, state)
 
     def _kernel(self) -> str:
         return "aten ops unrolled in Python, autograd (input projection: one GEMM per window)"
 
 
 class FusedModel(TorchModel):
-    """torch.nn.LSTM / torch.nn.RNN, one single-layer module per layer.
+    """The cell's layer in ``backends.torch.fused`` (nn.LSTM, nn.RNN), one single-layer
+    module per layer.
 
     One module per layer (rather than ``num_layers=L``) because dropout must act on every
     layer's output with masks from the model's generator; torch's built-in inter-layer
-    dropout draws from the global RNG and skips the last layer. ``bias_hh_l0`` is zero and
-    frozen: it would receive the same gradient as ``bias_ih_l0`` and double the bias's
-    effective learning rate. Gradient norms over time unroll the cell's equations on these
-    modules' current weights mapped to the canonical layout (see ``gradient_norms_over_time``).
+    dropout draws from the global RNG and skips the last layer. The table entry's frozen
+    tensors (``bias_hh_l0``) stay zero and out of the optimizer. Gradient norms over time
+    unroll the cell's equations on these modules' current weights mapped to the canonical
+    layout (see ``gradient_norms_over_time``).
     """
 
     impl = "fused"
 
     def _build_layers(self, params: dict[str, np.ndarray]) -> None:
-        kind = fused_layer_kind(self.spec.cell)
-        self.lstm = kind == "lstm"
-        layout = GateLayout.between(self.spec.cell.gates, TORCH_GATES[kind])
+        spec = self.spec
+        self.fused = FUSED_LAYERS[type(spec.cell)]
+        self._state_in, self._state_out = self.fused.state_in, self.fused.state_out
         self.rnns: list[torch.nn.RNNBase] = []
-        for layer in range(self.spec.num_layers):
-            sizes = dict(input_size=self.spec.layer_input_size(layer), hidden_size=self.spec.hidden_size)
+        for layer in range(spec.num_layers):
             # built on "meta": no random init drawn from (and advancing) torch's global RNG
-            options = dict(num_layers=1, bias=True, batch_first=False, device="meta", dtype=self.dtype)
-            if self.lstm:
-                module: torch.nn.RNNBase = torch.nn.LSTM(**sizes, **options)
-            else:
-                module = torch.nn.RNN(**sizes, nonlinearity="tanh", **options)
+            module = self.fused.make(
+                spec.cell, input_size=spec.layer_input_size(layer), hidden_size=spec.hidden_size,
+                num_layers=1, bias=True, batch_first=False, device="meta", dtype=self.dtype,
+            )
             module = module.to_empty(device=self.device)  # re-flattens the weights (cuDNN buffer)
-            prefix = f"layers.{layer}"
             with torch.no_grad():
-                module.weight_ih_l0.copy_(layout.weight_to_torch(self._tensor(params[f"{prefix}.U"])))
-                module.weight_hh_l0.copy_(layout.weight_to_torch(self._tensor(params[f"{prefix}.V"])))
-                module.bias_ih_l0.copy_(layout.bias_to_torch(self._tensor(params[f"{prefix}.b"])))
-                module.bias_hh_l0.zero_()
-            module.bias_hh_l0.requires_grad_(False)
-            self._slots[f"{prefix}.U"] = _Slot(module.weight_ih_l0, layout.weight_to_canonical, layout.weight_to_torch)
-            self._slots[f"{prefix}.V"] = _Slot(module.weight_hh_l0, layout.weight_to_canonical, layout.weight_to_torch)
-            self._slots[f"{prefix}.b"] = _Slot(module.bias_ih_l0, layout.bias_to_canonical, layout.bias_to_torch)
+                for name, (tensor, layout) in self.fused.held(module).items():
+                    slot = Slot(layer_key(layer, name), tensor, layout)
+                    tensor.copy_(slot.to_framework(self._tensor(params[slot.name]), TORCH_ARRAYS))
+                    self._slots[slot.name] = slot
+                for tensor in self.fused.frozen(module):
+                    tensor.zero_()
+            for tensor in self.fused.frozen(module):
+                tensor.requires_grad_(False)
             self.rnns.append(module)
 
     def _layer(self, layer: int, inputs: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         module = self.rnns[layer]
         # cuDNN's backward needs its training-mode forward; without grad the inference path is cheaper
         module.training = torch.is_grad_enabled()
-        if self.lstm:
-            s, h = state
-            outputs, (hn, cn) = module(inputs, (h.unsqueeze(0), s.unsqueeze(0)))
-            return outputs, (cn[0], hn[0])
-        (h,) = state
-        outputs, hn = module(inputs, h.unsqueeze(0))
-        return outputs, (hn[0],)
+        given = tuple(state[k].unsqueeze(0) for k in self._state_in)
+        outputs, final = module(inputs, given if len(given) > 1 else given[0])  # nn.LSTM: a tuple
+        final = final if len(given) > 1 else (final,)
+        return outputs, tuple(final[k][0] for k in self._state_out)
 
     def _kernel(self) -> str:
-        if self.device.type == "cuda":
-            if torch.backends.cudnn.enabled and torch.backends.cudnn.is_available():
-                return "cudnn"
-            return "aten (native CUDA RNN)"
-        # torch's CPU dispatch (aten/src/ATen/native/RNN.cpp, use_mkldnn): LSTM, float32, mkldnn on
-        if (
-            self.lstm
-            and self.dtype == torch.float32
-            and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled
-        ):
-            return "mkldnn (oneDNN LSTM)"
-        return "aten (native CPU RNN)"
+        return self.fused.kernel(self.device, self.dtype)

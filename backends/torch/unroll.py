@@ -8,7 +8,7 @@ whole window, as the fused kernels do; the cell's ``recurrence`` then runs step 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
@@ -19,14 +19,13 @@ TORCH_OPS = Ops(tanh=torch.tanh, sigmoid=torch.sigmoid)
 
 def run_layer(
     cell: CellSpec,
-    U: torch.Tensor,
-    V: torch.Tensor,
-    b: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
     inputs: torch.Tensor,
     state: Sequence[torch.Tensor],
     capture: list | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """One layer over a time-major window ``inputs`` ``(steps, batch, in)``.
+    """One layer (``params`` by the cell's parameter names) over a time-major window
+    ``inputs`` ``(steps, batch, in)``.
 
     Returns the outputs ``(steps, batch, hidden)`` and the final state tuple. With
     ``capture`` (a list), every step's state tuple is appended to it, the very tensors
@@ -34,7 +33,8 @@ def run_layer(
     total derivatives).
     """
     steps, batch, n_in = inputs.shape
-    P = torch.addmm(b, inputs.reshape(steps * batch, n_in), U).view(steps, batch, -1)
+    V = params["V"]
+    P = torch.addmm(params["b"], inputs.reshape(steps * batch, n_in), params["U"]).view(steps, batch, -1)
     state = tuple(state)
     outputs = []
     for z_in in P.unbind(0):  # unbind: one backward node, not `steps`

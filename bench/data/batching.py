@@ -67,7 +67,7 @@ def ptb_eval_windows(
     ``num_steps``: with the state carried from window to window, the window length only
     decides how many steps one call computes, never which tokens count or the state they
     see. The published runs scored one step per call; 35 per call gives the same
-    perplexity (to float rounding) 6-12x faster at batch 1.
+    perplexity (to float rounding) several times faster at batch 1 (docs/performance.md).
     """
     eval_window_count(len(data), batch_size, num_steps, name)
     rows = _rows(data, batch_size)

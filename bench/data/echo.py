@@ -1,4 +1,5 @@
-"""The echo task (SEEDS.md section 3): output the input bit from ``echo_step`` steps ago.
+"""The echo task's data (a TensorFlow LSTM tutorial's memory task): output the input bit
+from ``echo_step`` steps ago.
 
 The targets are rolled over the whole series before it is cut into batch rows, as in the
 tutorial, so the first ``echo_step`` targets of rows 2.. come from the end of the row

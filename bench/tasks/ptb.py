@@ -27,7 +27,8 @@ _PUBLISHED = dict(
     eval_batch_size=1,
     # The published runs scored one step per call. The state is carried and every token is
     # scored whatever the window length (bench/data/batching.py), so 35 steps per call score
-    # the same tokens from the same states, to float rounding, 6-12x faster at batch 1.
+    # the same tokens from the same states, to float rounding, several times faster at batch 1
+    # (docs/performance.md, "Evaluation at batch 1").
     eval_num_steps=35,
 )
 

@@ -1,0 +1,77 @@
+"""Keras's fused recurrent layers, one entry per cell: the table ``TFBackend`` declares.
+
+Read without importing TensorFlow; the factories and kernel descriptions import Keras when
+called (after ``TFFusedModel`` has imported TensorFlow). Every layer is built by
+``TFFusedModel`` with the same options (batch-major, full sequences and final states, zero
+initializers overwritten by the given weights); a factory adds what is the cell's own.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from backends.fused import FusedLayer, LayerTensor, fused_table
+from cells import LSTMCell, RNNCell
+
+# kernel (in, blocks*hidden), recurrent_kernel (hidden, blocks*hidden), bias: canonical
+# shapes, Keras's blocks
+_PARAMS = {"U": LayerTensor("cell.kernel"), "V": LayerTensor("cell.recurrent_kernel"), "b": LayerTensor("cell.bias")}
+
+
+def _lstm(cell: LSTMCell, options: dict[str, Any], gpu: bool) -> Any:
+    import keras
+
+    return keras.layers.LSTM(
+        **options,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        unit_forget_bias=False,  # the forget bias is already in the given b
+        use_cudnn="auto" if gpu else False,
+    )
+
+
+def _simple_rnn(cell: RNNCell, options: dict[str, Any], gpu: bool) -> Any:
+    import keras
+
+    return keras.layers.SimpleRNN(**options, activation=cell.activation)  # sigmoid: generic loop
+
+
+def _lstm_kernel(cell: LSTMCell, layer: Any, gpu: bool) -> str:
+    if gpu and _keras_would_use_cudnn(layer):
+        return "keras LSTM -> cuDNN (tf.function)"
+    return "keras LSTM, generic while_loop (tf.function)"
+
+
+def _simple_rnn_kernel(cell: RNNCell, layer: Any, gpu: bool) -> str:
+    return f"keras SimpleRNN ({cell.activation}), generic while_loop (tf.function)"
+
+
+def _keras_would_use_cudnn(layer: Any) -> bool:
+    """Keras's own test (activations, no unroll, bias, a GPU visible); a private helper,
+    so an unknown Keras answers False rather than claiming cuDNN."""
+    try:
+        from keras.src.backend.tensorflow.rnn import cudnn_ok
+    except ImportError:  # pragma: no cover - Keras moved it
+        return False
+    return bool(layer.use_cudnn in ("auto", True) and cudnn_ok(layer.activation, layer.recurrent_activation, layer.unroll, layer.use_bias))
+
+
+FUSED_LAYERS = fused_table(
+    FusedLayer(
+        cell=LSTMCell,
+        layer="keras.layers.LSTM",
+        make=_lstm,
+        gates=("i", "f", "g", "o"),  # Keras's i, f, c, o: its c is our g
+        params=_PARAMS,
+        state_order=("h", "s"),  # [h, c]: c is our s
+        kernel=_lstm_kernel,
+    ),
+    FusedLayer(
+        cell=RNNCell,
+        layer="keras.layers.SimpleRNN",
+        make=_simple_rnn,  # any activation of the cell: tanh or sigmoid
+        gates=("h",),
+        params=_PARAMS,
+        state_order=("h",),
+        kernel=_simple_rnn_kernel,
+    ),
+)
