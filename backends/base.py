@@ -34,6 +34,20 @@ from cells.options import DTYPES
 OPTIMIZERS = ("sgd", "adagrad")
 DEVICES = ("cpu", "gpu", "auto")
 
+@dataclass(frozen=True)
+class MemoryProfile:
+    """What a backend holds per run, for the memory estimate a run is checked against
+    before it starts (calibrated against measured peaks: docs/performance.md). The defaults
+    are the largest of the built-in backends', for a backend that declares none."""
+
+    framework_bytes: int = 640 * 2**20  # the interpreter and the framework, once imported
+    # per layer, copies of steps x batch x hidden kept for backprop: a x blocks + b, per impl
+    activation_copies: dict[str, tuple[int, int]] = field(default_factory=lambda: {"cell": (14, 7), "fused": (14, 7)})
+    logit_copies: float = 4.5  # of steps x batch x classes
+    # per parameter, copies in the run's dtype beside the float64 initial one: fixed, per optimizer slot
+    param_copies: tuple[int, int] = (4, 2)
+
+
 # Opaque to the runner: whatever the backend uses to carry (s, h) between windows.
 State = Any
 
@@ -179,6 +193,7 @@ class Backend(ABC):
     impls: ClassVar[tuple[str, ...]]
     default_impl: ClassVar[str]
     framework: ClassVar[str | None] = None  # importable module the backend needs
+    memory: ClassVar[MemoryProfile] = MemoryProfile()
     install_hint: ClassVar[str] = ""
     # the cells impl "fused" runs: cell type -> the framework's layer (see backends/fused.py)
     fused_layers: ClassVar[FusedTable | None] = None

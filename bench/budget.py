@@ -28,16 +28,6 @@ from bench.errors import BenchError
 
 GIB, MIB = 2**30, 2**20
 
-# Resident memory of a run too small to matter: Python, NumPy, the framework (measured).
-FRAMEWORK_BYTES = {"numpy": 50 * MIB, "torch": 340 * MIB, "tf": 640 * MIB}
-# Per layer, copies of steps x batch x hidden kept for backprop: a x blocks + b.
-ACTIVATION_COPIES = {("numpy", "cell"): (3, 3), ("torch", "cell"): (5, 7), ("torch", "fused"): (5, 7),
-                     ("tf", "cell"): (14, 4), ("tf", "fused"): (5, 7)}
-LOGIT_COPIES = {"numpy": 2.5, "torch": 4.5, "tf": 4.5}
-# Per parameter, copies in the run's dtype beside the float64 initial one: fixed + per optimizer slot
-# (NumPy's checkpoint hands over its arrays; the frameworks' are copies out of tensors).
-PARAM_COPIES = {"numpy": (2, 1), "torch": (4, 2), "tf": (4, 2)}
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -72,20 +62,20 @@ def estimate(config: Config) -> Estimate:
 
     task = get_task_class(config.task)
     spec = model_spec(config, *task.model_shape(config))
-    cell = spec.cell
-    impl = config.impl or get_backend(config.backend).default_impl
+    backend = get_backend(config.backend)
+    memory = backend.memory  # what the backend holds: its framework, copies per window and parameter
+    impl = config.impl or backend.default_impl
     itemsize = 8 if config.dtype == "float64" else 4
     n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
     slots = 1 if config.optimizer == "adagrad" else 0
-    a, b = ACTIVATION_COPIES.get((config.backend, impl), max(ACTIVATION_COPIES.values()))
-    logit_copies = LOGIT_COPIES.get(config.backend, max(LOGIT_COPIES.values()))
-    fixed, per_slot = PARAM_COPIES.get(config.backend, max(PARAM_COPIES.values()))
+    a, b = memory.activation_copies.get(impl, max(memory.activation_copies.values()))
+    fixed, per_slot = memory.param_copies
     rows = max(config.batch_size * config.num_steps, config.eval_batch_size * config.eval_num_steps)
     return Estimate({
-        "framework": FRAMEWORK_BYTES.get(config.backend, max(FRAMEWORK_BYTES.values())),
+        "framework": memory.framework_bytes,
         "weights and optimizer": n_params * (8 + itemsize * (fixed + per_slot * slots)),
-        "activations": config.num_layers * rows * config.hidden_size * (a * cell.n_blocks + b) * itemsize,
-        "logits": int(rows * spec.n_classes * logit_copies * itemsize),
+        "activations": config.num_layers * rows * config.hidden_size * (a * spec.cell.n_blocks + b) * itemsize,
+        "logits": int(rows * spec.n_classes * memory.logit_copies * itemsize),
         "data": task.data_bytes(config),
     })
 

@@ -20,6 +20,8 @@ from bench.exits import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR
 from bench.runner import RunOptions, run
 from bench.storage import EnvironmentFault, fault_reason
 
+EVERY_BACKEND = "every installed backend (`bench list`)"
+EVERY_CELL = "every installed cell (`bench list`)"
 # errors of the machine, not of the code: one line, exit 4
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
@@ -38,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Any other flag is passed to every `bench run` (e.g. --preset, --epochs, --results-dir). "
         "Every name, list and combination's settings are checked before the first run starts.",
     )
-    matrix_parser.add_argument("--backends", default="numpy,torch,tf", help="comma-separated (default: numpy,torch,tf)")
-    matrix_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
+    matrix_parser.add_argument("--backends", help=f"comma-separated (default: {EVERY_BACKEND})")
+    matrix_parser.add_argument("--cells", help=f"comma-separated (default: {EVERY_CELL})")
     matrix_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
 
     sweep_parser = commands.add_parser(
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--param", required=True,
                               help="a setting of `bench run`, e.g. echo_step or hidden_size (not backend, impl, cell, task)")
     sweep_parser.add_argument("--values", required=True, help="comma-separated values, each different (write --values=-1,2 for negatives)")
-    sweep_parser.add_argument("--cells", default="rnn,lstm", help="comma-separated (default: rnn,lstm)")
+    sweep_parser.add_argument("--cells", help=f"comma-separated (default: {EVERY_CELL})")
     sweep_parser.add_argument("--backend", default="numpy", help="backend (default: numpy)")
     sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
 
@@ -63,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed_parser = commands.add_parser(
         "speed", help="training and evaluation tokens/s of every backend x impl x cell at a preset's sizes")
     speed_parser.add_argument("--preset", default="ptb-small", help="sizes to measure (default: ptb-small)")
-    speed_parser.add_argument("--backends", default="numpy,torch,tf")
-    speed_parser.add_argument("--cells", default="rnn,lstm")
+    speed_parser.add_argument("--backends", help=f"comma-separated (default: {EVERY_BACKEND})")
+    speed_parser.add_argument("--cells", help=f"comma-separated (default: {EVERY_CELL})")
     speed_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
     speed_parser.add_argument("--rounds", type=int, default=3,
                               help=f"interleaved rounds; the table shows medians (range {SPEED_BOUNDS['--rounds'].interval()})")
@@ -254,8 +256,10 @@ def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
     from bench.matrix import print_outcomes, run_sweep
     from bench.preflight import check_sweep, items
+    from bench.registry import cell_names
 
-    values, cells = items(args.values, "--values", "value"), items(args.cells, "--cells", "cell")
+    values = items(args.values, "--values", "value")
+    cells = items(args.cells, "--cells", "cell") if args.cells is not None else cell_names()
     check_sweep(args.param, values, cells, args.backend, args.impl, passthrough)
     return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl, passthrough))
 

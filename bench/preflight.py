@@ -61,9 +61,14 @@ def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def grid(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | None]:
-    """``--backends``, ``--cells`` and ``--impls`` (None: every impl) of matrix or speed, read strictly."""
+    """``--backends``, ``--cells`` and ``--impls`` of matrix or speed, read strictly; left out:
+    every registered backend and cell (a plugin's too), every impl of each backend."""
+    from bench.registry import backend_names, cell_names
+
     impls = items(args.impls, "--impls", "impl") if args.impls is not None else None
-    return items(args.backends, "--backends", "backend"), items(args.cells, "--cells", "cell"), impls
+    backends = items(args.backends, "--backends", "backend") if args.backends is not None else backend_names()
+    cells = items(args.cells, "--cells", "cell") if args.cells is not None else cell_names()
+    return backends, cells, impls
 
 
 def check_names(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None) -> None:

@@ -11,7 +11,7 @@ import pytest
 from backends.base import TrainSettings
 from bench.errors import BenchError
 from backends.spec import ModelSpec, init_params
-from bench.registry import backend_names, get_backend, make_cell
+from bench.registry import backend_names, cell_names, get_backend, make_cell
 
 BATCH, STEPS = 3, 7
 
@@ -27,7 +27,7 @@ def grid() -> list:
             continue
         reason = backend.unavailable_reason()
         for impl in backend.impls:
-            for cell_name in ("rnn", "lstm"):
+            for cell_name in cell_names():  # a plugin cell installed is in the grid
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(backend_name, impl, cell_name, marks=marks, id=f"{backend_name}-{impl}-{cell_name}"))
     return params

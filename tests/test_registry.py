@@ -59,3 +59,65 @@ def test_listing_backends_imports_no_framework():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "numpy" in done.stdout and "ptb-small" in done.stdout
+
+
+@pytest.fixture
+def option_plugin(tmp_path, monkeypatch):
+    """An installed plugin cell that declares an option of its own (and no fused layer)."""
+    (tmp_path / "leaky_plugin.py").write_text(textwrap.dedent('''
+        from cells.options import Bound, Option
+        from cells.rnn import RNNCell
+
+        class LeakyCell(RNNCell):
+            """A plugin cell with a setting of its own: a tanh RNN whose new state leaks."""
+            name = "leaky"
+            options = RNNCell.options + (Option("leak", 0.5, "share of the old state kept", float,
+                                                bound=Bound(0.0, 1.0)),)
+
+            def __init__(self, activation="tanh", leak=0.5):
+                super().__init__(activation)
+                self.leak = leak
+
+            def recurrence(self, ops, V, z_in, state):
+                (h_prev,) = state
+                (h,) = super().recurrence(ops, V, z_in, state)
+                return (self.leak * h_prev + (1 - self.leak) * h,)
+    '''))
+    dist = tmp_path / "leaky_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: leaky-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bench.cells]\nleaky = leaky_plugin:LeakyCell\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("leaky_plugin", None)
+
+
+def test_a_plugin_cells_option_is_a_flag_a_setting_and_recorded(option_plugin, tmp_path, capsys):
+    from bench.cli import build_parser
+    from bench.config import make_config
+    from bench.runner import RunOptions, run
+
+    assert "--leak" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    config = make_config("echo", cell="leaky", leak=0.25, epochs=1, total_series_length=1500)
+    assert config.leak == 0.25 and config.as_dict()["leak"] == 0.25 and "forget_bias" not in config.as_dict()
+    with pytest.raises(BenchError, match=r"--leak must be a number in \[0.0, 1.0\], got 2"):
+        make_config("echo", cell="leaky", leak=2)
+    with pytest.raises(BenchError, match="numpy backend has no hand-written BPTT for cell 'leaky'"):
+        run(config, RunOptions(results_dir=str(tmp_path), quiet=True))  # never the RNN's BPTT for it
+    pytest.importorskip("torch")
+    record = run(config.replace(backend="torch", impl="cell"), RunOptions(results_dir=str(tmp_path), quiet=True)).record
+    assert record["config"]["leak"] == 0.25 and record["model"]["cell_options"] == {"activation": "tanh", "leak": 0.25}
+    assert record["status"] == "completed"
+
+
+def test_a_plugin_cell_is_in_the_conformance_grid_and_runs_in_matrix_by_default(option_plugin):
+    import argparse
+
+    from bench.preflight import grid as matrix_grid
+    from tests.conformance_cases import grid
+
+    assert {"numpy-cell-leaky", "torch-cell-leaky", "torch-fused-leaky"} <= {p.id for p in grid()}
+    assert "leaky" in matrix_grid(argparse.Namespace(backends=None, cells=None, impls=None))[1]
+    from bench.registry import get_backend, make_cell
+
+    assert "no fused layer for cell 'leaky'" in get_backend("torch").unsupported(make_cell("leaky"), "fused")

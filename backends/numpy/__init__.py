@@ -9,8 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Model, TrainSettings
+from backends.base import Backend, MemoryProfile, Model, TrainSettings
 from backends.spec import ModelSpec
+from cells.base import CellSpec
 
 
 class NumpyBackend(Backend):
@@ -18,6 +19,14 @@ class NumpyBackend(Backend):
     impls: ClassVar[tuple[str, ...]] = ("cell",)
     default_impl: ClassVar[str] = "cell"
     framework: ClassVar[str | None] = "numpy"
+    # its checkpoint hands over its arrays, where the frameworks copy theirs out of tensors
+    memory: ClassVar[MemoryProfile] = MemoryProfile(50 * 2**20, {"cell": (3, 3)}, 2.5, (2, 1))
+
+    @classmethod
+    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
+        from backends.numpy.kernels import why_no_kernel
+
+        return why_no_kernel(cell)
 
     @classmethod
     def versions(cls) -> dict[str, str]:

@@ -129,18 +129,23 @@ class RNNKernel:
         return dZ, dV, norms
 
 
+def why_no_kernel(cell: CellSpec) -> str | None:
+    """Why the numpy backend cannot run ``cell`` (None when it can). A built-in kernel serves
+    its own cell's exact type only: a subclass may change the equations (as a plugin that
+    subclasses the RNN does), and running the parent's BPTT for it would be silently wrong."""
+    if hasattr(cell, "numpy_kernel") or type(cell) in (LSTMCell, RNNCell):
+        return None
+    return (f"the numpy backend has no hand-written BPTT for cell {cell.name!r}; the cell must define "
+            "numpy_kernel() (see README, 'Adding a cell')")
+
+
 def make_kernel(cell: CellSpec) -> Any:
     """The hand-written kernel for ``cell``; a plugin cell may bring its own as
     ``cell.numpy_kernel()`` (an object with the two methods above)."""
+    if why := why_no_kernel(cell):
+        from cells.errors import BenchError
+
+        raise BenchError(why)
     if hasattr(cell, "numpy_kernel"):
         return cell.numpy_kernel()
-    if isinstance(cell, LSTMCell):
-        return LSTMKernel()
-    if isinstance(cell, RNNCell):
-        return RNNKernel(cell.activation)
-    from cells.errors import BenchError
-
-    raise BenchError(
-        f"the numpy backend has no hand-written BPTT for cell {cell.name!r}; "
-        "the cell plugin must define numpy_kernel() (see README, 'Adding a cell')"
-    )
+    return LSTMKernel() if type(cell) is LSTMCell else RNNKernel(cell.activation)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Model, TrainSettings
+from backends.base import Backend, MemoryProfile, Model, TrainSettings
 from backends.fused import FusedTable
 from backends.spec import ModelSpec
 from backends.tf.fused import FUSED_LAYERS
@@ -23,6 +23,7 @@ class TFBackend(Backend):
     impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
     default_impl: ClassVar[str] = "fused"
     framework: ClassVar[str | None] = "tensorflow"
+    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 4), "fused": (5, 7)}, 4.5, (4, 2))
     install_hint: ClassVar[str] = "pip install 'cellbench[tf]'"
     fused_layers: ClassVar[FusedTable | None] = FUSED_LAYERS
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Model, TrainSettings
+from backends.base import Backend, MemoryProfile, Model, TrainSettings
 from backends.fused import FusedTable
 from backends.spec import ModelSpec
 from backends.torch.fused import FUSED_LAYERS
@@ -21,6 +21,7 @@ class TorchBackend(Backend):
     impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
     default_impl: ClassVar[str] = "fused"
     framework: ClassVar[str | None] = "torch"
+    memory: ClassVar[MemoryProfile] = MemoryProfile(340 * 2**20, {"cell": (5, 7), "fused": (5, 7)}, 4.5, (4, 2))
     install_hint: ClassVar[str] = (
         "pip install 'cellbench[torch]' (on this project's machines: pip install torch==2.13.0)"
     )
