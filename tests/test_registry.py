@@ -7,21 +7,26 @@ from bench import registry
 from bench.errors import BenchError
 
 
+def _install(tmp_path, monkeypatch, module: str, source: str, entry_points: str):
+    """An installed distribution that is not ours: ``module`` and its entry points."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    dist = tmp_path / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 @pytest.fixture
 def foreign_plugin(tmp_path, monkeypatch):
-    """An installed distribution that is not ours, declaring a cell entry point."""
-    (tmp_path / "toy_plugin.py").write_text(textwrap.dedent('''
+    """A plugin declaring a cell entry point."""
+    _install(tmp_path, monkeypatch, "toy_plugin", '''
         from cells.rnn import RNNCell
 
         class ToyCell(RNNCell):
             """A plugin cell: a vanilla RNN under another name."""
             name = "toy"
-    '''))
-    dist = tmp_path / "toy_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[bench.cells]\ntoy = toy_plugin:ToyCell\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''', "[bench.cells]\ntoy = toy_plugin:ToyCell\n")
     yield
     sys.modules.pop("toy_plugin", None)
 
@@ -64,7 +69,7 @@ def test_listing_backends_imports_no_framework():
 @pytest.fixture
 def option_plugin(tmp_path, monkeypatch):
     """An installed plugin cell that declares an option of its own (and no fused layer)."""
-    (tmp_path / "leaky_plugin.py").write_text(textwrap.dedent('''
+    _install(tmp_path, monkeypatch, "leaky_plugin", '''
         from cells.options import Bound, Option
         from cells.rnn import RNNCell
 
@@ -82,12 +87,7 @@ def option_plugin(tmp_path, monkeypatch):
                 (h_prev,) = state
                 (h,) = super().recurrence(ops, V, z_in, state)
                 return (self.leak * h_prev + (1 - self.leak) * h,)
-    '''))
-    dist = tmp_path / "leaky_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: leaky-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[bench.cells]\nleaky = leaky_plugin:LeakyCell\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    ''', "[bench.cells]\nleaky = leaky_plugin:LeakyCell\n")
     yield
     sys.modules.pop("leaky_plugin", None)
 
