@@ -11,7 +11,7 @@ def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
                  "--warmup", "1", "--threads", "1", "--out", str(out)])
     assert code == 0
     table = json.loads(out.read_text())
-    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", "rnn"), ("numpy", "lstm")]
+    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", "lstm"), ("numpy", "rnn")]  # every cell, listed order
     for row in table["rows"]:
         assert row["train_tok_s"] > 0 and row["eval_tok_s"] > 0 and row["train_pct_peak"] > 0
         assert row["train_min"] <= row["train_tok_s"] <= row["train_max"]

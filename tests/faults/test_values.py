@@ -352,11 +352,11 @@ MATRIX_CASES = [
     (["matrix", "--backends", "numpy", "--impls", "fused"], "unknown impl 'fused'; choose one of: cell"),
     (["matrix", "--backends", "numpy,nmupy"], "unknown backend 'nmupy'"),
     (["matrix", "--cells", "gru"], "unknown cell 'gru'"),
-    (["matrix", "--seed", "-1"], "numpy/cell rnn: --seed must be an integer in [0, 2**63 - 1]"),
+    (["matrix", "--seed", "-1"], "numpy/cell lstm: --seed must be an integer in [0, 2**63 - 1]"),  # cells in bench list order
     (["matrix", "--echo-step", "99999"], "--echo-step must be below"),
     (["matrix", "--hidden-size", str(2**20)], "of memory"),
     (["matrix", "--resume", "x.npz"], "--resume continues one run"),
-    (["sweep", "--param", "echo_step", "--values", "1,2,99999"], "numpy rnn echo_step=99999: --echo-step must be below"),
+    (["sweep", "--param", "echo_step", "--values", "1,2,99999"], "numpy lstm echo_step=99999: --echo-step must be below"),
     (["sweep", "--param", "hidden_size", "--values", "4,x"], "argument --hidden-size: invalid int value: 'x'"),
     (["sweep", "--param", "echo_step", "--values", ""], "--values must list at least one value"),
     (["sweep", "--param", "echo_step", "--values", "1,,2"], "--values must not have an empty value"),
