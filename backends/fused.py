@@ -18,10 +18,12 @@ from cells.base import CellSpec
 @dataclass(frozen=True)
 class LayerTensor:
     """Where a built layer keeps a canonical parameter: an attribute path on the layer
-    object, and whether it stores the transpose."""
+    object, whether it stores the transpose, and for a tensor that stacks several
+    parameters (Keras's GRU keeps its two biases as the rows of one), which row."""
 
     path: str
     transposed: bool = False
+    row: int | None = None
 
 
 def _every_option(cell: CellSpec) -> bool:
@@ -50,7 +52,8 @@ class FusedLayer:
 
     def layout(self, name: str) -> ParamLayout:
         """How the layer's tensor holding parameter ``name`` relates to the canonical one."""
-        return ParamLayout.between(self.cell.gates, self.gates, self.params[name].transposed)
+        where = self.params[name]
+        return ParamLayout.between(self.cell.gates, self.gates, where.transposed, where.row)
 
     def held(self, layer: Any) -> dict[str, tuple[Any, ParamLayout]]:
         """A built layer's tensors holding the cell's parameters, in ``param_names`` order."""

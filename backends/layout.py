@@ -36,25 +36,31 @@ def _block_columns(order: Sequence[int], width: int) -> np.ndarray:
 @dataclass(frozen=True)
 class ParamLayout:
     """A framework tensor = the canonical parameter with its gate blocks (along the last
-    axis) reordered, then transposed if ``transposed``."""
+    axis) reordered, then transposed if ``transposed``; with ``row``, that is one row of the
+    framework tensor, which holds other parameters in its other rows."""
 
     blocks: tuple[int, ...] = ()  # framework block k = canonical block blocks[k]; () keeps the order
     transposed: bool = False
+    row: int | None = None  # the parameter is this row of a stacked framework tensor
 
     @classmethod
-    def between(cls, cell_gates: Sequence[str], framework_gates: Sequence[str], transposed: bool = False) -> "ParamLayout":
+    def between(cls, cell_gates: Sequence[str], framework_gates: Sequence[str], transposed: bool = False,
+                row: int | None = None) -> "ParamLayout":
         """The layout of a tensor whose blocks are ``framework_gates``, for a cell whose are ``cell_gates``."""
         if sorted(cell_gates) != sorted(framework_gates) or len(set(cell_gates)) != len(cell_gates):
             raise ValueError(f"gate orders {tuple(framework_gates)} and {tuple(cell_gates)} are not permutations of each other")
         blocks = tuple(list(cell_gates).index(g) for g in framework_gates)
-        return cls(() if blocks == tuple(range(len(blocks))) else blocks, transposed)
+        return cls(() if blocks == tuple(range(len(blocks))) else blocks, transposed, row)
 
     def to_framework(self, value: T, ops: ArrayOps) -> T:
+        """The framework's form of ``value`` (for a stacked tensor: of its row)."""
         if self.blocks:
             value = ops.take_columns(value, _block_columns(self.blocks, value.shape[-1]))
         return ops.transpose(value) if self.transposed else value
 
     def to_canonical(self, value: T, ops: ArrayOps) -> T:
+        if self.row is not None:
+            value = value[self.row]
         if self.transposed:
             value = ops.transpose(value)
         if self.blocks:

@@ -6,7 +6,8 @@ small ``ops`` namespace, so the very same equations run in NumPy (the reference)
 and TensorFlow.
 """
 from cells.base import CellSpec, NUMPY_OPS, Ops
+from cells.gru import GRUCell
 from cells.lstm import LSTMCell
 from cells.rnn import RNNCell
 
-__all__ = ["CellSpec", "LSTMCell", "NUMPY_OPS", "Ops", "RNNCell"]
+__all__ = ["CellSpec", "GRUCell", "LSTMCell", "NUMPY_OPS", "Ops", "RNNCell"]

@@ -30,24 +30,36 @@ def _np_sigmoid(x: np.ndarray) -> np.ndarray:
 NUMPY_OPS = Ops(tanh=np.tanh, sigmoid=_np_sigmoid)
 
 
+# Every cell's input enters through one projection, ``z_in = x U + b``: backends compute it for
+# a whole window in one GEMM; every other parameter belongs to the recurrence.
+INPUT_PARAMS = ("U", "b")
+
+
 class CellSpec(ABC):
     """One recurrent cell: parameters, initialisation and step equations.
 
-    Parameters of one layer are named by ``param_names``: the three arrays
+    A layer's parameters are named by ``param_names``, in a fixed order, with their shapes
+    from :meth:`param_shapes`; ``biases`` says which of them are biases. Two are every
+    cell's, the input projection (:data:`INPUT_PARAMS`):
 
     - ``U``: ``(input_size, n_blocks * hidden)``, input weights, one block per gate,
-    - ``V``: ``(hidden, n_blocks * hidden)``, recurrent weights, same blocks,
-    - ``b``: ``(n_blocks * hidden,)``, bias,
+    - ``b``: ``(n_blocks * hidden,)``, their bias;
 
-    where the blocks are stacked in the order of ``gates`` (so all gates are one GEMM).
-    The state is a tuple of arrays of shape ``(batch, hidden)`` named by ``state_names``;
-    the layer's output is always the last of them (``h``).
+    the rest are the recurrence's own, by default
+
+    - ``V``: ``(hidden, n_blocks * hidden)``, recurrent weights, same blocks
+
+    (the GRU adds a recurrent bias ``b_h``; a cell may have none, as minGRU). The blocks are
+    stacked in the order of ``gates`` (so all gates are one GEMM). The state is a tuple of
+    arrays of shape ``(batch, hidden)`` named by ``state_names``; the layer's output is
+    always the last of them (``h``).
     """
 
     name: ClassVar[str]
     gates: ClassVar[tuple[str, ...]]
     state_names: ClassVar[tuple[str, ...]]
-    param_names: ClassVar[tuple[str, ...]] = ("U", "V", "b")
+    param_names: tuple[str, ...] = ("U", "V", "b")
+    biases: tuple[str, ...] = ("b",)
     # Settings that change the function the cell computes; each is a `bench run` flag and a
     # keyword of the constructor, and a record keeps the values of its cell's options.
     options: ClassVar[tuple[Option, ...]] = ()
@@ -56,32 +68,37 @@ class CellSpec(ABC):
     def n_blocks(self) -> int:
         return len(self.gates)
 
+    @property
+    def recurrent_names(self) -> tuple[str, ...]:
+        """The parameters of the recurrence: all but the input projection's."""
+        return tuple(name for name in self.param_names if name not in INPUT_PARAMS)
+
     def param_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
-        """One layer's parameters, named and ordered as ``param_names``."""
+        """One layer's parameters, named and ordered as ``param_names``: the weights as the
+        class says, every bias ``(n_blocks * hidden,)``."""
         width = self.n_blocks * hidden_size
-        shapes = {"U": (input_size, width), "V": (hidden_size, width), "b": (width,)}
-        return {name: shapes[name] for name in self.param_names}
+        weights = {"U": (input_size, width), "V": (hidden_size, width)}
+        return {name: (width,) if name in self.biases else weights[name] for name in self.param_names}
 
     def init_params(
         self, input_size: int, hidden_size: int, init_scale: float, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
-        """Weights uniform in ±init_scale, biases zero (then ``adjust_bias``).
+        """Weights uniform in ±init_scale, drawn in ``param_names`` order; biases zero (then
+        :meth:`adjust_biases`).
 
         Zero cell biases follow TensorFlow's BasicLSTMCell, which the published PTB runs used.
-        Draw order is fixed (U then V) so every backend built from the same seed starts
-        from the same numbers.
+        The draw order is fixed, so every backend built from the same seed starts from the
+        same numbers.
         """
-        shapes = self.param_shapes(input_size, hidden_size)
         params = {
-            "U": rng.uniform(-init_scale, init_scale, shapes["U"]),
-            "V": rng.uniform(-init_scale, init_scale, shapes["V"]),
-            "b": np.zeros(shapes["b"]),
+            name: np.zeros(shape) if name in self.biases else rng.uniform(-init_scale, init_scale, shape)
+            for name, shape in self.param_shapes(input_size, hidden_size).items()
         }
-        self.adjust_bias(params["b"], hidden_size)
+        self.adjust_biases(params, hidden_size)
         return params
 
-    def adjust_bias(self, b: np.ndarray, hidden_size: int) -> None:
-        """Hook for cells whose bias starts away from zero (the LSTM forget bias)."""
+    def adjust_biases(self, params: dict[str, np.ndarray], hidden_size: int) -> None:
+        """Hook for cells whose biases start away from zero (the LSTM forget bias)."""
 
     def gate_slice(self, gate: str, hidden_size: int) -> slice:
         k = self.gates.index(gate)
@@ -93,11 +110,16 @@ class CellSpec(ABC):
         The input enters every cell only through ``x U + b``, so backends compute that
         projection for a whole window in one GEMM and call :meth:`recurrence` per step.
         """
-        return self.recurrence(ops, params["V"], x @ params["U"] + params["b"], state)
+        return self.recurrence(ops, self.recurrent_params(params), x @ params["U"] + params["b"], state)
+
+    def recurrent_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The recurrence's entries of a layer's parameters (or of anything named like them)."""
+        return {name: params[name] for name in self.recurrent_names}
 
     @abstractmethod
-    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any, ...]:
-        """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``."""
+    def recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any, state: Sequence[Any]) -> tuple[Any, ...]:
+        """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``
+        and the recurrence's parameters (``V``, ...) by name."""
 
     def option_values(self) -> dict[str, Any]:
         """This cell's value of each of its declared :attr:`options`."""

@@ -38,12 +38,12 @@ class LSTMCell(CellSpec):
         self.options[0].check(forget_bias, "float64")
         self.forget_bias = float(forget_bias)
 
-    def adjust_bias(self, b: np.ndarray, hidden_size: int) -> None:
-        b[self.gate_slice("f", hidden_size)] += self.forget_bias
+    def adjust_biases(self, params: dict[str, np.ndarray], hidden_size: int) -> None:
+        params["b"][self.gate_slice("f", hidden_size)] += self.forget_bias
 
-    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any, Any]:
+    def recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any, state: Sequence[Any]) -> tuple[Any, Any]:
         s_prev, h_prev = state
-        z = z_in + h_prev @ V  # z_in = x_t U + b
+        z = z_in + h_prev @ params["V"]  # z_in = x_t U + b
         n = z.shape[-1] // 4
         g = ops.tanh(z[:, 0 * n : 1 * n])
         i = ops.sigmoid(z[:, 1 * n : 2 * n])

@@ -29,8 +29,8 @@ class RNNCell(CellSpec):
         self.options[0].check(activation)
         self.activation = activation
 
-    def recurrence(self, ops: Ops, V: Any, z_in: Any, state: Sequence[Any]) -> tuple[Any]:
+    def recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any, state: Sequence[Any]) -> tuple[Any]:
         (h_prev,) = state
         phi = ops.tanh if self.activation == "tanh" else ops.sigmoid
-        h = phi(z_in + h_prev @ V)  # z_in = x_t U + b
+        h = phi(z_in + h_prev @ params["V"])  # z_in = x_t U + b
         return (h,)

@@ -11,13 +11,29 @@ import pytest
 from backends.base import TrainSettings
 from bench.errors import BenchError
 from backends.spec import ModelSpec, init_params
-from bench.registry import backend_names, cell_names, get_backend, make_cell
+from bench.registry import backend_names, cell_names, get_backend, get_cell_class, make_cell
 
 BATCH, STEPS = 3, 7
 
 
+def cell_variants() -> list[str]:
+    """Every registered cell with its default options, then once more for each other choice
+    of each of its options that has choices: ``gru``, ``gru:reset_gate=before``."""
+    keys = []
+    for name in cell_names():
+        keys.append(name)
+        for option in get_cell_class(name).options:
+            keys += [f"{name}:{option.name}={choice}" for choice in option.choices or () if choice != option.default]
+    return keys
+
+
+def make_variant(key: str):  # -> CellSpec
+    name, _, setting = key.partition(":")
+    return make_cell(name, **dict([setting.split("=", 1)])) if setting else make_cell(name)
+
+
 def grid() -> list:
-    """One pytest param per (backend, impl, cell), skipped where the framework is missing."""
+    """One pytest param per (backend, impl, cell variant), skipped where the framework is missing."""
     params = []
     for backend_name in backend_names():
         try:
@@ -27,7 +43,7 @@ def grid() -> list:
             continue
         reason = backend.unavailable_reason()
         for impl in backend.impls:
-            for cell_name in cell_names():  # a plugin cell installed is in the grid
+            for cell_name in cell_variants():  # a plugin cell installed is in the grid
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 params.append(pytest.param(backend_name, impl, cell_name, marks=marks, id=f"{backend_name}-{impl}-{cell_name}"))
     return params
@@ -35,7 +51,7 @@ def grid() -> list:
 
 def small_spec(cell_name: str, task: str) -> ModelSpec:
     """vocab 50, hidden 16, 2 layers (tokens, PTB-like loss) or the echo task's shape."""
-    cell = make_cell(cell_name, forget_bias=1.0, activation="tanh")
+    cell = make_variant(cell_name)
     if task == "tokens":
         return ModelSpec(cell, "tokens", 50, 16, 2, 50, 1.0, "sum_steps_mean_batch")
     return ModelSpec(cell, "scalar", 1, 16, 2, 2, 1.0, "mean")

@@ -25,7 +25,7 @@ def _fails_cleanly(capsys, argv, message, results_dir):
     "argv,message",
     [
         (["--backend", "tensorflw"], "unknown backend 'tensorflw'"),
-        (["--cell", "gru"], "unknown cell 'gru'; choose one of: lstm, rnn"),
+        (["--cell", "gur"], "unknown cell 'gur' (did you mean 'gru'?); choose one of: gru, lstm, rnn"),
         (["--task", "mnist"], "unknown task 'mnist'"),
         (["--preset", "ptb-huge"], "unknown preset 'ptb-huge'"),
         (["--hidden-size", "0"], "--hidden-size must be an integer in [1, 2**31 - 1], got 0"),

@@ -45,8 +45,8 @@ def test_a_foreign_entry_point_is_discovered(foreign_plugin):
 def test_unknown_names_list_the_valid_ones_and_suggest():
     with pytest.raises(BenchError, match=r"unknown backend 'nmupy' \(did you mean 'numpy'\?\); choose one of: numpy, tf, torch"):
         registry.get_backend("nmupy")
-    with pytest.raises(BenchError, match="unknown cell 'gru'; choose one of: lstm, rnn"):
-        registry.make_cell("gru")
+    with pytest.raises(BenchError, match="unknown cell 'mingru'; choose one of: gru, lstm, rnn"):
+        registry.make_cell("mingru")
 
 
 def test_unknown_impl_lists_the_impls():
@@ -83,9 +83,9 @@ def option_plugin(tmp_path, monkeypatch):
                 super().__init__(activation)
                 self.leak = leak
 
-            def recurrence(self, ops, V, z_in, state):
+            def recurrence(self, ops, params, z_in, state):
                 (h_prev,) = state
-                (h,) = super().recurrence(ops, V, z_in, state)
+                (h,) = super().recurrence(ops, params, z_in, state)
                 return (self.leak * h_prev + (1 - self.leak) * h,)
     ''', "[bench.cells]\nleaky = leaky_plugin:LeakyCell\n")
     yield

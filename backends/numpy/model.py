@@ -96,7 +96,7 @@ class NumpyModel(Model):
             w = spec.layer_params(p, layer)
             P = inputs.reshape(steps * batch, -1) @ w["U"]
             P += w["b"]
-            hs, last, cache = self.kernel.forward(P.reshape(steps, batch, -1), w["V"], state[layer])
+            hs, last, cache = self.kernel.forward(P.reshape(steps, batch, -1), spec.cell.recurrent_params(w), state[layer])
             layer_inputs.append(inputs)
             caches.append(cache)
             final.append(last)
@@ -139,12 +139,12 @@ class NumpyModel(Model):
             w = spec.layer_params(p, layer)
             mask = fwd.masks[layer + 1]
             dhs = dinputs * mask if mask is not None else dinputs
-            dZ, dV, traces[layer] = self.kernel.backward(dhs, w["V"], fwd.caches[layer], trace)
+            dZ, drecurrent, traces[layer] = self.kernel.backward(dhs, spec.cell.recurrent_params(w), fwd.caches[layer], trace)
             dZ = dZ.reshape(steps * batch, -1)
             inputs = fwd.layer_inputs[layer].reshape(steps * batch, -1)
             grads[layer_key(layer, "U")] = inputs.T @ dZ
-            grads[layer_key(layer, "V")] = dV
             grads[layer_key(layer, "b")] = dZ.sum(axis=0)
+            grads.update({layer_key(layer, name): g for name, g in drecurrent.items()})
             if layer > 0 or fwd.ids is not None:
                 dinputs = (dZ @ w["U"].T).reshape(steps, batch, -1)
         if fwd.ids is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.fused import FusedLayer, LayerTensor, fused_table
-from cells import LSTMCell, RNNCell
+from cells import GRUCell, LSTMCell, RNNCell
 
 # kernel (in, blocks*hidden), recurrent_kernel (hidden, blocks*hidden), bias: canonical
 # shapes, Keras's blocks
@@ -29,6 +29,18 @@ def _lstm(cell: LSTMCell, options: dict[str, Any], gpu: bool) -> Any:
     )
 
 
+def _gru(cell: GRUCell, options: dict[str, Any], gpu: bool) -> Any:
+    import keras
+
+    return keras.layers.GRU(
+        **options,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        reset_after=True,
+        use_cudnn="auto" if gpu else False,
+    )
+
+
 def _simple_rnn(cell: RNNCell, options: dict[str, Any], gpu: bool) -> Any:
     import keras
 
@@ -39,6 +51,12 @@ def _lstm_kernel(cell: LSTMCell, layer: Any, gpu: bool) -> str:
     if gpu and _keras_would_use_cudnn(layer):
         return "keras LSTM -> cuDNN (tf.function)"
     return "keras LSTM, generic while_loop (tf.function)"
+
+
+def _gru_kernel(cell: GRUCell, layer: Any, gpu: bool) -> str:
+    if gpu and _keras_would_use_cudnn(layer):
+        return "keras GRU -> cuDNN (tf.function)"
+    return "keras GRU, generic while_loop (tf.function)"
 
 
 def _simple_rnn_kernel(cell: RNNCell, layer: Any, gpu: bool) -> str:
@@ -73,5 +91,17 @@ FUSED_LAYERS = fused_table(
         params=_PARAMS,
         state_order=("h",),
         kernel=_simple_rnn_kernel,
+    ),
+    FusedLayer(
+        cell=GRUCell,
+        layer="keras.layers.GRU",
+        make=_gru,
+        accepts=lambda cell: cell.reset_gate == "after",
+        limits="Keras's cuDNN-compatible GRU resets after the recurrent product",
+        gates=("z", "r", "n"),  # Keras's z, r, h: its h is our n; h' = z h + (1 - z) n, as the cell
+        # bias (2, 3 hidden): the input bias, then the recurrent one
+        params={**_PARAMS, "b": LayerTensor("cell.bias", row=0), "b_h": LayerTensor("cell.bias", row=1)},
+        state_order=("h",),
+        kernel=_gru_kernel,
     ),
 )

@@ -77,7 +77,9 @@ class TFModel(Model):
         with tf.device(self.device):
             self.params: list[Slot[Any]] = self._make_params(params)
             self._by_name = {p.name: p for p in self.params}
-            self._vars = [p.tensor for p in self.params]
+            # a variable can hold several parameters (Keras's GRU stacks its two biases)
+            self._vars = list({id(p.tensor): p.tensor for p in self.params}.values())
+            self._var_index = {id(var): i for i, var in enumerate(self._vars)}
             self._lr = tf.Variable(0.0, dtype=self.dtype, trainable=False, name="learning_rate")
             self._seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_seed")
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_counter")
@@ -307,7 +309,7 @@ class TFModel(Model):
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         loss, grads, final = self._grads_fn(self._x(x), self._y(y), self._state(state))
-        named = {p.name: p.to_canonical(g.numpy(), NUMPY_ARRAYS) for p, g in zip(self.params, grads)}
+        named = {p.name: p.to_canonical(grads[self._var_index[id(p.tensor)]].numpy(), NUMPY_ARRAYS) for p in self.params}
         return float(loss), named, _freeze(final)
 
     def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
@@ -332,11 +334,10 @@ class TFModel(Model):
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
             p = self._by_name[name]
-            value = p.to_framework(np.asarray(value, self.np_dtype), NUMPY_ARRAYS)
             if kind == "param":
-                p.tensor.assign(value)
+                _assign(p, p.tensor, value, self.np_dtype)
             elif self.settings.optimizer == "adagrad":
-                self._accumulator(p.tensor).assign(value)
+                _assign(p, self._accumulator(p.tensor), value, self.np_dtype)
 
     def set_dropout_seed(self, seed: int) -> None:
         self._seed.assign(int(seed))
@@ -364,6 +365,17 @@ def _scaled(g: Any, scale: Any) -> Any:
     if isinstance(g, tf.IndexedSlices):
         return tf.IndexedSlices(g.values * scale, g.indices, g.dense_shape)
     return g * scale
+
+
+def _assign(slot: Slot[Any], var: Any, value: np.ndarray, dtype: np.dtype) -> None:
+    """Set ``var`` (the slot's variable, or anything shaped like it) to the canonical
+    ``value``; a parameter that is one row of the variable sets that row only."""
+    value = slot.to_framework(np.asarray(value, dtype), NUMPY_ARRAYS)
+    if slot.layout.row is not None:
+        whole = np.array(var.numpy())
+        whole[slot.layout.row] = value
+        value = whole
+    var.assign(value)
 
 
 def _freeze(final: Sequence[Sequence[Any]]) -> State:
@@ -396,10 +408,11 @@ def unrolled_layers(
         in_size, width = w["U"].shape
         P = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, in_size]), w["U"]) + w["b"], [steps, -1, width])
         z_ins = tf.unstack(P)
+        recurrent = cell.recurrent_params(w)
         st = tuple(state[layer])
         outputs, states = [], []
         for t in range(steps):
-            st = tuple(cell.recurrence(TF_OPS, w["V"], z_ins[t], st))
+            st = tuple(cell.recurrence(TF_OPS, recurrent, z_ins[t], st))
             outputs.append(st[-1])
             if keep_trace:
                 states.append(st)
@@ -474,7 +487,7 @@ class TFFusedModel(TFModel):
             keras_layer.build((None, None, spec.layer_input_size(layer)))
             for name, (var, layout) in self.fused.held(keras_layer).items():
                 slot = Slot(layer_key(layer, name), var, layout)
-                var.assign(slot.to_framework(np.asarray(params[slot.name], self.np_dtype), NUMPY_ARRAYS))
+                _assign(slot, var, params[slot.name], self.np_dtype)
                 out.append(slot)
             for var in self.fused.frozen(keras_layer):
                 var.assign(np.zeros(var.shape, self.np_dtype))

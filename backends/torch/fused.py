@@ -2,15 +2,16 @@
 
 Read without importing torch; the factories and kernel descriptions import it when called.
 Every layer is single-layer and time-major, built by ``FusedModel`` with the same module
-options. ``bias_hh_l0`` is held at zero and frozen: torch adds both biases and each would
-receive the same gradient, moving the canonical single ``b`` twice as fast.
+options. For the LSTM and the RNN, ``bias_hh_l0`` is held at zero and frozen: torch adds
+both biases and each would receive the same gradient, moving the canonical single ``b``
+twice as fast. The GRU's is its recurrent bias ``b_h`` (inside the reset gate's product).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from backends.fused import FusedLayer, LayerTensor, fused_table
-from cells import LSTMCell, RNNCell
+from cells import GRUCell, LSTMCell, RNNCell
 
 # nn.LSTM / nn.RNN: weight_ih_l0 is (blocks*hidden, in) = Uᵀ with torch's blocks, and so on
 _PARAMS = {
@@ -30,6 +31,12 @@ def _rnn(cell: RNNCell, **options: Any) -> Any:
     import torch
 
     return torch.nn.RNN(nonlinearity=cell.activation, **options)
+
+
+def _gru(cell: GRUCell, **options: Any) -> Any:
+    import torch
+
+    return torch.nn.GRU(**options)
 
 
 def _kernel(device: Any, dtype: Any, onednn_on_cpu: bool = False) -> str:
@@ -65,6 +72,17 @@ FUSED_LAYERS = fused_table(
         gates=("h",),
         params=_PARAMS,
         frozen_zero=("bias_hh_l0",),
+        state_order=("h",),
+        kernel=_kernel,
+    ),
+    FusedLayer(
+        cell=GRUCell,
+        layer="torch.nn.GRU",
+        make=_gru,
+        accepts=lambda cell: cell.reset_gate == "after",
+        limits="nn.GRU resets after the recurrent product",
+        gates=("r", "z", "n"),  # W_ir|W_iz|W_in in nn.GRU's docs; h' = (1 - z) n + z h, as the cell
+        params={**_PARAMS, "b_h": LayerTensor("bias_hh_l0")},
         state_order=("h",),
         kernel=_kernel,
     ),

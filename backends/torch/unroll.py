@@ -33,12 +33,12 @@ def run_layer(
     total derivatives).
     """
     steps, batch, n_in = inputs.shape
-    V = params["V"]
+    recurrent = cell.recurrent_params(params)
     P = torch.addmm(params["b"], inputs.reshape(steps * batch, n_in), params["U"]).view(steps, batch, -1)
     state = tuple(state)
     outputs = []
     for z_in in P.unbind(0):  # unbind: one backward node, not `steps`
-        state = tuple(cell.recurrence(TORCH_OPS, V, z_in, state))
+        state = tuple(cell.recurrence(TORCH_OPS, recurrent, z_in, state))
         outputs.append(state[-1])
         if capture is not None:
             capture.append(state)

@@ -35,14 +35,14 @@ def _cell(cell_type: type) -> CellSpec:
     return cell_type()
 
 
-class GRUCell(CellSpec):
+class PluginCell(CellSpec):
     """A plugin cell no framework table knows."""
 
-    name = "gru"
+    name = "plugin-cell"
     gates = ("r", "z", "n")
     state_names = ("h",)
 
-    def recurrence(self, ops, V, z_in, state):
+    def recurrence(self, ops, params, z_in, state):
         return tuple(state)  # never run here
 
 
@@ -78,13 +78,17 @@ def test_entry_layouts_round_trip_every_parameter_exactly(backend_name, cell_typ
         stored = layout.to_framework(value, NUMPY_ARRAYS)
         expected_shape = shape[::-1] if entry.params[name].transposed else shape
         assert stored.shape == expected_shape, name
+        if layout.row is not None:  # one row of a stacked tensor: the others hold other parameters
+            stacked = rng.standard_normal((layout.row + 2, *stored.shape))
+            stacked[layout.row] = stored
+            stored = stacked
         np.testing.assert_array_equal(layout.to_canonical(stored, NUMPY_ARRAYS), value, err_msg=name)
 
 
 @pytest.mark.parametrize("backend_name", [n for n in backend_names() if get_backend(n).fused_layers])
 def test_a_cell_without_an_entry_is_refused_in_one_plain_line(backend_name):
     backend = get_backend(backend_name)
-    for cell in (GRUCell(), ForgetfulLSTM()):
+    for cell in (PluginCell(), ForgetfulLSTM()):
         why = backend.unsupported(cell, FUSED_IMPL)
         assert why == f"{backend_name} has no fused layer for cell {cell.name!r}; use --impl cell"
         assert backend.unsupported(cell, "cell") is None
@@ -96,7 +100,7 @@ def test_only_a_refused_option_names_the_layers_limit():
     why = TorchBackend.unsupported(RNNCell("sigmoid"), FUSED_IMPL)
     assert why == "torch has no fused layer for cell 'rnn' with activation='sigmoid' (nn.RNN is tanh only); use --impl cell"
     assert TorchBackend.unsupported(RNNCell("tanh"), FUSED_IMPL) is None
-    assert "tanh" not in TorchBackend.unsupported(GRUCell(), FUSED_IMPL)
+    assert "tanh" not in TorchBackend.unsupported(PluginCell(), FUSED_IMPL)
 
 
 def test_consulting_the_tables_imports_no_framework():
@@ -133,7 +137,7 @@ def test_build_refuses_what_unsupported_refuses_before_the_backend_builds_anythi
             return None
 
     settings = TrainSettings(impl="fused")
-    for cell in (GRUCell(), RNNCell("sigmoid")):
+    for cell in (PluginCell(), RNNCell("sigmoid")):
         spec = ModelSpec(cell, "scalar", 1, 4, 1, 2)
         with pytest.raises(BenchError, match="recording has no fused layer"):
             Recording.build(spec, init_params(spec, 0.1, np.random.default_rng(0)), settings)
@@ -165,7 +169,7 @@ def test_the_refusal_wording_is_one_line_for_every_reason():
         FusedLayer(cell=RNNCell, layer="x", make=lambda *a: None, gates=("h",), params={}, state_order=("h",),
                    kernel=lambda *a: "", accepts=lambda cell: False, limits="x is tanh only")
     )
-    for cell in (GRUCell(), RNNCell("sigmoid")):
+    for cell in (PluginCell(), RNNCell("sigmoid")):
         why = why_no_fused_layer("fw", table, cell)
         assert why.startswith(f"fw has no fused layer for cell {cell.name!r}") and "\n" not in why
 
@@ -194,4 +198,5 @@ def test_tf_entries_build_layers_whose_variables_have_the_layouts_shapes():
         layer.build((None, None, 3))
         for name, (var, layout) in entry.held(layer).items():
             canonical = np.zeros(cell.param_shapes(3, 4)[name])
-            assert tuple(var.shape) == layout.to_framework(canonical, NUMPY_ARRAYS).shape, (cell.name, name)
+            shape = tuple(var.shape)[1:] if layout.row is not None else tuple(var.shape)  # one row of a stack
+            assert shape == layout.to_framework(canonical, NUMPY_ARRAYS).shape, (cell.name, name)

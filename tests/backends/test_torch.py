@@ -337,9 +337,9 @@ def test_plugin_cell_runs_in_the_cell_impl_and_is_refused_by_fused():
     class ScaledRNN(RNNCell):
         name = "scaled-rnn"
 
-        def recurrence(self, ops, V, z_in, state):
+        def recurrence(self, ops, params, z_in, state):
             (h_prev,) = state
-            return (ops.tanh(2.0 * (z_in + h_prev @ V)),)
+            return (ops.tanh(2.0 * (z_in + h_prev @ params["V"])),)
 
     spec = ModelSpec(ScaledRNN("tanh"), "scalar", 1, HIDDEN, 1, 2, 1.0, "mean")
     params = _params(spec)

@@ -351,7 +351,7 @@ MATRIX_CASES = [
     (["matrix", "--impls", ""], "--impls must list at least one impl"),
     (["matrix", "--backends", "numpy", "--impls", "fused"], "unknown impl 'fused'; choose one of: cell"),
     (["matrix", "--backends", "numpy,nmupy"], "unknown backend 'nmupy'"),
-    (["matrix", "--cells", "gru"], "unknown cell 'gru'"),
+    (["matrix", "--cells", "mingru"], "unknown cell 'mingru'"),
     (["matrix", "--seed", "-1"], "numpy/cell lstm: --seed must be an integer in [0, 2**63 - 1]"),  # cells in bench list order
     (["matrix", "--echo-step", "99999"], "--echo-step must be below"),
     (["matrix", "--hidden-size", str(2**20)], "of memory"),
