@@ -203,6 +203,7 @@ def _list() -> int:
         cls = get_cell_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0].rstrip(":")
         print(f"  {name:8} {doc}{_options_text(cls.options)}")
+        print(f"  {'':8} {_fused_text(name)}")
     print("tasks:")
     for name in task_names():
         cls = get_task_class(name)
@@ -218,6 +219,27 @@ def _list() -> int:
     print(f"  {CHECKPOINT_POLICY}")
     print(f"  in {DEFAULT_RESULTS_DIR}/checkpoints now: {_checkpoint_usage(DEFAULT_RESULTS_DIR + '/checkpoints')}")
     return 0
+
+
+def _fused_text(cell: str) -> str:
+    """Where the cell runs beyond the ``cell`` impls: which backends' fused layers compute it
+    (for each choice of its options where that differs), and whether numpy has its BPTT."""
+    from bench.registry import backend_names, get_backend, get_cell_class, make_cell
+
+    def fused(variant: object) -> list[str]:
+        return [name for name in backend_names()
+                if "fused" in get_backend(name).impls and not get_backend(name).unsupported(variant, "fused")]
+
+    runs = fused(make_cell(cell))
+    parts = [f"fused layers: {', '.join(runs) or 'none'}"]
+    for option in get_cell_class(cell).options:
+        for choice in option.choices or ():
+            other = fused(make_cell(cell, **{option.name: choice}))
+            if choice != option.default and other != runs:
+                parts.append(f"with {option.flag} {choice}: {', '.join(other) or 'none'}")
+    if why := get_backend("numpy").unsupported(make_cell(cell), "cell") if "numpy" in backend_names() else None:
+        parts.append(f"numpy: none ({why.split('; ')[0]})")
+    return "; ".join(parts)
 
 
 def _options_text(options: tuple) -> str:

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from bench.cli import main
+from bench.registry import cell_names
 
 ECHO_QUICK = ["--epochs", "1", "--total-series-length", "1500", "--quiet"]
 
@@ -25,7 +26,7 @@ def _fails_cleanly(capsys, argv, message, results_dir):
     "argv,message",
     [
         (["--backend", "tensorflw"], "unknown backend 'tensorflw'"),
-        (["--cell", "gur"], "unknown cell 'gur' (did you mean 'gru'?); choose one of: gru, lstm, rnn"),
+        (["--cell", "gur"], "unknown cell 'gur' (did you mean 'gru'?); choose one of: " + ", ".join(cell_names())),
         (["--task", "mnist"], "unknown task 'mnist'"),
         (["--preset", "ptb-huge"], "unknown preset 'ptb-huge'"),
         (["--hidden-size", "0"], "--hidden-size must be an integer in [1, 2**31 - 1], got 0"),

@@ -2,6 +2,7 @@
 import json
 
 from bench.cli import main
+from bench.registry import cell_names
 from bench.roofline import measure_peak, record_peak
 
 
@@ -11,11 +12,12 @@ def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
                  "--warmup", "1", "--threads", "1", "--out", str(out)])
     assert code == 0
     table = json.loads(out.read_text())
-    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", "lstm"), ("numpy", "rnn")]  # every cell, listed order
+    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", c) for c in cell_names()]  # every cell, listed order
     for row in table["rows"]:
         assert row["train_tok_s"] > 0 and row["eval_tok_s"] > 0 and row["train_pct_peak"] > 0
         assert row["train_min"] <= row["train_tok_s"] <= row["train_max"]
-    assert "| numpy | cell | lstm |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(f"| numpy | cell | {cell} |" in out for cell in cell_names())
 
 
 def test_roofline_measures_and_appends(tmp_path):

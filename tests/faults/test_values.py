@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bench import budget, preflight
 from bench.cli import main
 from bench.config import all_options, make_config, presets, validate
+from bench.registry import cell_names
 from cells.options import DTYPES
 from bench.data import echo_windows
 from bench.errors import BenchError
@@ -341,6 +342,8 @@ def test_run_refuses_bad_values_in_one_line(capsys, tmp_path, argv, message):
                              "--results-dir", str(results)], message, results)
 
 
+FIRST_CELL = cell_names()[0]  # matrix and sweep check runs in bench list's order
+
 MATRIX_CASES = [
     (["matrix", "--hidden-size", "x"], "the flags passed to every run: argument --hidden-size: invalid int value: 'x'"),
     (["matrix", "--epochs", "1", "--no-such-flag", "3"], "unrecognized arguments: --no-such-flag 3"),
@@ -351,12 +354,12 @@ MATRIX_CASES = [
     (["matrix", "--impls", ""], "--impls must list at least one impl"),
     (["matrix", "--backends", "numpy", "--impls", "fused"], "unknown impl 'fused'; choose one of: cell"),
     (["matrix", "--backends", "numpy,nmupy"], "unknown backend 'nmupy'"),
-    (["matrix", "--cells", "mingru"], "unknown cell 'mingru'"),
-    (["matrix", "--seed", "-1"], "numpy/cell lstm: --seed must be an integer in [0, 2**63 - 1]"),  # cells in bench list order
+    (["matrix", "--cells", "no-such-cell"], "unknown cell 'no-such-cell'"),
+    (["matrix", "--seed", "-1"], f"numpy/cell {FIRST_CELL}: --seed must be an integer in [0, 2**63 - 1]"),  # bench list order
     (["matrix", "--echo-step", "99999"], "--echo-step must be below"),
     (["matrix", "--hidden-size", str(2**20)], "of memory"),
     (["matrix", "--resume", "x.npz"], "--resume continues one run"),
-    (["sweep", "--param", "echo_step", "--values", "1,2,99999"], "numpy lstm echo_step=99999: --echo-step must be below"),
+    (["sweep", "--param", "echo_step", "--values", "1,2,99999"], f"numpy {FIRST_CELL} echo_step=99999: --echo-step must be below"),
     (["sweep", "--param", "hidden_size", "--values", "4,x"], "argument --hidden-size: invalid int value: 'x'"),
     (["sweep", "--param", "echo_step", "--values", ""], "--values must list at least one value"),
     (["sweep", "--param", "echo_step", "--values", "1,,2"], "--values must not have an empty value"),
