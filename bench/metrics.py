@@ -66,16 +66,18 @@ def peak_rss_mb() -> float:
 def flops_per_token(spec: ModelSpec, training: bool) -> float:
     """Analytic floating-point operations per token (a multiply-add counts 2).
 
-    Counts the matrix products, which dominate: per layer ``2 (in + hidden) blocks·hidden``
-    for the gate pre-activations, and ``2 hidden classes`` for the softmax layer; element-wise
+    Counts the matrix products, which dominate: per layer ``2 in blocks·hidden`` for the
+    input projection and ``2 k n`` for each of the recurrence's products (``2 hidden
+    blocks·hidden`` for ``h V``; none for a cell without recurrent weights), and ``2 hidden classes`` for the softmax layer; element-wise
     work (activations, state updates, softmax) adds ``~10 blocks·hidden + 5 classes``.
     Training costs three times the forward pass: the backward pass computes one product for
     the input gradient and one for the weight gradient per forward product.
     """
     width = spec.cell.n_blocks * spec.hidden_size
+    recurrent = sum(2.0 * k * n for k, n in spec.cell.recurrent_products(spec.hidden_size))
     forward = 0.0
     for layer in range(spec.num_layers):
-        forward += 2.0 * (spec.layer_input_size(layer) + spec.hidden_size) * width + 10.0 * width
+        forward += 2.0 * spec.layer_input_size(layer) * width + recurrent + 10.0 * width
     forward += 2.0 * spec.hidden_size * spec.n_classes + 5.0 * spec.n_classes
     return 3.0 * forward if training else forward
 

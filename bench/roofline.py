@@ -101,10 +101,13 @@ def model_gemms(spec: Any, batch: int, steps: int, training: bool) -> list[tuple
     out: list[tuple[int, int, int, int]] = []
     for layer in range(spec.num_layers):
         size_in = spec.layer_input_size(layer)
-        out += [(rows, size_in, width, 1), (batch, hidden, width, steps)]
+        out.append((rows, size_in, width, 1))
         if training:
-            out += [(rows, width, size_in, 1), (size_in, rows, width, 1),  # dX, dU
-                    (batch, width, hidden, steps), (hidden, rows, width, 1)]  # dh per step, dV
+            out += [(rows, width, size_in, 1), (size_in, rows, width, 1)]  # dX, dU
+        for k, n in spec.cell.recurrent_products(hidden):
+            out.append((batch, k, n, steps))
+            if training:
+                out += [(batch, n, k, steps), (k, rows, n, 1)]  # dh per step, dV
     out.append((rows, hidden, spec.n_classes, 1))
     if training:
         out += [(rows, spec.n_classes, hidden, 1), (hidden, rows, spec.n_classes, 1)]  # dh, dW

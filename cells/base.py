@@ -73,6 +73,13 @@ class CellSpec(ABC):
         """The parameters of the recurrence: all but the input projection's."""
         return tuple(name for name in self.param_names if name not in INPUT_PARAMS)
 
+    def recurrent_products(self, hidden_size: int) -> list[tuple[int, int]]:
+        """``(k, n)`` of each matrix product the recurrence computes per step, ``(batch, k) @
+        (k, n)``: one per recurrent weight matrix (``V``: ``(hidden, blocks*hidden)``; none
+        for a cell without recurrent weights). What FLOP counts and the roofline count."""
+        shapes = self.param_shapes(hidden_size, hidden_size)
+        return [shapes[name] for name in self.recurrent_names if len(shapes[name]) == 2]
+
     def param_shapes(self, input_size: int, hidden_size: int) -> dict[str, tuple[int, ...]]:
         """One layer's parameters, named and ordered as ``param_names``: the weights as the
         class says, every bias ``(n_blocks * hidden,)``."""

@@ -1,19 +1,17 @@
-"""The small configurations conformance tests use, and the backend x impl x cell grid.
-
-Shared by the conformance tests and the gradient-norm tests so a new plugin (backend, impl
-or cell) is tested without writing a test.
+"""The backend x impl x cell grid of the project's own tests, on top of the conformance kit
+(``bench.testing``): every registered cell, in every choice of its options, so a new plugin
+(backend, impl or cell) is tested without writing a test.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from backends.base import TrainSettings
+from bench import testing
 from bench.errors import BenchError
-from backends.spec import ModelSpec, init_params
 from bench.registry import backend_names, cell_names, get_backend, get_cell_class, make_cell
+from bench.testing import BATCH, STEPS, rel_err, window_stream
 
-BATCH, STEPS = 3, 7
+__all__ = ["BATCH", "STEPS", "rel_err", "window_stream", "build_pair", "cell_variants", "grid", "kit_cases", "make_variant", "small_spec"]
 
 
 def cell_variants() -> list[str]:
@@ -30,6 +28,11 @@ def cell_variants() -> list[str]:
 def make_variant(key: str):  # -> CellSpec
     name, _, setting = key.partition(":")
     return make_cell(name, **dict([setting.split("=", 1)])) if setting else make_cell(name)
+
+
+def kit_cases() -> list:
+    """Every conformance check (``bench.testing.cases``) of every cell variant."""
+    return [case for key in cell_variants() for case in testing.cases(make_variant(key), cell_id=key)]
 
 
 def grid() -> list:
@@ -49,46 +52,14 @@ def grid() -> list:
     return params
 
 
-def small_spec(cell_name: str, task: str) -> ModelSpec:
-    """vocab 50, hidden 16, 2 layers (tokens, PTB-like loss) or the echo task's shape."""
-    cell = make_variant(cell_name)
-    if task == "tokens":
-        return ModelSpec(cell, "tokens", 50, 16, 2, 50, 1.0, "sum_steps_mean_batch")
-    return ModelSpec(cell, "scalar", 1, 16, 2, 2, 1.0, "mean")
+def small_spec(cell_name: str, task: str):  # -> ModelSpec
+    """The kit's small model (vocab 50, hidden 16, 2 layers, or the echo shape) of a cell variant."""
+    return testing.small_spec(make_variant(cell_name), task)
 
 
-def window_stream(spec: ModelSpec, n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n`` consecutive windows of random inputs and targets."""
-    rng = np.random.default_rng(seed)
-    windows = []
-    for _ in range(n):
-        if spec.input_kind == "tokens":
-            x = rng.integers(0, spec.vocab_size, (BATCH, STEPS))
-        else:
-            x = rng.integers(0, 2, (BATCH, STEPS)).astype(np.float32)
-        y = rng.integers(0, spec.n_classes, (BATCH, STEPS))
-        windows.append((x, y))
-    return windows
-
-
-def build_pair(backend_name: str, impl: str, spec: ModelSpec, optimizer: str = "sgd", init_scale: float = 0.1):
-    """(the NumPy float64 reference, the backend under test in float32), same weights.
-
-    init_scale 0.1 is ptb-small's; at 0.3 a vanilla RNN on random targets with lr 1.0 is
-    chaotic (float32 and float64 NumPy part by 5% within 20 steps), which no backend can match.
-    """
-    params = init_params(spec, init_scale, np.random.default_rng(0))
-    reference = get_backend("numpy").build(
-        spec, params, TrainSettings(impl="cell", optimizer=optimizer, dtype="float64", threads=1)
-    )
-    backend = get_backend(backend_name)
-    if why := backend.unsupported(spec.cell, impl):
-        pytest.skip(why)
-    model = backend.build(spec, params, TrainSettings(impl=impl, optimizer=optimizer, dtype="float32", threads=1))
-    return reference, model
-
-
-def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
-    """||actual - expected|| / ||expected||, the error measure of every conformance check."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-30))
+def build_pair(backend_name: str, impl: str, spec, optimizer: str = "sgd", init_scale: float = 0.1):
+    """The kit's (float64 reference, float32 model under test); skipped where unsupported."""
+    try:
+        return testing.build_pair(backend_name, impl, spec, optimizer, init_scale)
+    except testing.Unsupported as why:
+        pytest.skip(str(why))

@@ -3,7 +3,8 @@ import pytest
 
 from bench.metrics import StretchTimer, flops_per_token, gradient_summary
 from backends.spec import ModelSpec
-from cells import LSTMCell, RNNCell
+from cells import GRUCell, LSTMCell, RNNCell
+from cells.base import CellSpec
 
 
 def test_flops_count_the_matrix_products():
@@ -19,6 +20,28 @@ def test_lstm_costs_four_times_the_rnn_in_its_recurrent_part():
     rnn = ModelSpec(RNNCell(), "scalar", 1, 64, 1, 2)
     head = 2 * 64 * 2 + 5 * 2
     assert (flops_per_token(lstm, False) - head) == pytest.approx(4 * (flops_per_token(rnn, False) - head))
+
+
+class _InputGatedCell(CellSpec):
+    """A cell without recurrent weights (minGRU's shape): h = (1 - z) h + z h~."""
+
+    name, gates, state_names, param_names = "input-gated", ("z", "h"), ("h",), ("U", "b")
+
+    def recurrence(self, ops, params, z_in, state):
+        n = z_in.shape[-1] // 2
+        z = ops.sigmoid(z_in[:, :n])
+        return ((1.0 - z) * state[0] + z * z_in[:, n:],)
+
+
+def test_a_cell_without_recurrent_weights_counts_only_its_input_projection():
+    spec = ModelSpec(_InputGatedCell(), "tokens", 10_000, 200, 2, 10_000)
+    assert _InputGatedCell().recurrent_products(200) == []
+    projection = 2 * 200 * 400 + 10 * 400
+    assert flops_per_token(spec, training=False) == 2 * projection + 2 * 200 * 10_000 + 5 * 10_000
+
+
+def test_the_gru_reset_before_counts_its_two_products_as_one():
+    assert GRUCell("before").recurrent_products(8) == GRUCell("after").recurrent_products(8) == [(8, 24)]
 
 
 def test_gradient_summary_of_a_geometric_decay():

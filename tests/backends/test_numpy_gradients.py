@@ -7,7 +7,9 @@ import pytest
 from backends.base import TrainSettings
 from backends.numpy import NumpyBackend
 from backends.spec import ModelSpec, init_params, reference_forward
+from bench import testing
 from cells import GRUCell, LSTMCell, RNNCell
+from tests.conformance_cases import cell_variants, make_variant
 
 CELLS = {"lstm": lambda: LSTMCell(forget_bias=1.0), "rnn-tanh": lambda: RNNCell("tanh"), "rnn-sigmoid": lambda: RNNCell("sigmoid"),
          "gru-reset-after": lambda: GRUCell("after"), "gru-reset-before": lambda: GRUCell("before")}
@@ -31,32 +33,10 @@ def _case(cell_key: str, input_kind: str, num_layers: int, reduction: str = "sum
     return spec, params, model, x, y, state
 
 
-def _numeric_grad(spec, params, x, y, state, name, eps=1e-5):
-    value = params[name]
-    grad = np.zeros_like(value)
-    for index in np.ndindex(value.shape):
-        old = value[index]
-        value[index] = old + eps
-        plus = reference_forward(spec, params, x, y, state)[0]
-        value[index] = old - eps
-        minus = reference_forward(spec, params, x, y, state)[0]
-        value[index] = old
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("input_kind", ["tokens", "scalar"])
-@pytest.mark.parametrize("cell_key", list(CELLS))
-def test_grads_match_finite_differences_for_every_parameter(cell_key, input_kind, num_layers):
-    spec, params, model, x, y, state = _case(cell_key, input_kind, num_layers)
-    loss, grads, _ = model.loss_and_grads(x, y, state)
-    assert loss == pytest.approx(reference_forward(spec, params, x, y, state)[0], rel=1e-12)
-    assert sorted(grads) == sorted(spec.param_shapes())
-    for name in params:
-        numeric = _numeric_grad(spec, params, x, y, state, name)
-        error = np.linalg.norm(grads[name] - numeric) / max(np.linalg.norm(grads[name]) + np.linalg.norm(numeric), 1e-300)
-        assert error < 1e-6, f"{name}: relative error {error:.2e}"
+@pytest.mark.parametrize("cell_key", cell_variants())
+def test_grads_match_finite_differences_for_every_parameter(cell_key):
+    """Tokens and scalar inputs, 1 and 2 layers, non-zero state and biases (the kit's check)."""
+    testing.check_finite_differences(make_variant(cell_key))
 
 
 def test_mean_reduction_scales_the_loss_by_tokens():
