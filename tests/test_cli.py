@@ -81,3 +81,14 @@ def test_list_shows_everything(capsys):
     out = capsys.readouterr().out
     for word in ("backends:", "numpy", "cells:", "lstm", "rnn", "tasks:", "echo", "ptb", "presets:", "ptb-medium"):
         assert word in out
+
+
+def test_list_says_which_fused_layers_compute_each_cell(capsys):
+    """From the backends' own tables: the GRU's reset-before form and the sigmoid RNN differ."""
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fused = {lines[i - 1].split()[0]: line.strip() for i, line in enumerate(lines) if line.strip().startswith("fused layers:")}
+    assert fused["gru"] == "fused layers: tf, torch; with --reset-gate before: none"
+    assert fused["rnn"] == "fused layers: tf, torch; with --activation sigmoid: tf"
+    assert fused["lstm"] == "fused layers: tf, torch"
+    assert not any(line.rstrip().endswith("::") for line in lines)
