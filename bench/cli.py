@@ -324,7 +324,9 @@ def _speed(args: argparse.Namespace) -> int:
     backends, cells, impls = grid(args)
     check_speed(args, backends, cells, impls)
     available = [b for b in backends if not _backend_reason(b)]
-    combos = combinations(available, cells, impls)
+    combos, skipped = _runnable(combinations(available, cells, impls))
+    if not combos:
+        raise BenchError("nothing to measure: " + "; ".join(s["reason"] for s in skipped))
     rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
                             peak_seconds=1.5 if args.device == "cpu" else None)
     peak = statistics.median(peaks) if peaks else None
@@ -334,8 +336,24 @@ def _speed(args: argparse.Namespace) -> int:
     print(markdown_table(pd.DataFrame(rows)))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"preset": args.preset, "peak_gflops": peak, "peaks_per_round": peaks, "rounds": args.rounds, "steps": args.steps, "rows": rows}, f, indent=1)
+            json.dump({"preset": args.preset, "peak_gflops": peak, "peaks_per_round": peaks, "rounds": args.rounds,
+                       "steps": args.steps, "rows": rows, "skipped": skipped}, f, indent=1)
     return 0
+
+
+def _runnable(combos: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
+    """(the combinations a backend can run, the others with the backend's reason, said once
+    each on stderr): a fused impl without a layer for the cell is no row of the table."""
+    from bench.registry import get_backend, make_cell
+
+    runnable, skipped = [], []
+    for backend, impl, cell in combos:
+        if why := get_backend(backend).unsupported(make_cell(cell), impl):
+            print(f"skipping {backend}/{impl} {cell}: {why}", file=sys.stderr)
+            skipped.append({"backend": backend, "impl": impl, "cell": cell, "reason": why})
+        else:
+            runnable.append((backend, impl, cell))
+    return runnable, skipped
 
 
 def _backend_reason(name: str) -> str | None:

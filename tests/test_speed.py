@@ -60,3 +60,21 @@ def test_model_gemms_count_the_same_flops_as_the_analytic_count():
                 gemm_flops = sum(2.0 * m * k * n * count for m, k, n, count in model_gemms(spec, config.batch_size, config.num_steps, training))
                 expected = flops_per_token(spec, training) - (3.0 if training else 1.0) * elementwise
                 assert abs(gemm_flops / tokens - expected) < 1e-6 * expected
+
+
+def test_a_combination_the_backend_cannot_run_is_skipped_with_its_reason(tmp_path, capsys, monkeypatch):
+    """As a fused impl without a layer for the cell: no row, one line, the reason kept."""
+    from backends.numpy import NumpyBackend
+
+    real = NumpyBackend.unsupported.__func__
+    monkeypatch.setattr(NumpyBackend, "unsupported",
+                        classmethod(lambda cls, cell, impl: "no kernel for this one" if cell.name == "rnn" else real(cls, cell, impl)))
+    out = tmp_path / "speed.json"
+    assert main(["speed", "--preset", "echo", "--backends", "numpy", "--cells", "rnn,lstm", "--rounds", "1", "--steps", "1",
+                 "--warmup", "0", "--threads", "1", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert [r["cell"] for r in table["rows"]] == ["lstm"] and "error" not in table["rows"][0]
+    assert table["skipped"] == [{"backend": "numpy", "impl": "cell", "cell": "rnn", "reason": "no kernel for this one"}]
+    assert "skipping numpy/cell rnn: no kernel for this one" in capsys.readouterr().err
+    assert main(["speed", "--preset", "echo", "--backends", "numpy", "--cells", "rnn", "--threads", "1"]) == 2
+    assert capsys.readouterr().err.endswith("\nerror: nothing to measure: no kernel for this one\n")
