@@ -348,6 +348,8 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFra
                   f"`bench speed`, medians of {data['rounds']} interleaved rounds of {data['steps']} steps; {peak}; "
                   "`*_pct_ceiling` against the model's own GEMMs at their shapes (docs/performance.md).", "",
                   markdown_table(frame) if len(frame) else "(no rows)", ""]
+        lines += [f"- not measured: {_cell(s['backend'])}/{_cell(s['impl'])} {_cell(s['cell'])}: {_cell(s['reason'])}"
+                  for s in data.get("skipped", [])] + ([""] if data.get("skipped") else [])
     for about, sweep in sweeps:
         lines += [f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
                   "", "Test accuracy and gradient ratio after training, per value.", "", markdown_table(sweep), ""]

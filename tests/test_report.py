@@ -131,3 +131,17 @@ def test_speed_tables_in_the_results_directory_are_reported_not_skipped(results,
     assert out["records"] == 2 and out["bad"] == []
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Speed: echo (`speed/echo.json`)" in text and "| numpy | cell | lstm |" in text
+
+
+def test_combinations_a_speed_table_skipped_are_listed_with_the_reason(tmp_path):
+    table = {"preset": "ptb-small", "peak_gflops": None, "rounds": 1, "steps": 1, "rows": [],
+             "skipped": [{"backend": "torch", "impl": "fused", "cell": "mingru", "reason": "torch has no fused layer for cell 'mingru'"}]}
+    (tmp_path / "speed").mkdir()
+    (tmp_path / "speed" / "t.json").write_text(json.dumps(table))
+    out = write_report(tmp_path, tmp_path / "out")
+    assert out["bad"] == []
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "- not measured: torch/fused mingru: torch has no fused layer for cell 'mingru'" in text
+    table["skipped"] = [{"backend": "torch"}]  # a forged list: unreadable, said why
+    (tmp_path / "speed" / "t.json").write_text(json.dumps(table))
+    assert len(write_report(tmp_path, tmp_path / "out")["bad"]) == 1
