@@ -8,29 +8,15 @@ from backends.base import TrainSettings
 from backends.numpy import NumpyBackend
 from backends.spec import ModelSpec, init_params, reference_forward
 from bench import testing
-from cells import GRUCell, LSTMCell, RNNCell
+from cells import LSTMCell, RNNCell
 from tests.conformance_cases import cell_variants, make_variant
 
-CELLS = {"lstm": lambda: LSTMCell(forget_bias=1.0), "rnn-tanh": lambda: RNNCell("tanh"), "rnn-sigmoid": lambda: RNNCell("sigmoid"),
-         "gru-reset-after": lambda: GRUCell("after"), "gru-reset-before": lambda: GRUCell("before")}
+CELLS = {"lstm": lambda: LSTMCell(forget_bias=1.0), "rnn-tanh": lambda: RNNCell("tanh")}
 
 
 def _case(cell_key: str, input_kind: str, num_layers: int, reduction: str = "sum_steps_mean_batch"):
-    cell = CELLS[cell_key]()
-    vocab, classes = (11, 7) if input_kind == "tokens" else (1, 2)
-    spec = ModelSpec(cell, input_kind, vocab, 5, num_layers, classes, 1.0, reduction)
-    rng = np.random.default_rng(0)
-    params = init_params(spec, 0.5, rng)
-    for name in params:  # biases start at zero (or the forget bias): move them, so their terms count
-        if name.rsplit(".", 1)[-1] in cell.biases:
-            params[name] += 0.5 * rng.standard_normal(params[name].shape)
-    batch, steps = 3, 4
-    x = rng.integers(0, vocab, (batch, steps)) if input_kind == "tokens" else rng.integers(0, 2, (batch, steps)).astype(float)
-    y = rng.integers(0, classes, (batch, steps))
-    # a non-zero initial state, as in every window after the first
-    state = [tuple(0.5 * rng.standard_normal((batch, 5)) for _ in cell.state_names) for _ in range(num_layers)]
-    model = NumpyBackend.build(spec, params, TrainSettings(impl="cell", dtype="float64"))
-    return spec, params, model, x, y, state
+    """The finite-difference check's small float64 model (moved biases, a non-zero state)."""
+    return testing.finite_difference_case(CELLS[cell_key](), input_kind, num_layers, reduction)
 
 
 @pytest.mark.parametrize("cell_key", cell_variants())
