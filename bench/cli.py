@@ -230,15 +230,17 @@ def _fused_text(cell: str) -> str:
         return [name for name in backend_names()
                 if "fused" in get_backend(name).impls and not get_backend(name).unsupported(variant, "fused")]
 
-    runs = fused(make_cell(cell))
+    default = make_cell(cell)
+    runs = fused(default)
     parts = [f"fused layers: {', '.join(runs) or 'none'}"]
     for option in get_cell_class(cell).options:
         for choice in option.choices or ():
             other = fused(make_cell(cell, **{option.name: choice}))
             if choice != option.default and other != runs:
                 parts.append(f"with {option.flag} {choice}: {', '.join(other) or 'none'}")
-    if why := get_backend("numpy").unsupported(make_cell(cell), "cell") if "numpy" in backend_names() else None:
-        parts.append(f"numpy: none ({why.split('; ')[0]})")
+    no_kernel = get_backend("numpy").unsupported(default, "cell") if "numpy" in backend_names() else None
+    if no_kernel:
+        parts.append(f"numpy: none ({no_kernel.split('; ')[0]})")
     return "; ".join(parts)
 
 

@@ -68,8 +68,9 @@ def flops_per_token(spec: ModelSpec, training: bool) -> float:
 
     Counts the matrix products, which dominate: per layer ``2 in blocks·hidden`` for the
     input projection and ``2 k n`` for each of the recurrence's products (``2 hidden
-    blocks·hidden`` for ``h V``; none for a cell without recurrent weights), and ``2 hidden classes`` for the softmax layer; element-wise
-    work (activations, state updates, softmax) adds ``~10 blocks·hidden + 5 classes``.
+    blocks·hidden`` for ``h V``; none for a cell without recurrent weights), and ``2 hidden
+    classes`` for the softmax layer; element-wise work (activations, state updates,
+    softmax) adds ``~10 blocks·hidden + 5 classes``.
     Training costs three times the forward pass: the backward pass computes one product for
     the input gradient and one for the weight gradient per forward product.
     """
