@@ -7,12 +7,16 @@ data and the records; a backend never reads files or writes records.
 
 Update rule every backend must implement exactly (so the frameworks compute the same thing):
 
-- loss: the model's declared reduction (``ModelSpec.loss_scale``) of the token cross-entropy;
+- loss: the model's declared reduction (``ModelSpec.loss_scale``) of the head's per-step loss
+  (cross-entropy, or squared error for a regression head) over the scored steps;
 - clipping by global norm, TensorFlow's formula: ``g *= c / max(||g||, c)`` (no epsilon);
   ``max_grad_norm <= 0`` means no clipping;
 - ``sgd``: ``p -= lr * g``;
 - ``adagrad``: ``a += g²; p -= lr * g / sqrt(a)``, ``a`` starting at
   ``adagrad_initial_accumulator`` (TensorFlow 1's AdagradOptimizer: 0.1, no epsilon).
+- ``rmsprop`` (Tieleman & Hinton 2012; what Arjovsky et al. 2016 train the copy and adding
+  tasks with): ``m = ρ m + (1 - ρ) g²; p -= lr * g / (sqrt(m) + ε)``, ``m`` starting at 0,
+  ``ρ = rmsprop_decay``, ``ε = rmsprop_epsilon`` (``torch.optim.RMSprop``'s placement of ε).
 - dropout (inverted, keep probability ``keep_prob``) on the embedding output and on each
   layer's output, never on the recurrent connections; only in ``train_step``.
 """
@@ -31,7 +35,9 @@ from cells.base import CellSpec
 from cells.errors import BenchError
 from cells.options import DTYPES
 
-OPTIMIZERS = ("sgd", "adagrad")
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop")
+# the per-parameter arrays an optimizer keeps, by checkpoint prefix
+OPTIMIZER_SLOTS = {"sgd": (), "adagrad": ("adagrad",), "rmsprop": ("rmsprop",)}
 DEVICES = ("cpu", "gpu", "auto")
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class TrainSettings:
     optimizer: str = "sgd"
     max_grad_norm: float = 5.0
     adagrad_initial_accumulator: float = 0.1
+    rmsprop_decay: float = 0.9
+    rmsprop_epsilon: float = 1e-8
     dtype: str = "float32"
     device: str = "cpu"
     threads: int | None = None
@@ -74,18 +82,24 @@ class TrainSettings:
 
 @dataclass
 class StepStats:
-    """What one window produced, summed over its ``n_tokens`` = batch × steps tokens."""
+    """What one window produced, summed over its ``n_tokens`` = batch × scored steps.
 
-    ce_sum: float
+    ``loss_sum``: the head's loss (cross-entropy, or squared error summed over the outputs);
+    ``n_correct``: argmax equal to the target (0 for a regression head)."""
+
+    loss_sum: float
     n_correct: int
     n_tokens: int
     grad_norm: float | None = None  # global norm before clipping (train steps only)
-    predictions: np.ndarray | None = field(default=None, repr=False)  # (batch, steps) argmax ids
+    # at the scored steps: (batch, scored) argmax ids, or (batch, scored, outputs) values
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
 
 class Model(ABC):
-    """One model on one backend. Inputs are NumPy arrays, batch-major ``(batch, steps)``:
-    token ids (int) or scalar values (float) for ``x``, class ids (int) for ``y``."""
+    """One model on one backend. Inputs are NumPy arrays, batch-major: ``x`` token ids (int)
+    or values (float) ``(batch, steps[, features])``; ``y`` class ids (int) ``(batch, steps)``
+    or regression targets (float) ``(batch, steps, outputs)``, read at the spec's scored
+    steps only (see ``backends/spec.py``)."""
 
     spec: ModelSpec
     settings: TrainSettings
@@ -118,8 +132,8 @@ class Model(ABC):
 
         Returns arrays of shape ``(num_layers, steps)``:
 
-        - ``dLT_dh``: ||∂L_T/∂h_t||, L_T the cross-entropy of the last step only;
-        - ``dL_dh``: ||∂L/∂h_t||, L the cross-entropy summed over the window;
+        - ``dLT_dh``: ||∂L_T/∂h_t||, L_T the head's loss at the last scored step only;
+        - ``dL_dh``: ||∂L/∂h_t||, L the head's loss summed over the scored steps;
         - ``dLT_ds`` (cells with a state ``s``): ||∂L_T/∂s_t||.
 
         Each example's own loss is differentiated with respect to its own state (the
@@ -175,10 +189,11 @@ class Model(ABC):
 
 
 def checkpoint_layout(spec: ModelSpec, settings: TrainSettings) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """What ``Model.checkpoint`` returns: ``param/<name>`` for every parameter and, under
-    Adagrad, ``adagrad/<name>`` for its accumulator; canonical shapes, the run's dtype."""
+    """What ``Model.checkpoint`` returns: ``param/<name>`` for every parameter and, per slot
+    of the optimizer (``OPTIMIZER_SLOTS``), ``<slot>/<name>``: Adagrad's accumulator,
+    RMSProp's mean square; canonical shapes, the run's dtype."""
     dtype = np.dtype(settings.dtype)
-    kinds = ("param", "adagrad") if settings.optimizer == "adagrad" else ("param",)
+    kinds = ("param", *OPTIMIZER_SLOTS[settings.optimizer])
     return {f"{kind}/{name}": (tuple(shape), dtype) for kind in kinds for name, shape in spec.param_shapes().items()}
 
 

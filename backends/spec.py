@@ -1,22 +1,32 @@
 """The model every backend builds, and its NumPy reference forward pass.
 
-    inputs (batch, steps) ─ embedding (tokens) or the scalar itself ─ dropout
+    inputs (batch, steps) ─ embedding (tokens) or the values themselves ─ dropout
       ─ layer 0 … layer L-1 (each: cell over time, then dropout on its output)
-      ─ softmax layer (hidden → classes) ─ cross-entropy against the targets
+      ─ the scored steps' outputs ─ output layer (hidden → outputs) ─ the head's loss
+
+The head is the task's: ``classify`` (softmax cross-entropy over ``n_classes`` classes,
+integer targets ``(batch, steps)``) or ``regress`` (the output layer's ``n_classes`` values
+themselves, squared error summed over them, float targets ``(batch, steps, n_classes)``).
+``scored_steps`` are the window's steps whose outputs enter the loss and every metric
+(negative: counted from the end; None: every step): the adding problem reads its answer at
+the last step only. Inputs are token ids ``(batch, steps)``, one value per step
+(``scalar``, ``(batch, steps)``) or ``vocab_size`` values per step (``vector``,
+``(batch, steps, vocab_size)``).
 
 Parameter names (the canonical layout every backend maps to and from):
 
     embedding        (vocab, hidden)           only for token inputs
-    layers.{l}.U     (in_l, blocks*hidden)     in_0 = hidden (tokens) or 1 (scalar)
+    layers.{l}.U     (in_l, blocks*hidden)     in_0 = hidden (tokens), 1 (scalar), features (vector)
     layers.{l}.V     (hidden, blocks*hidden)
     layers.{l}.b     (blocks*hidden,)
-    softmax.W        (hidden, classes)
-    softmax.b        (classes,)
+    softmax.W        (hidden, outputs)         the output layer (softmax'ed only by the classify head)
+    softmax.b        (outputs,)
 
 The loss that is differentiated is declared, never assumed: ``sum_steps_mean_batch`` is
-the cross-entropy summed over time steps and averaged over the batch (what Zaremba et al.
-2014 and TensorFlow's PTB tutorial differentiate, with lr 1 and clip 5); ``mean`` averages
-over every token (the echo tutorial; pytorch/examples too, with lr 20 and clip 0.25).
+the head's loss summed over the scored steps and averaged over the batch (what Zaremba et
+al. 2014 and TensorFlow's PTB tutorial differentiate, with lr 1 and clip 5); ``mean``
+averages over every scored step of every example (the echo tutorial; pytorch/examples too,
+with lr 20 and clip 0.25; the mean squared error of a regression).
 """
 from __future__ import annotations
 
@@ -28,7 +38,8 @@ import numpy as np
 from cells.base import NUMPY_OPS, CellSpec
 
 LOSS_REDUCTIONS = ("sum_steps_mean_batch", "mean")
-InputKind = Literal["tokens", "scalar"]
+InputKind = Literal["tokens", "scalar", "vector"]
+HEADS = ("classify", "regress")
 T = TypeVar("T")
 
 
@@ -43,17 +54,43 @@ class ModelSpec:
 
     cell: CellSpec
     input_kind: InputKind
-    vocab_size: int  # number of distinct input tokens; 1 for scalar inputs
+    vocab_size: int  # tokens: distinct input ids; values: features per step (1 for scalar inputs)
     hidden_size: int
     num_layers: int
-    n_classes: int
+    n_classes: int  # width of the output layer: classes (classify) or values (regress)
     keep_prob: float = 1.0
     loss_reduction: str = "sum_steps_mean_batch"
+    head: str = "classify"
+    scored_steps: tuple[int, ...] | None = None  # None: every step
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of: {', '.join(HEADS)}")
+        if self.scored_steps is not None and not self.scored_steps:
+            raise ValueError("scored_steps: name at least one step, or None for every step")
 
     def layer_input_size(self, layer: int) -> int:
-        if layer == 0 and self.input_kind == "scalar":
-            return 1
+        if layer == 0 and self.input_kind != "tokens":
+            return self.vocab_size
         return self.hidden_size
+
+    def scored(self, steps: int) -> np.ndarray:
+        """The indices (ascending, in ``[0, steps)``) of a ``steps``-long window's scored steps."""
+        if self.scored_steps is None:
+            return np.arange(steps)
+        index = sorted({t % steps for t in self.scored_steps if -steps <= t < steps})
+        if len(index) != len(set(self.scored_steps)):
+            raise ValueError(f"scored steps {self.scored_steps} do not all lie in a window of {steps} steps")
+        return np.array(index)
+
+    def n_scored(self, steps: int) -> int:
+        return steps if self.scored_steps is None else len(self.scored(steps))
+
+    def input_array(self, x: np.ndarray) -> np.ndarray:
+        """Value inputs as ``(batch, steps, features)`` float64; token ids unchanged."""
+        if self.input_kind == "tokens":
+            return x
+        return np.asarray(x, np.float64).reshape(x.shape[0], x.shape[1], self.vocab_size)
 
     def layer_params(self, params: Mapping[str, T], layer: int) -> dict[str, T]:
         """Layer ``layer``'s entries of a canonically named dict (weights, gradients,
@@ -71,11 +108,17 @@ class ModelSpec:
         shapes["softmax.b"] = (self.n_classes,)
         return shapes
 
+    def target_values(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets as ``(batch, steps, outputs)`` float64 (``(batch, steps)`` is
+        accepted for one output)."""
+        return np.asarray(y, np.float64).reshape(y.shape[0], y.shape[1], self.n_classes)
+
     def loss_scale(self, batch_size: int, num_steps: int) -> float:
-        """Factor from the summed cross-entropy over all tokens to the differentiated loss."""
+        """Factor from the head's loss summed over the scored steps of a ``(batch_size,
+        num_steps)`` window to the differentiated loss."""
         if self.loss_reduction == "sum_steps_mean_batch":
             return 1.0 / batch_size
-        return 1.0 / (batch_size * num_steps)
+        return 1.0 / (batch_size * self.n_scored(num_steps))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -88,6 +131,8 @@ class ModelSpec:
             "n_classes": self.n_classes,
             "keep_prob": self.keep_prob,
             "loss_reduction": self.loss_reduction,
+            "head": self.head,
+            "scored_steps": list(self.scored_steps) if self.scored_steps is not None else None,
             "n_params": int(sum(np.prod(s) for s in self.param_shapes().values())),
         }
 
@@ -127,16 +172,14 @@ def reference_forward(
 ) -> tuple[float, np.ndarray, list[tuple[np.ndarray, ...]]]:
     """The cell's step equations unrolled over one window, in NumPy, without dropout.
 
-    Returns (the differentiated loss, logits ``(batch, steps, classes)``, final state).
+    Returns (the differentiated loss, the output layer's values ``(batch, scored steps,
+    outputs)``: logits or regression outputs, final state).
     This is the executable definition conformance tests hold every backend to; it is
     written for clarity, not speed.
     """
-    batch, steps = x.shape
+    batch, steps = x.shape[:2]
     state = [tuple(s) for s in (state if state is not None else zero_state(spec, batch))]
-    if spec.input_kind == "tokens":
-        inputs = params["embedding"][x]
-    else:
-        inputs = x[..., None].astype(np.float64)
+    inputs = params["embedding"][x] if spec.input_kind == "tokens" else spec.input_array(x)
     layer_params = [spec.layer_params(params, layer) for layer in range(spec.num_layers)]
     outputs = []
     for t in range(steps):
@@ -145,9 +188,13 @@ def reference_forward(
             state[layer] = spec.cell.step(NUMPY_OPS, layer_params[layer], h, state[layer])
             h = state[layer][-1]
         outputs.append(h)
-    hidden = np.stack(outputs, axis=1)
-    logits = hidden @ params["softmax.W"] + params["softmax.b"]
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    ce_sum = -np.take_along_axis(log_probs, y[..., None], axis=-1).sum()
-    return float(ce_sum * spec.loss_scale(batch, steps)), logits, state
+    scored = spec.scored(steps)
+    hidden = np.stack(outputs, axis=1)[:, scored]
+    out = hidden @ params["softmax.W"] + params["softmax.b"]
+    if spec.head == "regress":
+        loss_sum = ((out - spec.target_values(y)[:, scored]) ** 2).sum()
+    else:
+        shifted = out - out.max(axis=-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        loss_sum = -np.take_along_axis(log_probs, y[:, scored][..., None], axis=-1).sum()
+    return float(loss_sum * spec.loss_scale(batch, steps)), out, state

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 from bench.config import Config
+from backends.base import OPTIMIZER_SLOTS
 from bench.errors import BenchError
 
 GIB, MIB = 2**30, 2**20
@@ -61,13 +62,13 @@ def estimate(config: Config) -> Estimate:
     from bench.registry import get_backend, get_task_class
 
     task = get_task_class(config.task)
-    spec = model_spec(config, *task.model_shape(config))
+    spec = model_spec(config, task.model_shape(config))
     backend = get_backend(config.backend)
     memory = backend.memory  # what the backend holds: its framework, copies per window and parameter
     impl = config.impl or backend.default_impl
     itemsize = 8 if config.dtype == "float64" else 4
     n_params = sum(math.prod(shape) for shape in spec.param_shapes().values())
-    slots = 1 if config.optimizer == "adagrad" else 0
+    slots = len(OPTIMIZER_SLOTS[config.optimizer])
     a, b = memory.activation_copies.get(impl, max(memory.activation_copies.values()))
     fixed, per_slot = memory.param_copies
     rows = max(config.batch_size * config.num_steps, config.eval_batch_size * config.eval_num_steps)

@@ -10,14 +10,14 @@ from backends.base import Model, TrainSettings
 from backends.spec import ModelSpec, init_params
 from bench.config import Config
 from bench.registry import get_backend, make_cell
-from bench.tasks import SEED_INIT, rng_for
+from bench.tasks import SEED_INIT, Shape, rng_for
 
 
-def model_spec(config: Config, input_kind: str, vocab_size: int, n_classes: int) -> ModelSpec:
+def model_spec(config: Config, shape: Shape) -> ModelSpec:
     """The function the run's model computes, on data of this shape."""
     cell = make_cell(config.cell, **dict(config.cell_options))
-    return ModelSpec(cell, input_kind, vocab_size, config.hidden_size, config.num_layers, n_classes,
-                     config.keep_prob, config.loss_reduction)
+    return ModelSpec(cell, shape.input_kind, shape.vocab_size, config.hidden_size, config.num_layers, shape.n_classes,
+                     config.keep_prob, config.loss_reduction, shape.head, shape.scored_steps)
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -106,30 +106,40 @@ def gradient_summary(norms: np.ndarray) -> dict[str, float]:
 
 class PassTotals:
     """Running sums of one pass over a split, its timer, and the summary that goes into the
-    record (with a perplexity where the task reports one)."""
+    record (with a perplexity and an accuracy where the task reports them).
 
-    def __init__(self, flops_per_token: float, perplexity: bool = False) -> None:
+    Two counts: ``tokens``, the scored steps the loss is averaged over, and ``processed``,
+    every step of every window (batch x steps), which throughput counts: the adding problem
+    scores one step of hundreds, all of which the model computes."""
+
+    def __init__(self, flops_per_token: float, perplexity: bool = False, accuracy: bool = True) -> None:
         self.perplexity = perplexity
+        self.accuracy = accuracy
         self.ce = 0.0
         self.correct = 0
         self.tokens = 0
+        self.processed = 0
         self.flops_per_token = flops_per_token
         self.timer = StretchTimer()
         self.start = time.perf_counter()
 
-    def add(self, stats: StepStats) -> None:
-        self.ce += stats.ce_sum
+    def add(self, stats: StepStats, processed: int | None = None) -> None:
+        """One window's statistics; ``processed``: its batch x steps (default: the scored tokens)."""
+        processed = stats.n_tokens if processed is None else processed
+        self.ce += stats.loss_sum
         self.correct += stats.n_correct
         self.tokens += stats.n_tokens
-        self.timer.tick(stats.n_tokens)
+        self.processed += processed
+        self.timer.tick(processed)
 
     def summary(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
         loss = self.ce / max(self.tokens, 1)
-        out: dict[str, Any] = {
-            "loss": loss, "accuracy": self.correct / max(self.tokens, 1), "tokens": self.tokens,
-            "seconds": seconds, "tokens_per_s": self.tokens / seconds if seconds > 0 else None,
-        }
+        out: dict[str, Any] = {"loss": loss}
+        if self.accuracy:
+            out["accuracy"] = self.correct / max(self.tokens, 1)
+        out.update({"tokens": self.tokens, "seconds": seconds,
+                    "tokens_per_s": self.processed / seconds if seconds > 0 else None})
         if self.perplexity:
             out["perplexity"] = math.exp(loss)  # every window's loss is below the runner's divergence limit
         out.update(self.timer.summary())

@@ -12,16 +12,21 @@ from tqdm import tqdm
 from bench.metrics import PassTotals
 
 
-def metric_text(metrics: dict[str, float], perplexity: bool) -> str:
-    if perplexity:
-        return f"ppl {metrics['perplexity']:.2f} acc {metrics['accuracy']:.4f}"
-    return f"loss {metrics['loss']:.4f} acc {metrics['accuracy']:.4f}"
+def metric_text(metrics: dict[str, float], task: Any = None) -> str:
+    """``ppl .. acc ..``, ``loss .. acc ..``, or ``loss .. (x baseline)`` as the task reports them."""
+    parts = [f"ppl {metrics['perplexity']:.2f}" if "perplexity" in metrics else f"loss {metrics['loss']:.4f}"]
+    baseline = getattr(task, "baseline", None)
+    if baseline and "perplexity" not in metrics:
+        parts.append(f"({metrics['loss'] / baseline:.3g} x baseline)")
+    if "accuracy" in metrics:
+        parts.append(f"acc {metrics['accuracy']:.4f}")
+    return " ".join(parts)
 
 
-def epoch_line(entry: dict[str, Any], epochs: int, splits: tuple[str, ...], perplexity: bool) -> str:
+def epoch_line(entry: dict[str, Any], epochs: int, splits: tuple[str, ...], task: Any = None) -> str:
     train = entry["train"]
-    parts = [f"epoch {entry['epoch']}/{epochs}", f"lr {entry['learning_rate']:.4g}", f"train {metric_text(train, perplexity)}"]
-    parts += [f"{split} {metric_text(entry[split], perplexity)}" for split in splits]
+    parts = [f"epoch {entry['epoch']}/{epochs}", f"lr {entry['learning_rate']:.4g}", f"train {metric_text(train, task)}"]
+    parts += [f"{split} {metric_text(entry[split], task)}" for split in splits]
     parts.append(f"{train['tokens_per_s']:,.0f} tok/s")
     return " | ".join(parts)
 
@@ -62,5 +67,6 @@ class Bar:
         self.last = now
         loss = totals.ce / max(totals.tokens, 1)
         shown = f"ppl={math.exp(min(loss, 700)):.1f}" if totals.perplexity else f"loss={loss:.4f}"
-        rate = totals.tokens / max(now - totals.start, 1e-9)
-        self.bar.set_postfix_str(f"{shown} acc={totals.correct / max(totals.tokens, 1):.3f} {rate:,.0f} tok/s")
+        rate = totals.processed / max(now - totals.start, 1e-9)
+        accuracy = f" acc={totals.correct / max(totals.tokens, 1):.3f}" if totals.accuracy else ""
+        self.bar.set_postfix_str(f"{shown}{accuracy} {rate:,.0f} tok/s")

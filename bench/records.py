@@ -19,10 +19,12 @@ from typing import Any
 
 from bench.storage import atomic_write_bytes, prepare_writable_dir
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # 2 adds the status "aborted", failure.phase/reason, preset, checkpoint; 3 keeps in config
-# only the options of the run's own cell and task (1 and 2 kept every cell's and task's)
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# only the options of the run's own cell and task (1 and 2 kept every cell's and task's);
+# 4 adds tasks of independent sequences and regression heads: task.head, scored_steps and
+# memoryless_baseline, metrics without accuracy (regression), samples of vectors per step
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 STATUSES = ("running", "completed", "interrupted", "diverged", "aborted", "failed")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Beside, never above, the committed reference runs (results/reference/): a report of the

@@ -1,5 +1,6 @@
-"""THE training loop, shared by every backend: epochs, windows, state carry, learning-rate
-schedule, evaluation, checkpoints, records.
+"""THE training loop, shared by every backend: epochs, windows, state carry (streams) or a
+zero state per window (independent sequences), learning-rate schedule, evaluation,
+checkpoints, records.
 
 Reading order: :func:`run` sets up (everything that can fail on user input fails here,
 before a record exists), :func:`_supervise` turns every way a run can end into a status,
@@ -44,7 +45,7 @@ MAX_LOSS_PER_TOKEN = math.log(sys.float_info.max)  # 709.78 nats
 
 def has_diverged(stats: StepStats) -> bool:
     """A non-finite loss or gradient norm, or a mean loss per token beyond any perplexity."""
-    loss = stats.ce_sum / max(stats.n_tokens, 1)
+    loss = stats.loss_sum / max(stats.n_tokens, 1)
     return not (math.isfinite(loss) and loss <= MAX_LOSS_PER_TOKEN and math.isfinite(stats.grad_norm or 0.0))
 
 
@@ -54,7 +55,7 @@ class Diverged(Exception):
     def __init__(self, where: "_Progress", stats: StepStats) -> None:
         self.where = where.snapshot()
         norm = f", gradient norm {stats.grad_norm:.4g}" if stats.grad_norm is not None else ""
-        super().__init__(f"diverged {self.where.describe()}: loss {stats.ce_sum / max(stats.n_tokens, 1):.4g} per token{norm}")
+        super().__init__(f"diverged {self.where.describe()}: loss {stats.loss_sum / max(stats.n_tokens, 1):.4g} per token{norm}")
 
 
 @dataclass
@@ -109,7 +110,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     resumed = read_resume(options.resume, config) if options.resume else None
     place = RunPlace.resolve(options, config, resumed)
     task = make_task(config, place.data_dir)
-    spec = model_spec(config, task.input_kind, task.vocab_size, task.n_classes)
+    spec = model_spec(config, task.shape)
     layout = checkpoint_layout(spec, train_settings(config))
     arrays = resumed.arrays(layout) if resumed else None
     results_dir = prepare_writable_dir(place.results_dir, "--results-dir")
@@ -216,7 +217,7 @@ def _train(model: Model, task: Task, config: Config, record: dict, files: RunFil
             files.write_record()  # first: the completed epoch is safe even if the checkpoint does not fit
             where.enter("checkpoint", epoch + 1)
             files.write_checkpoint(model.checkpoint())
-        say(epoch_line(entry, config.epochs, task.per_epoch_splits, task.reports_perplexity))
+        say(epoch_line(entry, config.epochs, task.per_epoch_splits, task))
     final = {split: history[-1][split] for split in task.per_epoch_splits} if history else {}
     for split in task.eval_windows:
         if split not in final:
@@ -225,7 +226,7 @@ def _train(model: Model, task: Task, config: Config, record: dict, files: RunFil
     record["final"] = {"epochs_completed": len(history), "train": history[-1]["train"] if history else None, **final}
     where.enter("sample")
     record["sample"] = sample_predictions(model, task, config)
-    say("final: " + ", ".join(f"{split} {metric_text(m, task.reports_perplexity)}" for split, m in final.items()))
+    say("final: " + ", ".join(f"{split} {metric_text(m, task)}" for split, m in final.items()))
     if task.words:
         sample = record["sample"]
         say("test sample (true | predicted next word):")
@@ -236,16 +237,19 @@ def _train(model: Model, task: Task, config: Config, record: dict, files: RunFil
 def train_epoch(
     model: Model, task: Task, config: Config, epoch: int, lr: float, where: _Progress, bar: Callable
 ) -> dict[str, float]:
-    """One pass over the training windows, the state carried from window to window."""
+    """One pass over the training windows, the state carried from window to window (zeros
+    for each window of independent sequences)."""
     state = model.zero_state(config.batch_size)
-    totals = PassTotals(flops_per_token(model.spec, training=True), task.reports_perplexity)
+    totals = PassTotals(flops_per_token(model.spec, training=True), task.reports_perplexity, task.reports_accuracy)
     with bar(task.n_train_windows) as progress:
         for step, (x, y) in enumerate(task.train_windows(epoch)):
             where.step = step + 1
+            if task.independent:
+                state = model.zero_state(config.batch_size)
             stats, state = model.train_step(x, y, state, lr)
             if has_diverged(stats):
                 raise Diverged(where, stats)
-            totals.add(stats)
+            totals.add(stats, x.shape[0] * x.shape[1])
             progress.tick(totals)
     return totals.summary()
 
@@ -253,28 +257,34 @@ def train_epoch(
 def evaluate(
     model: Model, task: Task, split: str, batch_size: int, bar: Callable, where: _Progress | None = None
 ) -> dict[str, float]:
-    """Score a whole split with the state carried across it, starting from zeros. A window
-    whose loss has diverged (:func:`has_diverged`) stops the run: its perplexity is no number."""
+    """Score a whole split with the state carried across it, starting from zeros (or from
+    zeros for each window of independent sequences). A window whose loss has diverged
+    (:func:`has_diverged`) stops the run: its perplexity is no number."""
     where = where or _Progress(f"evaluate:{split}")
     state = model.zero_state(batch_size)
-    totals = PassTotals(flops_per_token(model.spec, training=False), task.reports_perplexity)
+    totals = PassTotals(flops_per_token(model.spec, training=False), task.reports_perplexity, task.reports_accuracy)
     with bar(task.n_eval_windows[split]) as progress:
         for step, (x, y) in enumerate(task.eval_windows[split]()):
             where.step = step + 1
+            if task.independent:
+                state = model.zero_state(batch_size)
             stats, state = model.eval_step(x, y, state)
             if has_diverged(stats):
                 raise Diverged(where, stats)
-            totals.add(stats)
+            totals.add(stats, x.shape[0] * x.shape[1])
             progress.tick(totals)
     return totals.summary()
 
 
 def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str, Any]:
     """Gradient norms over time steps on the task's fixed held-out windows, averaged over
-    ``grad_probe_windows`` consecutive windows (the state carried into each, as in training)."""
+    ``grad_probe_windows`` consecutive windows (the state carried into each, as in training;
+    zeros for independent sequences, where a window is a whole sequence)."""
     state = model.zero_state(config.batch_size)
     curves: list[dict[str, Any]] = []
     for _, (x, y) in zip(range(config.grad_probe_windows), task.probe_windows()):
+        if task.independent:
+            state = model.zero_state(config.batch_size)
         curves.append(model.gradient_norms_over_time(x, y, state))
         _, state = model.eval_step(x, y, state)
     mean = {key: np.mean([c[key] for c in curves], axis=0) for key in curves[0]}
@@ -285,7 +295,11 @@ def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str
 def sample_predictions(model: Model, task: Task, config: Config, steps: int = 45, warmup: int = 5) -> dict[str, Any]:
     """Inputs, targets and predictions of the start of the test split, for people to look at
     (the echo task's bars, PTB's true words beside predicted ones). Like the tutorial, the
-    first ``warmup`` windows only let the state settle (fewer when the split is that short)."""
+    first ``warmup`` windows only let the state settle (fewer when the split is that short).
+    Of independent sequences: the test set's first ``rows`` sequences, whole, the targets
+    and predictions at the scored steps."""
+    if task.independent:
+        return _sequence_sample(model, task, config)
     warmup = min(warmup, task.n_eval_windows["test"] - 1)
     state = model.zero_state(config.eval_batch_size)
     xs, ys, ps = [], [], []
@@ -307,3 +321,13 @@ def sample_predictions(model: Model, task: Task, config: Config, steps: int = 45
     return sample
 
 
+
+
+def _sequence_sample(model: Model, task: Task, config: Config, rows: int = 3) -> dict[str, Any]:
+    x, y = next(iter(task.eval_windows["test"]()))
+    stats, _ = model.eval_step(x, y, model.zero_state(config.eval_batch_size), predictions=True)
+    scored = model.spec.scored(x.shape[1])
+    # one-hot inputs as their ids: a row of ids reads, a (steps, categories) block does not
+    inputs = x.argmax(axis=-1) if task.shape.head == "classify" and x.ndim == 3 else x
+    return {"split": "test", "warmup_windows": 0, "scored_steps": scored.tolist(), "inputs": inputs[:rows].tolist(),
+            "targets": y[:rows][:, scored].tolist(), "predictions": stats.predictions[:rows].tolist()}

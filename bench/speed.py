@@ -30,7 +30,7 @@ from bench.registry import get_task_class
 def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
     """(config, model spec) of a preset with a given cell, in its task's model shape."""
     config = make_config(preset, **{**(overrides or {}), "cell": cell_name})
-    return config, model_spec(config, *get_task_class(config.task).model_shape(config))
+    return config, model_spec(config, get_task_class(config.task).model_shape(config))
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:

@@ -20,13 +20,16 @@ way, :func:`check_finite_differences` checks the reference's gradients against c
 differences of the NumPy float64 forward pass (``backends.spec.reference_forward``), so the
 chain ends at the cell's equations evaluated in NumPy.
 
-Every backend and impl runs in float32, dropout off, on a token model (vocabulary 50,
-hidden 16, 2 layers, the PTB loss) and the echo task's scalar-input model, from the
-reference's initial weights. The checks, each a :class:`Case`:
+Every backend and impl runs in float32, dropout off, from the reference's initial weights,
+on four model shapes (:func:`small_spec`): a token model (vocabulary 50, hidden 16, 2
+layers, the PTB loss), the echo task's scalar-input model, the copy task's (one-hot vector
+inputs, a classifier scored at every step) and the adding problem's (two input features, a
+regression head read at the last step only). The checks, each a :class:`Case`:
 
 - ``first-window``: loss, every parameter's gradient, the carried state;
-- ``train-sgd`` / ``train-adagrad``: 20 updates with the state carried (SGD lr 1, Adagrad
-  lr 0.3, clip 5): every step's loss and the final weights;
+- ``train-sgd`` / ``train-adagrad`` / ``train-rmsprop``: 20 updates with the state carried
+  (SGD lr 1, 0.1 on the adding model; Adagrad lr 0.3, RMSProp lr 0.01; clip 5): every
+  step's loss and the final weights;
 - ``gradient-norms``: ``||dL/dh_t||`` (and ``dL/ds_t``) per layer and step at initialisation;
 - ``checkpoint``: a model restored from another's checkpoint continues identically.
 """
@@ -44,8 +47,12 @@ from bench.registry import backend_names, get_backend
 from cells.base import CellSpec
 
 BATCH, STEPS, WINDOWS = 3, 7, 20
-TASKS = ("tokens", "echo")
-CHECKS = ("first-window", "train-sgd", "train-adagrad", "gradient-norms", "checkpoint")
+TASKS = ("tokens", "echo", "copy", "adding")
+CHECKS = ("first-window", "train-sgd", "train-adagrad", "train-rmsprop", "gradient-norms", "checkpoint")
+# check -> (optimizer, learning rate) of a training check; on the adding model SGD at lr 1
+# diverges (losses in the thousands, where float32 cannot follow float64), so it takes 0.1
+TRAINING = {"train-sgd": ("sgd", 1.0), "train-adagrad": ("adagrad", 0.3), "train-rmsprop": ("rmsprop", 0.01)}
+SGD_LR = {"adding": 0.1}
 # float32 against float64: what one window's arithmetic may differ by, and 20 steps of it
 LOSS_RTOL, GRAD_RTOL, STATE_RTOL, TRAIN_RTOL, NORM_RTOL, RESTORE_RTOL = 1e-5, 1e-4, 1e-5, 1e-3, 1e-4, 1e-6
 
@@ -58,23 +65,38 @@ class Unsupported(Exception):
 
 
 def small_spec(cell: CellSpec, task: str) -> ModelSpec:
-    """vocab 50, hidden 16, 2 layers (``tokens``: the PTB loss) or the echo task's shape."""
+    """Hidden 16, 2 layers: ``tokens`` (vocabulary 50, the PTB loss), ``echo`` (one value in,
+    2 classes), ``copy`` (one-hot of 6 in, 5 classes at every step), ``adding`` (2 values in,
+    one regression output read at the last step)."""
     if task == "tokens":
         return ModelSpec(cell, "tokens", 50, 16, 2, 50, 1.0, "sum_steps_mean_batch")
+    if task == "copy":
+        return ModelSpec(cell, "vector", 6, 16, 2, 5, 1.0, "mean")
+    if task == "adding":
+        return ModelSpec(cell, "vector", 2, 16, 2, 1, 1.0, "mean", "regress", (-1,))
     return ModelSpec(cell, "scalar", 1, 16, 2, 2, 1.0, "mean")
+
+
+def random_window(spec: ModelSpec, batch: int, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs and targets of ``spec``'s kinds: token ids, bits, one-hot rows (vectors
+    of several features where the targets are classes), uniform values and targets (regression)."""
+    if spec.input_kind == "tokens":
+        x = rng.integers(0, spec.vocab_size, (batch, steps))
+    elif spec.input_kind == "scalar":
+        x = rng.integers(0, 2, (batch, steps)).astype(np.float32)
+    elif spec.head == "classify":
+        x = np.eye(spec.vocab_size, dtype=np.float32)[rng.integers(0, spec.vocab_size, (batch, steps))]
+    else:
+        x = rng.uniform(0, 1, (batch, steps, spec.vocab_size)).astype(np.float32)
+    if spec.head == "regress":
+        return x, rng.uniform(0, 2, (batch, steps, spec.n_classes)).astype(np.float32)
+    return x, rng.integers(0, spec.n_classes, (batch, steps))
 
 
 def window_stream(spec: ModelSpec, n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` consecutive windows ``(batch 3, steps 7)`` of random inputs and targets."""
     rng = np.random.default_rng(seed)
-    windows = []
-    for _ in range(n):
-        if spec.input_kind == "tokens":
-            x = rng.integers(0, spec.vocab_size, (BATCH, STEPS))
-        else:
-            x = rng.integers(0, 2, (BATCH, STEPS)).astype(np.float32)
-        windows.append((x, rng.integers(0, spec.n_classes, (BATCH, STEPS))))
-    return windows
+    return [random_window(spec, BATCH, STEPS, rng) for _ in range(n)]
 
 
 def reference_backend(cell: CellSpec) -> tuple[str, str]:
@@ -145,7 +167,7 @@ def check_training(reference: Any, model: Any, spec: ModelSpec, lr: float) -> No
     for step, (x, y) in enumerate(window_stream(spec, WINDOWS)):
         ref_stats, ref_state = reference.train_step(x, y, ref_state, lr)
         stats, state = model.train_step(x, y, state, lr)
-        _close(f"step {step} loss", stats.ce_sum, ref_stats.ce_sum, TRAIN_RTOL)
+        _close(f"step {step} loss", stats.loss_sum, ref_stats.loss_sum, TRAIN_RTOL)
         if stats.n_tokens != ref_stats.n_tokens:
             raise AssertionError(f"step {step}: {stats.n_tokens} tokens, the reference's {ref_stats.n_tokens}")
     ours = model.get_params()
@@ -171,20 +193,21 @@ def check_gradient_norms(reference: Any, model: Any, spec: ModelSpec) -> None:
 
 
 def check_checkpoint(backend_name: str, impl: str, spec: ModelSpec) -> None:
-    """Train two windows, checkpoint, restore into a model built from other weights: the
-    two continue with the same losses."""
-    _, model = build_pair(backend_name, impl, spec, optimizer="adagrad")
-    windows = window_stream(spec, 4)
-    state = model.zero_state(BATCH)
-    for x, y in windows[:2]:
-        _, state = model.train_step(x, y, state, 0.3)
-    saved = {key: np.array(value) for key, value in model.checkpoint().items()}
-    _, twin = build_pair(backend_name, impl, spec, optimizer="adagrad", init_scale=0.05)
-    twin.restore(saved)
-    for step, (x, y) in enumerate(windows[2:]):
-        a, _ = model.train_step(x, y, model.zero_state(BATCH), 0.3)
-        b, _ = twin.train_step(x, y, twin.zero_state(BATCH), 0.3)
-        _close(f"restored model, step {step} loss", b.ce_sum, a.ce_sum, RESTORE_RTOL)
+    """For each optimizer with state (Adagrad, RMSProp): train two windows, checkpoint,
+    restore into a model built from other weights: the two continue with the same losses."""
+    for optimizer, lr in (("adagrad", 0.3), ("rmsprop", 0.01)):
+        _, model = build_pair(backend_name, impl, spec, optimizer=optimizer)
+        windows = window_stream(spec, 4)
+        state = model.zero_state(BATCH)
+        for x, y in windows[:2]:
+            _, state = model.train_step(x, y, state, lr)
+        saved = {key: np.array(value) for key, value in model.checkpoint().items()}
+        _, twin = build_pair(backend_name, impl, spec, optimizer=optimizer, init_scale=0.05)
+        twin.restore(saved)
+        for step, (x, y) in enumerate(windows[2:]):
+            a, _ = model.train_step(x, y, model.zero_state(BATCH), lr)
+            b, _ = twin.train_step(x, y, twin.zero_state(BATCH), lr)
+            _close(f"{optimizer}: restored model, step {step} loss", b.loss_sum, a.loss_sum, RESTORE_RTOL)
 
 
 @dataclass(frozen=True)
@@ -206,7 +229,9 @@ class Case:
         spec = small_spec(self.cell, self.task)
         if self.check_name == "checkpoint":
             return check_checkpoint(self.backend, self.impl, spec)
-        optimizer, lr = ("adagrad", 0.3) if self.check_name == "train-adagrad" else ("sgd", 1.0)
+        optimizer, lr = TRAINING.get(self.check_name, ("sgd", 1.0))
+        if optimizer == "sgd":
+            lr = SGD_LR.get(self.task, lr)
         reference, model = build_pair(self.backend, self.impl, spec, optimizer=optimizer)
         if self.check_name == "first-window":
             check_first_window(reference, model, spec)
@@ -267,13 +292,23 @@ def check_cell(cell: CellSpec, backends: list[str] | None = None, report: Callab
 # -- the reference's gradients against finite differences -------------------------------
 
 
-def finite_difference_case(cell: CellSpec, input_kind: str, num_layers: int,
+# name -> (input kind, vocabulary or features, outputs, head, scored steps): every input
+# kind, both heads, every step and a subset of steps (an unscored step between scored ones)
+FD_SHAPES: dict[str, tuple[str, int, int, str, tuple[int, ...] | None]] = {
+    "tokens": ("tokens", 11, 7, "classify", None),
+    "scalar": ("scalar", 1, 2, "classify", None),
+    "vector": ("vector", 3, 4, "classify", (0, -2, -1)),
+    "regress": ("vector", 2, 2, "regress", (1, -1)),
+}
+
+
+def finite_difference_case(cell: CellSpec, shape: str, num_layers: int,
                            reduction: str = "sum_steps_mean_batch") -> tuple[ModelSpec, dict, Any, np.ndarray, np.ndarray, list]:
-    """(spec, params, float64 reference model, x, y, state in the model's form): hidden 5,
-    3 x 4 windows, weights ±0.5, biases moved off their initial values and the state a first
-    window left, so that every term of the backward pass counts."""
-    vocab, classes = (11, 7) if input_kind == "tokens" else (1, 2)
-    spec = ModelSpec(cell, input_kind, vocab, 5, num_layers, classes, 1.0, reduction)
+    """(spec, params, float64 reference model, x, y, state in the model's form) for one of
+    :data:`FD_SHAPES`: hidden 5, 3 x 4 windows, weights ±0.5, biases moved off their initial
+    values and the state a first window left, so that every term of the backward pass counts."""
+    input_kind, vocab, classes, head, scored = FD_SHAPES[shape]
+    spec = ModelSpec(cell, input_kind, vocab, 5, num_layers, classes, 1.0, reduction, head, scored)
     rng = np.random.default_rng(0)
     params = init_params(spec, 0.5, rng)
     for name in params:
@@ -282,8 +317,8 @@ def finite_difference_case(cell: CellSpec, input_kind: str, num_layers: int,
     batch, steps = 3, 4
 
     def window() -> tuple[np.ndarray, np.ndarray]:
-        x = rng.integers(0, vocab, (batch, steps)) if input_kind == "tokens" else rng.integers(0, 2, (batch, steps)).astype(float)
-        return x, rng.integers(0, classes, (batch, steps))
+        x, y = random_window(spec, batch, steps, rng)
+        return (x.astype(np.float64) if input_kind != "tokens" else x), (y.astype(np.float64) if head == "regress" else y)
 
     ref_name, ref_impl = reference_backend(cell)
     model = get_backend(ref_name).build(spec, params, TrainSettings(impl=ref_impl, dtype="float64", threads=1))
@@ -311,13 +346,14 @@ def numeric_gradient(spec: ModelSpec, params: dict, x: np.ndarray, y: np.ndarray
 
 def check_finite_differences(cell: CellSpec, tolerance: float = 1e-6) -> None:
     """The float64 reference's loss equals the NumPy forward pass's and each of its gradients
-    the forward pass's central differences, for token and scalar inputs, 1 and 2 layers."""
-    for input_kind in ("tokens", "scalar"):
+    the forward pass's central differences, for every :data:`FD_SHAPES` (token, scalar and
+    vector inputs; both heads; every step or a subset scored), 1 and 2 layers."""
+    for shape in FD_SHAPES:
         for num_layers in (1, 2):
-            spec, params, model, x, y, state = finite_difference_case(cell, input_kind, num_layers)
+            spec, params, model, x, y, state = finite_difference_case(cell, shape, num_layers)
             np_state = [tuple(np.array(a, np.float64) for a in layer) for layer in model.state_to_numpy(state)]
             loss, grads, _ = model.loss_and_grads(x, y, state)
-            where = f"{input_kind} inputs, {num_layers} layer(s)"
+            where = f"{shape} model, {num_layers} layer(s)"
             expected = reference_forward(spec, params, x, y, np_state)[0]
             if not abs(loss - expected) <= 1e-12 * abs(expected):
                 raise AssertionError(f"{where}: loss {loss!r}, the NumPy forward pass's {expected!r}")

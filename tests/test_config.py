@@ -45,7 +45,7 @@ def test_task_picks_its_default_preset_and_overrides_apply():
         ({"learning_rate": float("nan")}, "--learning-rate must be a number in .*, got nan"),
         ({"keep_prob": 1.5}, r"--keep-prob must be a number in \[.*, 1.0\] .*, got 1.5"),
         ({"optimizer": "adam"}, "unknown optimizer 'adam'; choose one of: sgd, adagrad"),
-        ({"task": "mnist"}, "unknown task 'mnist'; choose one of: echo, ptb"),
+        ({"task": "mnist"}, "unknown task 'mnist'; choose one of: adding, copy, echo, ptb"),
         ({"total_series_length": 101}, "--total-series-length must be a multiple of --batch-size 5"),
         ({"threads": 0}, r"--threads must be an integer in \[1, 1024\]"),
         ({"max_grad_norm": -1.0}, r"--max-grad-norm must be a number in \[0.0, "),

@@ -147,6 +147,7 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     from backends.base import TrainSettings
     from backends.spec import init_params
     from bench.factory import model_spec
+    from bench.tasks import Shape
     from bench.registry import get_backend
     from bench.progress import Bar
     from bench.runner import evaluate
@@ -155,7 +156,7 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
     if backend != "numpy":
         pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[backend])
     config = make_config("ptb-tiny", max_tokens=1000)
-    spec = model_spec(config, "tokens", 10_000, 10_000)
+    spec = model_spec(config, Shape("tokens", 10_000, 10_000))
     params = init_params(spec, 0.5, np.random.default_rng(0))  # large weights: states far from zero
     model = get_backend(backend).build(spec, params, TrainSettings(impl=impl, dtype=dtype, threads=1))
     scores = {}

@@ -1,4 +1,5 @@
-"""The whole model in NumPy: embedding, stacked cells, softmax cross-entropy, BPTT, updates."""
+"""The whole model in NumPy: embedding, stacked cells, the output head (softmax cross-entropy
+or squared error at the scored steps), BPTT, updates."""
 from __future__ import annotations
 
 import functools
@@ -7,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backends.base import Model, State, StepStats, TrainSettings
+from backends.base import OPTIMIZER_SLOTS, Model, State, StepStats, TrainSettings
 from backends.numpy.kernels import make_kernel
 from backends.spec import ModelSpec, layer_key
 
@@ -20,7 +21,8 @@ class _Forward:
     layer_inputs: list[np.ndarray]  # per layer, its (dropped-out) input (steps, batch, in)
     caches: list[Any]
     masks: list[np.ndarray | None]  # dropout masks: embedding output, then each layer's output
-    top: np.ndarray  # (steps*batch, hidden) input of the softmax layer
+    top: np.ndarray  # (scored*batch, hidden) input of the output layer, time-major rows
+    scored: np.ndarray | None  # the scored steps' indices; None: every step
 
 
 @dataclass
@@ -64,11 +66,11 @@ class NumpyModel(Model):
         self.dtype = np.dtype(settings.dtype)
         self.params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
         self.kernel = make_kernel(spec.cell)
-        self.accumulators = (
-            {k: np.full_like(v, settings.adagrad_initial_accumulator) for k, v in self.params.items()}
-            if settings.optimizer == "adagrad"
-            else {}
-        )
+        # per optimizer slot (checkpoint prefix), one array per parameter: Adagrad's
+        # accumulator, RMSProp's mean square
+        start = settings.adagrad_initial_accumulator if settings.optimizer == "adagrad" else 0.0
+        self.slots = {slot: {k: np.full_like(v, start) for k, v in self.params.items()}
+                      for slot in OPTIMIZER_SLOTS[settings.optimizer]}
         self.rng = np.random.default_rng(settings.seed)
 
     # -- forward and backward ---------------------------------------------------------
@@ -83,13 +85,13 @@ class NumpyModel(Model):
 
     def _forward(self, x: np.ndarray, state: State, train: bool) -> tuple[np.ndarray, _Forward, list]:
         p, spec = self.params, self.spec
-        batch, steps = x.shape
+        batch, steps = x.shape[:2]
         ids = None
         if spec.input_kind == "tokens":
             ids = x.T
             inputs = p["embedding"][ids]
         else:
-            inputs = x.T[..., None].astype(self.dtype)
+            inputs = np.ascontiguousarray(np.swapaxes(spec.input_array(x), 0, 1), dtype=self.dtype)
         inputs, mask = self._dropout(inputs, train)
         masks, layer_inputs, caches, final = [mask], [], [], []
         for layer in range(spec.num_layers):
@@ -102,10 +104,35 @@ class NumpyModel(Model):
             final.append(last)
             inputs, mask = self._dropout(hs, train)
             masks.append(mask)
-        top = inputs.reshape(steps * batch, spec.hidden_size)
+        scored = None if spec.scored_steps is None else spec.scored(steps)
+        if scored is not None:
+            inputs = inputs[scored]
+        top = inputs.reshape(-1, spec.hidden_size)
         logits = top @ p["softmax.W"]
         logits += p["softmax.b"]
-        return logits, _Forward(ids, layer_inputs, caches, masks, top), final
+        return logits, _Forward(ids, layer_inputs, caches, masks, top, scored), final
+
+    def _head(self, out: np.ndarray, y: np.ndarray, fwd: _Forward) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """``(per-row loss (float64), correct count, predictions, d summed loss / d out)`` for
+        the output layer's rows ``out`` (time-major, scored steps); ``out`` is overwritten."""
+        yt = np.swapaxes(y, 0, 1)
+        if fwd.scored is not None:
+            yt = yt[fwd.scored]
+        if self.spec.head == "regress":
+            targets = np.asarray(yt, self.dtype).reshape(out.shape)
+            out -= targets  # the error, in place: its double is the gradient
+            loss = np.einsum("ij,ij->i", out, out, dtype=np.float64)
+            return loss, 0, out + targets, np.multiply(out, 2.0, out=out)
+        targets = yt.reshape(-1)
+        ce, predicted, probs = self._softmax_cross_entropy(out, targets)
+        probs[np.arange(len(targets)), targets] -= 1.0
+        return ce, int((predicted == targets).sum()), predicted, probs
+
+    def _predictions(self, predicted: np.ndarray, batch: int) -> np.ndarray:
+        """Time-major rows back to ``(batch, scored[, outputs])``."""
+        if self.spec.head == "regress":
+            return predicted.reshape(-1, batch, self.spec.n_classes).transpose(1, 0, 2).copy()
+        return predicted.reshape(-1, batch).T.copy()
 
     @staticmethod
     def _softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,8 +159,13 @@ class NumpyModel(Model):
             "softmax.W": (fwd.top * scale).T @ dlogits,
             "softmax.b": dlogits.sum(axis=0) * scale,
         }
-        dinputs = (dlogits @ p["softmax.W"].T).reshape(steps, batch, spec.hidden_size)
-        dinputs *= scale
+        dtop = (dlogits @ p["softmax.W"].T).reshape(-1, batch, spec.hidden_size)
+        dtop *= scale
+        if fwd.scored is None:
+            dinputs = dtop
+        else:  # the unscored steps' outputs reach the loss only through later steps
+            dinputs = np.zeros((steps, batch, spec.hidden_size), self.dtype)
+            dinputs[fwd.scored] = dtop
         traces: list[dict[str, np.ndarray]] = [{}] * spec.num_layers
         for layer in reversed(range(spec.num_layers)):
             w = spec.layer_params(p, layer)
@@ -157,14 +189,11 @@ class NumpyModel(Model):
         return grads, traces
 
     def _loss_and_grads(self, x, y, state, train: bool):
-        batch, steps = x.shape
-        logits, fwd, final = self._forward(x, state, train)
-        targets = y.T.reshape(-1)
-        ce, predictions, dlogits = self._softmax_cross_entropy(logits, targets)
-        dlogits[np.arange(len(targets)), targets] -= 1.0
-        grads, _ = self._backward(dlogits, fwd, self.spec.loss_scale(batch, steps))
-        stats = StepStats(float(ce.sum()), int((predictions == targets).sum()), batch * steps)
-        return stats, grads, final
+        batch, steps = x.shape[:2]
+        out, fwd, final = self._forward(x, state, train)
+        loss, correct, _, dout = self._head(out, y, fwd)
+        grads, _ = self._backward(dout, fwd, self.spec.loss_scale(batch, steps))
+        return StepStats(float(loss.sum()), correct, len(loss)), grads, final
 
     # -- the Model interface ----------------------------------------------------------
 
@@ -182,6 +211,8 @@ class NumpyModel(Model):
         return stats, final
 
     def _apply_update(self, grads: dict[str, Any], lr: float) -> float:
+        if self.settings.optimizer == "rmsprop":  # its mean square decays in every row, seen or not
+            grads = {name: g.dense() if isinstance(g, _Rows) else g for name, g in grads.items()}
         located = {name: _rows_and_values(g) for name, g in grads.items()}
         norm = float(np.sqrt(sum(np.vdot(g, g) for _, g in located.values())))
         clip = self.settings.max_grad_norm
@@ -193,44 +224,48 @@ class NumpyModel(Model):
             if self.settings.optimizer == "sgd":
                 g *= self.dtype.type(lr * scale)  # lr (c g) as (lr c) g: one pass fewer
                 param[rows] -= g
+            elif self.settings.optimizer == "adagrad":
+                if scale != 1.0:
+                    g *= scale
+                acc = self.slots["adagrad"][name]
+                acc[rows] += g * g
+                param[rows] -= lr * g / np.sqrt(acc[rows])
             else:
                 if scale != 1.0:
                     g *= scale
-                acc = self.accumulators[name]
-                acc[rows] += g * g
-                param[rows] -= lr * g / np.sqrt(acc[rows])
+                rho = self.settings.rmsprop_decay
+                mean_square = self.slots["rmsprop"][name]
+                mean_square *= rho
+                mean_square += (1.0 - rho) * (g * g)
+                param -= lr * g / (np.sqrt(mean_square) + self.settings.rmsprop_epsilon)
         return norm
 
     @_overflow_shows_in_the_numbers
     def eval_step(
         self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
     ) -> tuple[StepStats, State]:
-        batch, steps = x.shape
-        logits, _, final = self._forward(x, state, train=False)
-        targets = y.T.reshape(-1)
-        ce, predicted, _ = self._softmax_cross_entropy(logits, targets)
-        stats = StepStats(float(ce.sum()), int((predicted == targets).sum()), batch * steps)
+        out, fwd, final = self._forward(x, state, train=False)
+        loss, correct, predicted, _ = self._head(out, y, fwd)
+        stats = StepStats(float(loss.sum()), correct, len(loss))
         if predictions:
-            stats.predictions = predicted.reshape(steps, batch).T
+            stats.predictions = self._predictions(predicted, x.shape[0])
         return stats, final
 
     @_overflow_shows_in_the_numbers
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         stats, grads, final = self._loss_and_grads(x, y, state, train=False)
         dense = {name: g.dense() if isinstance(g, _Rows) else g for name, g in grads.items()}
-        return stats.ce_sum * self.spec.loss_scale(*x.shape), dense, final
+        return stats.loss_sum * self.spec.loss_scale(*x.shape[:2]), dense, final
 
     @_overflow_shows_in_the_numbers
     def gradient_norms_over_time(self, x: np.ndarray, y: np.ndarray, state: State) -> dict[str, np.ndarray]:
-        batch, steps = x.shape
+        batch = x.shape[0]
         logits, fwd, _ = self._forward(x, state, train=False)
-        targets = y.T.reshape(-1)
-        _, _, probs = self._softmax_cross_entropy(logits, targets)
-        probs[np.arange(len(targets)), targets] -= 1.0  # d(sum of every token's CE)/dlogits
+        _, _, _, dsum = self._head(logits, y, fwd)  # d(the loss summed over the scored steps)/d out
         out: dict[str, np.ndarray] = {}
-        last_only = np.zeros_like(probs)
-        last_only[-batch:] = probs[-batch:]  # time-major: the last step's rows
-        for prefix, dlogits in (("dLT", last_only), ("dL", probs)):
+        last_only = np.zeros_like(dsum)
+        last_only[-batch:] = dsum[-batch:]  # time-major: the last scored step's rows
+        for prefix, dlogits in (("dLT", last_only), ("dL", dsum)):
             _, traces = self._backward(dlogits, fwd, trace=True)
             for key in traces[0]:
                 if prefix == "dL" and key == "s":
@@ -246,14 +281,15 @@ class NumpyModel(Model):
 
     def checkpoint(self) -> dict[str, np.ndarray]:
         arrays = {f"param/{k}": v for k, v in self.params.items()}
-        arrays.update({f"adagrad/{k}": v for k, v in self.accumulators.items()})
+        for slot, values in self.slots.items():
+            arrays.update({f"{slot}/{k}": v for k, v in values.items()})
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.check_restorable(arrays)
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
-            target = self.params if kind == "param" else self.accumulators
+            target = self.params if kind == "param" else self.slots[kind]
             target[name] = np.array(value, dtype=self.dtype)
 
     def set_dropout_seed(self, seed: int) -> None:

@@ -1,4 +1,5 @@
-"""The softmax layer and its cross-entropy as one autograd function, gradient by hand.
+"""The output layer and the head's per-row loss: softmax cross-entropy (``classify``) as one
+autograd function with its gradient by hand, squared error (``regress``) in plain ops.
 
 The layer's three products are most of a CPU training step, and what is left to save is
 the memory passes around them over the rows x classes logits. So the bias is added in
@@ -7,7 +8,8 @@ logits buffer is reused (logits, exponentials, then softmax minus one-hot), the 
 maximum gives the predicted ids too, and the per-row upstream gradient scales the small
 operands instead of a copy of the logits' gradient: ``d hidden = u * (G W^T)``,
 ``dW = (u * hidden)^T G``, ``db = G^T u``. ``docs/performance.md`` has the profiles and
-the before and after.
+the before and after. The regression head is left to autograd: its outputs are a handful
+of values per scored step (one for the adding problem), nothing worth a hand-made pass.
 """
 from __future__ import annotations
 
@@ -67,3 +69,12 @@ def linear_softmax_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bia
         return _LinearSoftmaxCrossEntropy.apply(hidden, weight, bias, targets)
     ce, predicted, _ = _scores(hidden, weight, bias, targets, gradient=False)
     return ce, predicted
+
+
+def linear_squared_error(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, out)`` for ``(rows, hidden)`` states, a ``(hidden, outputs)`` weight, a
+    ``(outputs,)`` bias and ``(rows, outputs)`` float targets: the output layer's values
+    ``out = hidden W + b`` and per row the squared error summed over the outputs."""
+    out = torch.addmm(bias, hidden, weight)
+    return (out - targets).square().sum(dim=1), out

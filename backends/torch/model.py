@@ -7,9 +7,11 @@
   from the model's own generator), cuDNN on a GPU, oneDNN (mkldnn) for a float32 LSTM on
   the CPU.
 
-Both share everything else: embedding, dropout, softmax cross-entropy, clipping and the
-optimizer (``torch.optim.SGD`` / ``torch.optim.Adagrad`` configured to the update rule of
-``backends/base.py``). Activations are time-major ``(steps, batch, ...)`` inside.
+Both share everything else: embedding (or the input values), dropout, the scored steps'
+output layer and head (softmax cross-entropy or squared error, ``backends.torch.losses``),
+clipping and the optimizer (``torch.optim.SGD`` / ``Adagrad`` / ``RMSprop`` configured to
+the update rule of ``backends/base.py``). Activations are time-major ``(steps, batch, ...)``
+inside; the output layer's rows are the scored steps', time-major too.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends.base import DEVICES, DTYPES, OPTIMIZERS, Model, State, StepStats, TrainSettings
+from backends.base import DEVICES, DTYPES, OPTIMIZER_SLOTS, OPTIMIZERS, Model, State, StepStats, TrainSettings
 from backends.layout import ArrayOps, Slot
 from backends.spec import ModelSpec, layer_key
 from backends.torch.fused import FUSED_LAYERS
-from backends.torch.losses import linear_softmax_cross_entropy
+from backends.torch.losses import linear_softmax_cross_entropy, linear_squared_error
 from backends.torch.unroll import run_layer
 from cells.errors import BenchError
 
@@ -32,6 +34,8 @@ TORCH_ARRAYS = ArrayOps(
     take_columns=lambda t, columns: t.index_select(-1, torch.as_tensor(columns, device=t.device)),
     transpose=lambda t: t.t().contiguous(),
 )
+# where torch.optim keeps each checkpoint slot (backends.base.OPTIMIZER_SLOTS) in optimizer.state[p]
+_OPTIMIZER_STATE = {"adagrad": "sum", "rmsprop": "square_avg"}
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -128,8 +132,20 @@ class TorchModel(Model):
         self.softmax_b = self._plain_param("softmax.b", params)
         self._slots = {name: self._slots[name] for name in shapes}  # canonical order
         self._params = [slot.tensor for slot in self._slots.values()]  # what is trained
+        self._scored_index: dict[int, torch.Tensor] = {}  # per window length, on the device
         if settings.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self._params, lr=0.0)
+        elif settings.optimizer == "rmsprop":
+            # m = alpha m + (1 - alpha) g²; p -= lr * g / (sqrt(m) + eps), m from 0: the rule as given
+            self.optimizer = torch.optim.RMSprop(
+                self._params,
+                lr=0.0,
+                alpha=settings.rmsprop_decay,
+                eps=settings.rmsprop_epsilon,
+                weight_decay=0.0,
+                momentum=0.0,
+                centered=False,
+            )
         else:
             # std = sqrt(sum) + eps with eps = 0: p -= lr * g / sqrt(a), TF1's AdagradOptimizer
             self.optimizer = torch.optim.Adagrad(
@@ -168,17 +184,38 @@ class TorchModel(Model):
     # -- forward ------------------------------------------------------------------------
 
     def _inputs(self, x: np.ndarray, embedding: torch.Tensor | None) -> torch.Tensor:
-        """``(steps, batch, in)``: embedded tokens or the scalar values themselves."""
+        """``(steps, batch, in)``: embedded tokens or the input values themselves."""
         xt = _from_numpy(x)
         if self.spec.input_kind == "tokens":
             # sparse: the gradient holds the window's rows only (400 of ptb's 10,000), not a
-            # zero-filled copy of the table that the norm and the update then read in full
-            return F.embedding(xt.to(self.device, torch.long).t(), embedding, sparse=True)
-        return xt.to(self.device, self.dtype).t().unsqueeze(-1).contiguous()
+            # zero-filled copy of the table that the norm and the update then read in full;
+            # dense under RMSProp, whose mean square decays in every row (and which torch
+            # runs on dense gradients only)
+            sparse = self.settings.optimizer != "rmsprop"
+            return F.embedding(xt.to(self.device, torch.long).t(), embedding, sparse=sparse)
+        batch, steps = x.shape[:2]
+        values = xt.to(self.device, self.dtype).reshape(batch, steps, self.spec.layer_input_size(0))
+        return values.transpose(0, 1).contiguous()
+
+    def _scored_steps(self, steps: int) -> torch.Tensor | None:
+        """The scored steps' indices on the device (None: every step), made once per window length."""
+        if self.spec.scored_steps is None:
+            return None
+        if steps not in self._scored_index:
+            self._scored_index[steps] = torch.as_tensor(self.spec.scored(steps), device=self.device)
+        return self._scored_index[steps]
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
-        """Time-major flat ``(steps * batch,)``, the order of the logits' rows."""
-        return _from_numpy(y).to(self.device, torch.long).t().reshape(-1)
+        """The scored steps' targets in the order of the output layer's rows (time-major):
+        ``(rows,)`` class ids, or ``(rows, outputs)`` values for the regression head."""
+        regress = self.spec.head == "regress"
+        if regress:
+            y = self.spec.target_values(y)
+        if self.spec.scored_steps is not None:
+            y = y[:, self.spec.scored(y.shape[1])]
+        rows = _from_numpy(np.ascontiguousarray(np.swapaxes(y, 0, 1)))
+        rows = rows.to(self.device, self.dtype if regress else torch.long)
+        return rows.reshape(-1, self.spec.n_classes) if regress else rows.reshape(-1)
 
     def _dropout(self, a: torch.Tensor, train: bool) -> torch.Tensor:
         keep = self.spec.keep_prob
@@ -187,26 +224,43 @@ class TorchModel(Model):
         mask = torch.empty_like(a).bernoulli_(keep, generator=self._generator)
         return a * mask.div_(keep)
 
+    def _top(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The output layer's input rows ``(scored * batch, hidden)`` from the top layer's
+        ``(steps, batch, hidden)`` outputs."""
+        index = self._scored_steps(outputs.shape[0])
+        if index is not None:
+            outputs = outputs.index_select(0, index)
+        return outputs.reshape(-1, self.spec.hidden_size)
+
     def _forward(self, x: np.ndarray, state: State, train: bool) -> tuple[torch.Tensor, list[tuple]]:
-        """The top layer's outputs after dropout, ``(steps * batch, hidden)``, and the final state."""
+        """The top layer's outputs after dropout at the scored steps, ``(scored * batch,
+        hidden)``, and the final state."""
         inputs = self._dropout(self._inputs(x, self.embedding), train)
         final = []
         for layer in range(self.spec.num_layers):
             outputs, last = self._layer(layer, inputs, state[layer])
             final.append(last)
-            inputs = self._dropout(outputs, train)
-        return inputs.reshape(-1, self.spec.hidden_size), final
+            inputs = self._dropout(outputs, train)  # every step's: the masks drawn do not depend on the scoring
+        return self._top(inputs), final
+
+    def _head(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+              targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-row loss, correct count, predictions: argmax ids or the output values)."""
+        if self.spec.head == "regress":
+            loss, out = linear_squared_error(hidden, weight, bias, targets)
+            return loss, torch.zeros((), device=self.device), out.detach()
+        ce, predicted = linear_softmax_cross_entropy(hidden, weight, bias, targets)
+        return ce, (predicted == targets).sum(), predicted
 
     def _loss(self, x: np.ndarray, y: np.ndarray, state: State, train: bool):
-        """(differentiated loss, summed CE, correct count, argmax ids, final state), on device."""
-        batch, steps = x.shape
+        """(differentiated loss, summed head loss, correct count, predictions, final state), on device."""
+        batch, steps = x.shape[:2]
         targets = self._targets(y)
         hidden, final = self._forward(x, state, train)
-        ce, predicted = linear_softmax_cross_entropy(hidden, self.softmax_W, self.softmax_b, targets)
-        ce_sum = ce.sum()
-        loss = ce_sum * self.spec.loss_scale(batch, steps)
-        correct = (predicted == targets).sum()
-        return loss, ce_sum.detach(), correct, predicted, final
+        rows, correct, predicted = self._head(hidden, self.softmax_W, self.softmax_b, targets)
+        loss_sum = rows.sum()
+        loss = loss_sum * self.spec.loss_scale(batch, steps)
+        return loss, loss_sum.detach(), correct, predicted, final
 
     @staticmethod
     def _detach(state: list[tuple]) -> list[tuple]:
@@ -222,9 +276,9 @@ class TorchModel(Model):
         ]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
-        batch, steps = x.shape
+        batch, steps = x.shape[:2]
         self.optimizer.zero_grad(set_to_none=True)
-        loss, ce_sum, correct, _, final = self._loss(x, y, state, train=True)
+        loss, loss_sum, correct, _, final = self._loss(x, y, state, train=True)
         loss.backward()
         for p in self._params:
             if p.grad.is_sparse:  # repeated words summed once, before the norm and the update
@@ -233,7 +287,7 @@ class TorchModel(Model):
         norm = _global_norm(grads)
         # the one host-device sync of the step
         ce, n_correct, norm_value = torch.stack(
-            [ce_sum.to(torch.float64), correct.to(torch.float64), norm.to(torch.float64)]
+            [loss_sum.to(torch.float64), correct.to(torch.float64), norm.to(torch.float64)]
         ).tolist()
         if math.isfinite(norm_value):  # else the runner stops the run; the weights stay as they were
             clip = self.settings.max_grad_norm
@@ -249,23 +303,31 @@ class TorchModel(Model):
             # (and no warning that the checks are off)
             with torch.sparse.check_sparse_tensor_invariants(enable=False):
                 self.optimizer.step()
-        return StepStats(ce, int(n_correct), batch * steps, norm_value), self._detach(final)
+        return StepStats(ce, int(n_correct), batch * self.spec.n_scored(steps), norm_value), self._detach(final)
 
     def eval_step(
         self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
     ) -> tuple[StepStats, State]:
-        batch, steps = x.shape
+        batch, steps = x.shape[:2]
         with torch.no_grad():
-            _, ce_sum, correct, predicted, final = self._loss(x, y, state, train=False)
-            head = torch.stack([ce_sum.to(torch.float64), correct.to(torch.float64)])
-            if predictions:  # one transfer for the scalars and the ids together
-                values = torch.cat([head, predicted.to(torch.float64)]).cpu().numpy()
+            _, loss_sum, correct, predicted, final = self._loss(x, y, state, train=False)
+            head = torch.stack([loss_sum.to(torch.float64), correct.to(torch.float64)])
+            if predictions:  # one transfer for the scalars and the predictions together
+                values = torch.cat([head, predicted.reshape(-1).to(torch.float64)]).cpu().numpy()
             else:
                 values = np.array(head.tolist())
-        stats = StepStats(float(values[0]), int(values[1]), batch * steps)
+        stats = StepStats(float(values[0]), int(values[1]), batch * self.spec.n_scored(steps))
         if predictions:
-            stats.predictions = values[2:].astype(np.int64).reshape(steps, batch).T.copy()
+            stats.predictions = self._predictions(values[2:], batch)
         return stats, final
+
+    def _predictions(self, rows: np.ndarray, batch: int) -> np.ndarray:
+        """The output layer's time-major rows (as float64) back to ``(batch, scored)`` ids or
+        ``(batch, scored, outputs)`` values in the run's dtype."""
+        if self.spec.head == "regress":
+            values = rows.reshape(-1, batch, self.spec.n_classes).transpose(1, 0, 2)
+            return values.astype(self.settings.dtype)  # a copy; exact: float64 held the run's values
+        return rows.astype(np.int64).reshape(-1, batch).T.copy()
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
         loss, _, _, _, final = self._loss(x, y, state, train=False)
@@ -287,9 +349,11 @@ class TorchModel(Model):
         Every step's state tensors are kept and ``torch.autograd.grad`` is taken with respect
         to them: the gradient of an intermediate tensor sums over all its uses, i.e. the
         total derivative (through the next step and through the layer above). The losses
-        are summed over the batch, so each example's row is its own loss's gradient.
+        are summed over the batch, so each example's row is its own loss's gradient. Only
+        the scored steps' outputs enter the head; the unscored steps' states still get
+        their norms (they reach the loss through the later steps).
         """
-        batch, steps = x.shape
+        batch, steps = x.shape[:2]
         spec, names = self.spec, self.spec.cell.state_names
         p = self._canonical_tensors()
         targets = self._targets(y)
@@ -298,11 +362,12 @@ class TorchModel(Model):
             captured: list[tuple[torch.Tensor, ...]] = []
             for layer in range(spec.num_layers):
                 inputs, _ = run_layer(spec.cell, spec.layer_params(p, layer), inputs, state[layer], captured)
-            logits = torch.addmm(p["softmax.b"], inputs.reshape(-1, spec.hidden_size), p["softmax.W"])
-            ce = F.cross_entropy(logits, targets, reduction="none").view(steps, batch)
+            # the output layer's weights as constants: only the states' gradients are wanted
+            rows, _, _ = self._head(self._top(inputs), p["softmax.W"].detach(), p["softmax.b"].detach(), targets)
+            per_step = rows.view(-1, batch)  # (scored, batch)
             flat = [t for step_state in captured for t in step_state]  # layer, step, state name
             out: dict[str, torch.Tensor] = {}
-            for prefix, loss in (("dLT", ce[-1].sum()), ("dL", ce.sum())):
+            for prefix, loss in (("dLT", per_step[-1].sum()), ("dL", per_step.sum())):
                 grads = torch.autograd.grad(loss, flat, retain_graph=prefix == "dLT", allow_unused=True)
                 stacked = torch.stack([g if g is not None else torch.zeros_like(t) for g, t in zip(grads, flat)])
                 per_example = torch.linalg.vector_norm(stacked.to(torch.float64), dim=-1)
@@ -321,21 +386,22 @@ class TorchModel(Model):
 
     def checkpoint(self) -> dict[str, np.ndarray]:
         arrays = {f"param/{name}": value for name, value in self.get_params().items()}
-        if self.settings.optimizer == "adagrad":
-            initial = self.settings.adagrad_initial_accumulator
+        for kind in OPTIMIZER_SLOTS[self.settings.optimizer]:
+            # before its first step torch may hold no state yet: the slot's starting value
+            start = self.settings.adagrad_initial_accumulator if kind == "adagrad" else 0.0
             with torch.no_grad():
                 for name, slot in self._slots.items():
-                    acc = self.optimizer.state.get(slot.tensor, {}).get("sum")
-                    arrays[f"adagrad/{name}"] = (
-                        _to_numpy(slot.to_canonical(acc, TORCH_ARRAYS))
-                        if acc is not None
-                        else np.full(self.spec.param_shapes()[name], initial, dtype=self.settings.dtype)
+                    value = self.optimizer.state.get(slot.tensor, {}).get(_OPTIMIZER_STATE[kind])
+                    arrays[f"{kind}/{name}"] = (
+                        _to_numpy(slot.to_canonical(value, TORCH_ARRAYS))
+                        if value is not None
+                        else np.full(self.spec.param_shapes()[name], start, dtype=self.settings.dtype)
                     )
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.check_restorable(arrays)
-        accumulators: dict[int, torch.Tensor] = {}
+        slot_values: dict[int, dict[str, torch.Tensor]] = {}  # by parameter index: torch's state entries
         index = {name: i for i, name in enumerate(self._slots)}
         with torch.no_grad():
             for key, value in arrays.items():
@@ -344,14 +410,14 @@ class TorchModel(Model):
                 tensor = slot.to_framework(self._tensor(value), TORCH_ARRAYS)
                 if kind == "param":
                     slot.tensor.copy_(tensor)  # in place: fused weights are views of one buffer
-                elif self.settings.optimizer == "adagrad":
-                    accumulators[index[name]] = tensor
-        if accumulators:
+                else:
+                    slot_values.setdefault(index[name], {})[_OPTIMIZER_STATE[kind]] = tensor
+        if slot_values:
             state_dict = self.optimizer.state_dict()
-            for i, acc in accumulators.items():
+            for i, values in slot_values.items():
                 entry = dict(state_dict["state"].get(i, {}))
-                entry.setdefault("step", torch.tensor(0.0))  # unused: lr_decay is 0
-                entry["sum"] = acc
+                entry.setdefault("step", torch.tensor(0.0))  # counted, never used: no lr decay, no bias correction
+                entry.update(values)
                 state_dict["state"][i] = entry
             self.optimizer.load_state_dict(state_dict)
 

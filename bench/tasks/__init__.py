@@ -2,10 +2,20 @@
 
 A task is a class registered under the entry-point group ``bench.tasks`` (as cells and
 backends are): a :class:`TaskSpec` declares the task's own settings (each a ``bench run``
-flag), its presets, the rules that join its settings, and builds a run's windows. What the
-runner sees of a built task is a :class:`Task`: NumPy windows for training and each
-evaluation split, and the shape of the model they need. A task checks up front that the
-window sizes fit its data, so a bad size fails before anything is trained or written.
+flag), its presets, the rules that join its settings, the model's input and output head
+(:class:`Shape`), its memoryless baseline, and builds a run's windows. What the runner sees
+of a built task is a :class:`Task`: NumPy windows for training and each evaluation split,
+and the shape of the model they need. A task checks up front that the window sizes fit its
+data, so a bad size fails before anything is trained or written.
+
+Two kinds of data, one runner:
+
+- **streams** (echo, PTB): each batch row is a long series cut into windows; the state is
+  carried from window to window and zeroed at the start of each epoch and split;
+- **independent sequences** (``Task.independent``; copy, adding): every window is a batch of
+  whole sequences; the state starts at zero for each, backpropagation runs over the whole
+  sequence, training draws fresh sequences for every update (seeded by the run's seed and
+  the epoch) and evaluation scores fixed held-out sets.
 """
 from __future__ import annotations
 
@@ -17,6 +27,8 @@ import numpy as np
 from cells.options import Option
 
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
+# A run "solves" a task with a memoryless baseline when its loss falls below this fraction of it.
+SOLVED_FRACTION = 0.1
 
 # Independent random streams per purpose: numpy.random.default_rng([seed, purpose, ...]).
 SEED_INIT, SEED_TRAIN_DATA, SEED_DROPOUT, SEED_VALID_DATA, SEED_TEST_DATA, SEED_PROBE_DATA = range(6)
@@ -26,14 +38,32 @@ def rng_for(seed: int, purpose: int, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, purpose, *more])
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What the model must look like for a task's data (known before any data is read):
+    its input (``tokens`` ids from ``vocab_size``, or ``scalar`` / ``vector`` values with
+    ``vocab_size`` features per step), its output head (``classify`` over ``n_classes``
+    classes, or ``regress`` to ``n_classes`` values) and the window's steps the loss and the
+    metrics read (``scored_steps``, negative from the end; None: every step). See
+    ``backends/spec.py``."""
+
+    input_kind: str
+    vocab_size: int
+    n_classes: int
+    head: str = "classify"
+    scored_steps: tuple[int, ...] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"input_kind": self.input_kind, "vocab_size": self.vocab_size, "n_classes": self.n_classes,
+                "head": self.head, "scored_steps": list(self.scored_steps) if self.scored_steps else None}
+
+
 @dataclass
 class Task:
     """Windows for training and for each evaluation split, plus what the model must look like."""
 
     name: str
-    input_kind: str
-    vocab_size: int
-    n_classes: int
+    shape: Shape
     train_windows: Callable[[int], Windows]  # epoch -> windows
     n_train_windows: int
     eval_windows: dict[str, Callable[[], Windows]]  # split -> windows
@@ -42,12 +72,20 @@ class Task:
     probe_windows: Callable[[], Windows]  # fixed held-out windows (training shape) for gradient norms
     words: tuple[str, ...] | None = None  # id -> word, for printing predictions
     reports_perplexity: bool = False
+    independent: bool = False  # whole sequences, the state zeroed for each window (see the module doc)
+    # the best loss per scored step a model without memory can reach (None: not known)
+    baseline: float | None = None
+
+    @property
+    def reports_accuracy(self) -> bool:
+        return self.shape.head == "classify"
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "vocab_size": self.vocab_size,
-            "n_classes": self.n_classes,
+            **self.shape.describe(),
+            "independent_sequences": self.independent,
+            "memoryless_baseline": self.baseline,
             "train_windows_per_epoch": self.n_train_windows,
             "eval_windows": dict(self.n_eval_windows),
         }
@@ -72,10 +110,23 @@ class TaskSpec:
         """Refuse settings that do not fit together for this task (a BenchError naming them)."""
 
     @classmethod
-    def model_shape(cls, config: Any) -> tuple[str, int, int]:
-        """``(input kind, vocabulary, classes)`` of the model, known before any data is read
-        (for the memory estimate and ``bench speed``)."""
+    def derived(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Settings this task fixes from the others (an independent-sequence task's window
+        length is its sequence length): applied to a preset with the user's flags, a flag
+        that disagrees is an error. ``values``: every setting given so far, by name."""
+        return {}
+
+    @classmethod
+    def model_shape(cls, config: Any) -> Shape:
+        """The model's input and head, known before any data is read (for the memory
+        estimate and ``bench speed``)."""
         raise NotImplementedError
+
+    @classmethod
+    def baseline(cls, config: Any) -> float | None:
+        """The memoryless baseline: the lowest loss per scored step a model without memory
+        can reach in expectation (None where none is known)."""
+        return None
 
     @classmethod
     def data_bytes(cls, config: Any) -> int:

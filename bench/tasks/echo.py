@@ -2,10 +2,11 @@
 from a TensorFlow LSTM tutorial: 50,000 random bits, lag 3, batch 5, windows of 15 steps)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterator
 
 from bench.data.echo import EVAL_FLAGS, echo_fit, echo_windows
-from bench.tasks import SEED_PROBE_DATA, SEED_TEST_DATA, SEED_TRAIN_DATA, SEED_VALID_DATA, Task, TaskSpec, rng_for
+from bench.tasks import SEED_PROBE_DATA, SEED_TEST_DATA, SEED_TRAIN_DATA, SEED_VALID_DATA, Shape, Task, TaskSpec, rng_for
 from cells.options import Option, size
 
 BYTES_PER_STEP = 32  # 25 measured: int64 bits and targets, their float32 copy, the draw
@@ -30,8 +31,12 @@ class EchoTask(TaskSpec):
                  *EVAL_FLAGS)
 
     @classmethod
-    def model_shape(cls, config: Any) -> tuple[str, int, int]:
-        return "scalar", 1, 2
+    def model_shape(cls, config: Any) -> Shape:
+        return Shape("scalar", 1, 2)
+
+    @classmethod
+    def baseline(cls, config: Any) -> float | None:
+        return math.log(2)  # without memory the bit from echo_step steps ago is a coin flip
 
     @classmethod
     def data_bytes(cls, config: Any) -> int:
@@ -46,9 +51,7 @@ class EchoTask(TaskSpec):
 
         return Task(
             name="echo",
-            input_kind="scalar",
-            vocab_size=1,
-            n_classes=2,
+            shape=cls.model_shape(config),
             # a fresh series every epoch, as in the tutorial
             train_windows=lambda epoch: windows(config.batch_size, config.num_steps, SEED_TRAIN_DATA, epoch)(),
             n_train_windows=echo_fit(length, lag, config.batch_size, config.num_steps),
@@ -61,5 +64,6 @@ class EchoTask(TaskSpec):
                 for name in ("valid", "test")
             },
             per_epoch_splits=("valid",),
+            baseline=cls.baseline(config),
             probe_windows=windows(config.batch_size, config.num_steps, SEED_PROBE_DATA),
         )

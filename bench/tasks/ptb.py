@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.data import load_ptb, ptb_windows
 from bench.data.batching import check_fits, eval_window_count, ptb_eval_windows
-from bench.tasks import Task, TaskSpec, Windows
+from bench.tasks import Shape, Task, TaskSpec, Windows
 from cells.options import Option, size
 
 VOCABULARY = 10_000  # Mikolov's split; the corpus is checked by its sha256 sums
@@ -59,8 +59,8 @@ class PTBTask(TaskSpec):
     published = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
 
     @classmethod
-    def model_shape(cls, config: Any) -> tuple[str, int, int]:
-        return "tokens", VOCABULARY, VOCABULARY
+    def model_shape(cls, config: Any) -> Shape:
+        return Shape("tokens", VOCABULARY, VOCABULARY)
 
     @classmethod
     def data_bytes(cls, config: Any) -> int:
@@ -86,9 +86,7 @@ class PTBTask(TaskSpec):
 
         return Task(
             name="ptb",
-            input_kind="tokens",
-            vocab_size=corpus.vocab_size,
-            n_classes=corpus.vocab_size,
+            shape=Shape("tokens", corpus.vocab_size, corpus.vocab_size),
             train_windows=lambda epoch: ptb_windows(split("train"), config.batch_size, config.num_steps, "train"),
             n_train_windows=n_train,
             eval_windows={name: eval_windows(name) for name in ("valid", "test")},

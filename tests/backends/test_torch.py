@@ -114,7 +114,7 @@ def test_float64_updates_with_and_without_clipping_match_numpy(impl, optimizer, 
         stats, state = model.train_step(x, y, state, 0.5)
         assert stats.grad_norm == pytest.approx(ref_stats.grad_norm, rel=1e-10)
         assert stats.grad_norm > 0.05  # else the clipped case would not clip
-        assert stats.ce_sum == pytest.approx(ref_stats.ce_sum, rel=1e-10)
+        assert stats.loss_sum == pytest.approx(ref_stats.loss_sum, rel=1e-10)
         assert stats.n_correct == ref_stats.n_correct
     for name, value in reference.get_params().items():
         assert rel_err(model.get_params()[name], value) < 1e-9, name
@@ -127,12 +127,12 @@ def test_eval_step_matches_numpy_including_predictions(impl):
     x, y = _data(spec)
     ref_stats, _ = reference.eval_step(x, y, reference.zero_state(BATCH), predictions=True)
     stats, _ = model.eval_step(x, y, model.zero_state(BATCH), predictions=True)
-    assert stats.ce_sum == pytest.approx(ref_stats.ce_sum, rel=1e-12)
+    assert stats.loss_sum == pytest.approx(ref_stats.loss_sum, rel=1e-12)
     assert stats.n_correct == ref_stats.n_correct and stats.n_tokens == BATCH * STEPS
     assert stats.predictions.shape == (BATCH, STEPS)
     np.testing.assert_array_equal(stats.predictions, ref_stats.predictions)
     plain, _ = model.eval_step(x, y, model.zero_state(BATCH))
-    assert plain.predictions is None and plain.ce_sum == stats.ce_sum
+    assert plain.predictions is None and plain.loss_sum == stats.loss_sum
 
 
 # -- the fused layout -------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_checkpoint_is_portable_from_numpy_to_fused_torch_and_back():
         x, y = _data(spec, seed)
         a, _ = reference.train_step(x, y, reference.zero_state(BATCH), 0.3)
         b, _ = model.train_step(x, y, model.zero_state(BATCH), 0.3)
-        assert b.ce_sum == pytest.approx(a.ce_sum, rel=1e-10)
+        assert b.loss_sum == pytest.approx(a.loss_sum, rel=1e-10)
     twin.restore(model.checkpoint())
     for name, value in reference.get_params().items():
         assert rel_err(twin.get_params()[name], value) < 1e-9, name
@@ -233,7 +233,7 @@ def _train_losses(model, spec, seed_for_masks, n=3):
     state, losses = model.zero_state(BATCH), []
     for seed in range(n):
         stats, state = model.train_step(*_data(spec, seed), state, 0.5)
-        losses.append(stats.ce_sum)
+        losses.append(stats.loss_sum)
     return losses
 
 
@@ -251,7 +251,7 @@ def test_dropout_masks_reproducible_after_set_dropout_seed_and_not_global(impl):
     assert _train_losses(c, spec, 12) != first
     # dropout is off in evaluation: two evaluations agree
     x, y = _data(spec)
-    assert a.eval_step(x, y, a.zero_state(BATCH))[0].ce_sum == a.eval_step(x, y, a.zero_state(BATCH))[0].ce_sum
+    assert a.eval_step(x, y, a.zero_state(BATCH))[0].loss_sum == a.eval_step(x, y, a.zero_state(BATCH))[0].loss_sum
 
 
 def test_cell_and_fused_draw_the_same_masks():

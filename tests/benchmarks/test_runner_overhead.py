@@ -35,7 +35,7 @@ def test_runner_overhead_against_a_bare_loop(preset, cell_name, ptb_dir, monkeyp
     limits = threadpool_limits(1)
     config = make_config(preset, cell=cell_name, threads=1)
     task = make_task(config, str(ptb_dir))
-    spec = model_spec(config, task.input_kind, task.vocab_size, task.n_classes)
+    spec = model_spec(config, task.shape)
     model = get_backend("numpy").build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)),
                                        TrainSettings(impl="cell", optimizer=config.optimizer, max_grad_norm=config.max_grad_norm))
     windows = list(task.train_windows(0))
