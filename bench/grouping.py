@@ -57,6 +57,17 @@ def settings(config: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, An
     return {k: _normal(v) for k, v in config.items() if k not in COMPARED and k not in ignore and not _foreign(k, config)}
 
 
+def swept_settings(config: dict[str, Any], param: str) -> list[str]:
+    """The settings left out of a sweep's configuration: ``param`` and those the run's task
+    derives from its settings (the copy task's window length follows its lag). A derived
+    setting is a function of the others, so leaving it out never pools runs that differ;
+    a task that is not installed here derives nothing."""
+    try:
+        return [param, *get_task_class(config.get("task")).derived(dict(config))]
+    except (BenchError, TypeError, ValueError, AttributeError):
+        return [param]
+
+
 def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
     """Equal for two records exactly when their configurations are equal."""
     return json.dumps(settings(config, ignore), sort_keys=True)

@@ -91,7 +91,7 @@ def draw_all(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grad
     if runs.empty:
         return []
     names = _Names(out)
-    return [str(f) for f in _draw_groups(records, runs, epochs, grads, names) + _draw_sweeps(runs, names)]
+    return [str(f) for f in _draw_groups(records, runs, epochs, grads, names) + _draw_sweeps(runs, epochs, grads, names)]
 
 
 class _Names:
@@ -140,13 +140,153 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
     return files
 
 
-def _draw_sweeps(runs: pd.DataFrame, names: _Names) -> list[Path]:
-    sweep = runs[(runs["sweep"] == "echo_step") & (runs["status"] == "completed")]
-    groups = list(sweep.groupby(["set", "sweep_key"], sort=True))
+def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, names: _Names) -> list[Path]:
+    """The echo lag sweep's accuracy plot; for other sweeps of a task with a memoryless
+    baseline (copy, adding), the loss over the baseline against the swept value, the validation
+    curves per value, and the gradient norms over the whole sequence per value."""
+    files: list[Path] = []
+    echo = runs[(runs["sweep"] == "echo_step") & (runs["status"] == "completed")]
+    groups = list(echo.groupby(["set", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, k), g in groups])
-    return [lag_plot(group, _where(set_name, group["sweep_configuration"].iloc[0] + "; echo_step swept"),
-                     names("sweep-echo_step", stem))
-            for ((set_name, _), group), stem in zip(groups, stems)]
+    files += [lag_plot(group, _where(set_name, group["sweep_configuration"].iloc[0] + "; echo_step swept"),
+                       names("sweep-echo_step", stem))
+              for ((set_name, _), group), stem in zip(groups, stems)]
+    swept = runs[runs["sweep"].notna() & (runs["sweep"] != "echo_step") & runs["baseline"].notna()
+                 & (runs["status"] != "failed") & (runs["epochs"] > 0)]
+    groups = list(swept.groupby(["set", "sweep", "sweep_key"], sort=True))
+    stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, _, k), g in groups])
+    for ((set_name, param, _), group), stem in zip(groups, stems):
+        latest = group.sort_values("started_at", kind="stable").groupby(["backend", "impl", "cell", "sweep_value"]).tail(1)
+        task = _plain(group["task"].iloc[0])
+        where = _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept")
+        completed = latest[latest["status"] == "completed"]
+        if len(completed):
+            files.append(baseline_sweep_plot(completed, task, param, where, names("sweep", param, stem)))
+        files.append(sweep_curves_plot(epochs[epochs["path"].isin(set(latest["path"]))], latest, task, param, where,
+                                       names("sweep-curves", param, stem)))
+        sweep_grads = grads[grads["path"].isin(set(latest["path"]))]
+        if not sweep_grads.empty:
+            files.append(sweep_gradient_plot(sweep_grads, latest, task, param, where,
+                                             names("sweep-gradients", param, stem)))
+    return files
+
+
+# one colour per cell and one line style per backend/impl, the same in every sweep figure
+CELL_COLOURS = {"rnn": "C0", "lstm": "C1", "gru": "C2", "mingru": "C3"}
+IMPL_STYLES = {"numpy/cell": ("-", "o"), "torch/fused": ("--", "s"), "torch/cell": (":", "^"), "tf/fused": ("-.", "D"),
+               "tf/cell": ((0, (1, 3)), "v")}
+
+
+def _colour(cell: str) -> str:
+    return CELL_COLOURS.setdefault(cell, f"C{len(CELL_COLOURS) % 10}")
+
+
+def _style(backend: str, impl: str) -> tuple[Any, str]:
+    return IMPL_STYLES.get(f"{backend}/{impl}", ("-", "o"))
+
+
+def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, path: Path) -> Path:
+    """Test loss over the memoryless baseline against the swept value (log scale), one line
+    per cell and backend/impl: below 1 the model remembers; at 1 it learned what needs no
+    memory and nothing more."""
+    from bench.tasks import SOLVED_FRACTION
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.4))
+    dropped = 0
+    for (cell, backend, impl), group in runs.groupby(["cell", "backend", "impl"], sort=True):
+        values, n_values = _plottable(group["sweep_value"])
+        ratios, n_ratios = _plottable(group["loss_vs_baseline"], log=True)
+        order = np.argsort(values, kind="stable")
+        dropped += n_values + n_ratios
+        style, marker = _style(backend, impl)
+        ax.semilogy(values[order], ratios[order], linestyle=style, marker=marker, color=_colour(cell),
+                    label=_plain(f"{cell} {backend}/{impl}", 60))
+    ax.axhline(1.0, color="grey", linestyle="--", label="memoryless baseline")
+    ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", label=f"solved ({SOLVED_FRACTION:g} x baseline)")
+    ax.set_xticks(sorted({float(v) for v in runs["sweep_value"]}))
+    ax.set(xlabel=f"{param} (T)", ylabel="test loss / memoryless baseline")
+    ax.set_title(f"{task}: loss against the baseline as the memory needed grows", fontsize=10)
+    _note_dropped(ax, dropped, log=True)
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(where, fontsize=9)
+    return _save(fig, path)
+
+
+def _panels(values: list[Any], plt: Any, height: float = 3.2) -> tuple[Any, list[Any]]:
+    """One panel per swept value, side by side (two rows beyond four)."""
+    n = max(len(values), 1)
+    cols = n if n <= 4 else (n + 1) // 2
+    rows = 1 if n <= 4 else 2
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.6, height * rows + 0.9), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str, path: Path) -> Path:
+    """Validation loss over the baseline against training updates, one panel per swept
+    value: when (and whether) each cell leaves the baseline."""
+    from bench.tasks import SOLVED_FRACTION
+
+    plt = _pyplot()
+    values = sorted(runs["sweep_value"].unique(), key=float)
+    fig, axes = _panels(values, plt)
+    valid = epochs[epochs["split"] == "valid"]
+    dropped = 0
+    for ax, value in zip(axes, values):
+        for _, run in runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).iterrows():
+            curve = valid[valid["path"] == run["path"]].sort_values("epoch")
+            if curve.empty:
+                continue
+            ratios, n = _plottable(curve["loss"] / run["baseline"], log=True)
+            dropped += n
+            style, _ = _style(run["backend"], run["impl"])
+            ax.semilogy(curve["epoch"].to_numpy(dtype=float) * run["updates_per_epoch"], ratios, linestyle=style,
+                        color=_colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(f"{param} = {value}", fontsize=9)
+        ax.set_xlabel("training updates")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("valid loss / memoryless baseline")
+    _note_dropped(axes[0], dropped, log=True)
+    _legend(axes[-1], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{task}: validation loss against the baseline (dashed; dotted: solved)\n{where}", fontsize=9)
+    return _save(fig, path)
+
+
+def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str,
+                        path: Path) -> Path:
+    """||dL_T/dh_t|| over the whole sequence (top layer, log scale), one panel per swept
+    value, each cell at initialisation (solid) and after training (dashed), from the first
+    backend/impl of each cell (the others agree to float rounding: docs/gradient-norms.md)."""
+    plt = _pyplot()
+    values = sorted(runs["sweep_value"].unique(), key=float)
+    fig, axes = _panels(values, plt, height=3.4)
+    top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
+    dropped = 0
+    for ax, value in zip(axes, values):
+        chosen = runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).groupby("cell").head(1)
+        for _, run in chosen.iterrows():
+            curves = top[top["path"] == run["path"]]
+            if curves.empty:
+                continue
+            for epoch, style, when in ((curves["epoch"].min(), "-", "at init"), (curves["epoch"].max(), "--", "trained")):
+                curve = curves[curves["epoch"] == epoch].sort_values("t")
+                norms, n = _plottable(curve["norm"], log=True)
+                dropped += n
+                ax.semilogy(curve["t"].to_numpy(dtype=float), norms, linestyle=style, color=_colour(run["cell"]),
+                            label=_plain(f"{run['cell']} {when} ({run['backend']}/{run['impl']})", 60))
+        ax.set_title(f"{param} = {value}", fontsize=9)
+        ax.set_xlabel("time step t (loss at the last step)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("||dL_T / dh_t||, mean over the batch")
+    _note_dropped(axes[0], dropped, log=True)
+    _legend(axes[-1], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{task}: how much of the last step's error reaches step t\n{where}", fontsize=9)
+    return _save(fig, path)
 
 
 def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:

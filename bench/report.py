@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.grouping import cell_variant, configuration_key, describe
+from bench.grouping import cell_variant, configuration_key, describe, swept_settings
 from bench.reading import read_results
+from bench.tasks import SOLVED_FRACTION
 
 RUN_COLUMNS = [
     "set", "configuration", "backend", "impl", "cell", "status", "epochs", "seed", "threads", "learning_rate", "device",
-    "accuracy", "valid_ppl", "test_ppl", "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct",
+    "accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct",
     "grad_ratio_init", "grad_ratio_final", "hours",
     "cpu",  # throughput compares only within one machine
 ]
@@ -56,6 +57,27 @@ def _top_ratio(entry: dict[str, Any] | None) -> float | None:
     return entry["summary"]["dLT_dh"][-1]["ratio"]
 
 
+def _baseline(record: dict[str, Any]) -> float | None:
+    """The task's memoryless baseline as the record states it (records before schema 4: none)."""
+    value = (record.get("task") or {}).get("memoryless_baseline")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def solved_at_update(record: dict[str, Any]) -> int | None:
+    """The training updates done when the validation loss first fell below ``SOLVED_FRACTION``
+    of the task's memoryless baseline (checked after each epoch); None if it never did or the
+    task states no baseline."""
+    baseline = _baseline(record)
+    per_epoch = (record.get("task") or {}).get("train_windows_per_epoch")
+    if baseline is None or not isinstance(per_epoch, int):
+        return None
+    for entry in record["epochs"]:
+        loss = (entry.get("valid") or {}).get("loss")
+        if isinstance(loss, (int, float)) and loss < SOLVED_FRACTION * baseline:
+            return entry["epoch"] * per_epoch
+    return None
+
+
 def _sweep(record: dict[str, Any]) -> str | None:
     """The setting a ``sweep:<setting>`` run varied, if the record has that setting."""
     tag = record.get("tag") or ""
@@ -77,6 +99,8 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
         rate = train.get("tokens_per_s_median") or train.get("tokens_per_s")
         eval_split = test or valid
         sweep = _sweep(r)
+        baseline = _baseline(r)
+        test_loss = eval_split.get("loss")
         row = {
             "path": r.get("_path", r["run_id"]),
             "run_id": r["run_id"],
@@ -98,6 +122,11 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "accuracy": test.get("accuracy", valid.get("accuracy")),
             "valid_ppl": valid.get("perplexity"),
             "test_ppl": test.get("perplexity"),
+            "test_loss": test_loss,
+            "baseline": baseline,
+            "loss_vs_baseline": test_loss / baseline if baseline and isinstance(test_loss, (int, float)) else None,
+            "solved_at_update": solved_at_update(r),
+            "updates_per_epoch": (r.get("task") or {}).get("train_windows_per_epoch"),
             "train_tok_s": rate,
             "eval_tok_s": eval_split.get("tokens_per_s_median") or eval_split.get("tokens_per_s"),
             "train_gflops": train.get("gflops_per_s"),
@@ -109,8 +138,8 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "tag": r.get("tag"),
             "sweep": sweep,
             "sweep_value": config[sweep] if sweep else None,
-            "sweep_key": configuration_key(config, ignore=[sweep]) if sweep else None,
-            "sweep_configuration": describe(config, r.get("preset"), ignore=[sweep]) if sweep else None,
+            "sweep_key": configuration_key(config, ignore=swept_settings(config, sweep)) if sweep else None,
+            "sweep_configuration": describe(config, r.get("preset"), ignore=swept_settings(config, sweep)) if sweep else None,
         }
         peak = (peaks or {}).get(f"{row['cpu']}|{row['threads']}")
         row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
@@ -178,7 +207,9 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
 def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
     """Per sweep (set, swept setting and the configuration it leaves fixed): one row per
     value, a column per (cell, backend) with the accuracy and the gradient ratio after
-    training (the latest completed run of each)."""
+    training (the latest completed run of each); for a task with a memoryless baseline, the
+    test loss over the baseline, the update at which it was solved and the gradient ratio
+    at initialisation and after training instead of the accuracy."""
     tables = []
     swept = runs[runs["sweep"].notna() & (runs["status"] == "completed")]
     for (set_name, param, _), group in swept.groupby(["set", "sweep", "sweep_key"], sort=True):
@@ -189,7 +220,9 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]
             values[key] = row["sweep_value"]
         keys = sorted(values, key=lambda k: _value_order(values[k]))
         columns = {param: [values[k] for k in keys]}
-        for what in ("accuracy", "grad_ratio_final"):
+        measures = (("loss_vs_baseline", "solved_at_update", "grad_ratio_init", "grad_ratio_final")
+                    if group["baseline"].notna().any() else ("accuracy", "grad_ratio_final"))
+        for what in measures:
             for who in sorted({who for who, _ in latest}):
                 columns[f"{who} {what}"] = [latest[(who, k)][what] if (who, k) in latest else None for k in keys]
         about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0]}
@@ -327,7 +360,9 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFra
         "evaluation; `*_tok_s` are medians of timed stretches (tokens = batch x steps); `train_gflops` from the "
         "analytic FLOP count; `efficiency_pct` against this machine's measured float32 GEMM peak "
         "(`python -m bench roofline`); `grad_ratio_*` = ||dL_T/dh_0|| / ||dL_T/dh_{T-1}|| of the top layer at "
-        "initialisation and after the last epoch.", "",
+        "initialisation and after the last epoch; for tasks with a memoryless baseline (copy, adding), "
+        "`test_loss` per scored step, `loss_vs_baseline` its ratio to the baseline and `solved_at_update` the "
+        f"training update after which the validation loss was first below {SOLVED_FRACTION:g} x it.", "",
     ]
     lines += [markdown_table(table) if len(table) else "(no records)", ""]
     if published is not None and len(published):
@@ -351,8 +386,15 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFra
         lines += [f"- not measured: {_cell(s['backend'])}/{_cell(s['impl'])} {_cell(s['cell'])}: {_cell(s['reason'])}"
                   for s in data.get("skipped", [])] + ([""] if data.get("skipped") else [])
     for about, sweep in sweeps:
+        if any(c.endswith("loss_vs_baseline") for c in sweep.columns):
+            what = ("Per value: test loss over the task's memoryless baseline (below 1: the model remembers), the "
+                    f"training update after which the validation loss was first below {SOLVED_FRACTION:g} x the "
+                    "baseline (empty: not within the run), and the gradient ratio at initialisation and after "
+                    "training.")
+        else:
+            what = "Test accuracy and gradient ratio after training, per value."
         lines += [f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
-                  "", "Test accuracy and gradient ratio after training, per value.", "", markdown_table(sweep), ""]
+                  "", what, "", markdown_table(sweep), ""]
     lines += _sample_section(sample_run(records))
     if figures:
         lines += ["## Plots", "", "One set of plots per set and configuration; each names its own in its title.", ""]

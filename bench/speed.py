@@ -25,6 +25,7 @@ from bench.config import make_config
 from bench.factory import build_model, model_spec
 from bench.metrics import flops_per_token
 from bench.registry import get_task_class
+from bench.testing import random_window
 
 
 def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
@@ -49,14 +50,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     model = build_model(config, spec)  # as bench run builds it: the same settings, dtype and optimizer slots
     rng = np.random.default_rng(1)
     batch, steps = config.batch_size, config.num_steps
-    windows = []
-    for _ in range(8):
-        if spec.input_kind == "tokens":
-            ids = rng.integers(0, spec.vocab_size, (batch, steps + 1))
-            windows.append((ids[:, :-1], ids[:, 1:]))
-        else:
-            bits = rng.integers(0, 2, (batch, steps))
-            windows.append((bits.astype(np.float32), rng.integers(0, spec.n_classes, (batch, steps))))
+    windows = [random_window(spec, batch, steps, rng) for _ in range(8)]
     result: dict[str, Any] = {"backend": job["backend"], "impl": job["impl"], "cell": job["cell"],
                               "describe": model.describe()}
     for phase in ("train", "eval"):

@@ -1,4 +1,5 @@
-"""The whole model in TensorFlow: embedding, stacked recurrent layers, softmax, updates.
+"""The whole model in TensorFlow: embedding, stacked recurrent layers, the output head
+(softmax cross-entropy or squared error at the scored steps), updates.
 
 Two impls share everything but the recurrent layers:
 
@@ -15,7 +16,12 @@ maps each one to and from its canonical name and layout (the fused LSTM reorders
 blocks). Every
 function in the hot path is a ``tf.function`` traced once per window shape: inputs are
 converted to tensors of fixed dtypes, the learning rate is a tensor argument, and each
-step makes one device-to-host transfer (a small vector of statistics).
+step makes one device-to-host transfer (a small vector of statistics). Inputs and targets
+are put in the model's layout on the host, targets at the scored steps only.
+
+SGD and Adagrad are Keras's optimizers; RMSProp is written out in the traced train function
+(:meth:`TFModel._rmsprop`): Keras's ``RMSprop`` puts epsilon inside the square root, the
+update rule (``backends/base.py``) outside.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from backends.base import Model, State, StepStats, TrainSettings
+from backends.base import OPTIMIZERS, Model, State, StepStats, TrainSettings
 from backends.layout import NUMPY_ARRAYS, ArrayOps, Slot
 from backends.spec import ModelSpec, layer_key
 from backends.tf.fused import FUSED_LAYERS
@@ -84,13 +90,22 @@ class TFModel(Model):
             self._seed = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_seed")
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="dropout_counter")
             self.optimizer = self._make_optimizer()
-            self.optimizer.build(self._vars)  # slots exist now, so restore() can fill them
+            # per checkpoint slot (backends.base.OPTIMIZER_SLOTS), one variable per entry of
+            # self._vars, created now so that restore() can fill them
+            self._slots: dict[str, list[Any]] = {}
+            if self.optimizer is not None:
+                self.optimizer.build(self._vars)
             if settings.optimizer == "adagrad":
+                self._slots["adagrad"] = [self._accumulator(var) for var in self._vars]
                 # Keras's Constant initializer passes the value through float32
                 # (0.1 -> 0.10000000149 in a float64 slot): set the exact value.
-                for var in self._vars:
-                    acc = self._accumulator(var)
+                for acc in self._slots["adagrad"]:
                     acc.assign(np.full(acc.shape, settings.adagrad_initial_accumulator, self.np_dtype))
+            if settings.optimizer == "rmsprop":
+                self._slots["rmsprop"] = [
+                    tf.Variable(tf.zeros(var.shape, self.dtype), trainable=False, name=f"rmsprop_mean_square_{i}")
+                    for i, var in enumerate(self._vars)
+                ]
         self.set_dropout_seed(settings.seed)
         self._train_fn = tf.function(self._train_graph)
         self._eval_fn = tf.function(self._eval_graph)
@@ -118,6 +133,7 @@ class TFModel(Model):
         return keras.Variable(np.asarray(value, self.np_dtype), dtype=self.settings.dtype, name=name)
 
     def _make_optimizer(self) -> Any:
+        """Keras's optimizer for sgd and adagrad; None for rmsprop (see :meth:`_rmsprop`)."""
         lr = lambda: self._lr  # noqa: E731  (a callable: the optimizer keeps no float copy)
         if self.settings.optimizer == "sgd":
             return keras.optimizers.SGD(learning_rate=lr, momentum=0.0, nesterov=False)
@@ -128,7 +144,9 @@ class TFModel(Model):
                 initial_accumulator_value=self.settings.adagrad_initial_accumulator,
                 epsilon=0.0,
             )
-        raise BenchError(f"unknown optimizer {self.settings.optimizer!r}; choose sgd or adagrad")
+        if self.settings.optimizer == "rmsprop":
+            return None
+        raise BenchError(f"unknown optimizer {self.settings.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
 
     def _accumulator(self, var: Any) -> Any:
         return self.optimizer._accumulators[self.optimizer._get_variable_index(var)]
@@ -144,30 +162,43 @@ class TFModel(Model):
         return a * (tf.cast(u < keep, self.dtype) / keep)
 
     def _inputs(self, x: Any, embedding: Any) -> Any:
-        """Embedded tokens (or the scalar as a size-1 feature); ``x`` is already in the
-        model's layout (transposed on the host for time-major models)."""
+        """Embedded tokens, or the values themselves (``(…, features)`` already); ``x`` is
+        in the model's layout (transposed on the host for time-major models)."""
         if self.spec.input_kind == "tokens":
             return tf.gather(embedding, x)
-        return x[..., None]
+        return x
 
-    def _head(self, top: Any, y: Any) -> tuple[Any, Any]:
-        """Per-token cross-entropy and argmax, both shaped like ``y`` (model's layout)."""
+    def _head(self, top: Any, y: Any, time_axis: int) -> tuple[Any, Any, Any]:
+        """``(per-row loss, number correct, predictions)`` at the scored steps of ``top``,
+        rows in the order of its layout (time axis ``time_axis``); ``y`` holds the targets
+        of the scored steps only (see :meth:`_y`). Classify: cross-entropy and argmax ids
+        by the hand-written softmax layer; regress: squared error summed over the outputs,
+        and the outputs."""
+        spec = self.spec
+        if spec.scored_steps is not None:
+            top = tf.gather(top, spec.scored(top.shape[time_axis]), axis=time_axis)
         W, b = self._by_name["softmax.W"].tensor, self._by_name["softmax.b"].tensor
-        flat = tf.reshape(top, [-1, self.spec.hidden_size])
+        flat = tf.reshape(top, [-1, spec.hidden_size])
+        if spec.head == "regress":
+            out = tf.nn.bias_add(tf.matmul(flat, W), b)
+            error = out - tf.reshape(y, [-1, spec.n_classes])
+            return tf.reduce_sum(error * error, axis=-1), tf.constant(0, tf.int64), out
         labels = tf.reshape(y, [-1])
         ce, predicted = linear_softmax_cross_entropy(flat, W, b, labels)
-        return tf.reshape(ce, tf.shape(y)), tf.reshape(predicted, tf.shape(y)), y
+        return ce, tf.math.count_nonzero(tf.equal(predicted, labels)), predicted
 
     def _forward(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, list[tuple]]:
+        """``_head``'s three on the output of the model's layers, and the final state."""
         embedding = self._by_name["embedding"].tensor if self.spec.input_kind == "tokens" else None
         inputs = self._dropout(self._inputs(x, embedding), 0, train)
         top, final = self._recurrent(inputs, state, train)
-        ce, predicted, y = self._head(top, y)
-        return ce, predicted, y, final
+        loss, n_correct, predicted = self._head(top, y, 0 if self.time_major else 1)
+        return loss, n_correct, predicted, final
 
     def _prepare_grad(self, g: Any) -> Any:
         """Embedding gradients come as IndexedSlices with repeated rows: sum the repeats
-        (the norm and Adagrad's g² need the real rows); dense for Adagrad."""
+        (the norm and Adagrad's g² need the real rows); dense for Adagrad and RMSProp
+        (whose mean square decays in the rows the window did not touch too)."""
         if isinstance(g, tf.IndexedSlices):
             if self.settings.optimizer != "sgd":
                 return tf.convert_to_tensor(g)
@@ -181,17 +212,26 @@ class TFModel(Model):
     def _batch_steps(self, x: Any) -> tuple[int, int]:
         return (x.shape[1], x.shape[0]) if self.time_major else (x.shape[0], x.shape[1])
 
-    def _loss(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, Any, list[tuple]]:
-        """(the differentiated loss, per-token CE, argmax ids, targets, final state)."""
+    def _loss(self, x: Any, y: Any, state: State, train: bool) -> tuple[Any, Any, Any, list[tuple]]:
+        """(the differentiated loss, per-row loss, number correct, final state)."""
         batch, steps = self._batch_steps(x)
-        ce, predicted, y_, final = self._forward(x, y, state, train)
-        return tf.reduce_sum(ce) * self.spec.loss_scale(batch, steps), ce, predicted, y_, final
+        loss, n_correct, _, final = self._forward(x, y, state, train)
+        return tf.reduce_sum(loss) * self.spec.loss_scale(batch, steps), loss, n_correct, final
+
+    def _rmsprop(self, grads: list[Any], lr: Any) -> None:
+        """``m = rho m + (1 - rho) g²; p -= lr g / (sqrt(m) + eps)``, epsilon outside the root."""
+        rho = tf.constant(self.settings.rmsprop_decay, self.dtype)
+        rest = tf.constant(1.0 - self.settings.rmsprop_decay, self.dtype)
+        eps = tf.constant(self.settings.rmsprop_epsilon, self.dtype)
+        for var, g, mean_square in zip(self._vars, grads, self._slots["rmsprop"]):
+            mean_square.assign(rho * mean_square + rest * (g * g))
+            var.assign_sub(lr * g / (tf.sqrt(mean_square) + eps))
 
     def _train_graph(self, x: Any, y: Any, state: State, lr: Any) -> tuple[Any, list[tuple]]:
         self.trace_counts["train"] += 1
         with tf.device(self.device):
             with tf.GradientTape() as tape:
-                loss, ce, predicted, y_, final = self._loss(x, y, state, train=True)
+                loss, per_row, n_correct, final = self._loss(x, y, state, train=True)
             grads = [self._prepare_grad(g) for g in tape.gradient(loss, self._vars)]
             norm = tf.linalg.global_norm(grads)
             if self.settings.max_grad_norm > 0:
@@ -201,29 +241,25 @@ class TFModel(Model):
                 grads = [_scaled(g, clip / tf.maximum(norm, clip)) for g in grads]
 
             def update() -> Any:
-                self._lr.assign(lr)
-                self.optimizer.apply(grads, self._vars)
+                if self.optimizer is None:
+                    self._rmsprop(grads, lr)
+                else:
+                    self._lr.assign(lr)
+                    self.optimizer.apply(grads, self._vars)
                 return tf.constant(True)
 
             tf.cond(tf.math.is_finite(norm), update, lambda: tf.constant(False))
             self._counter.assign_add(1)
             stats = tf.stack(
-                [
-                    tf.reduce_sum(tf.cast(ce, tf.float64)),
-                    tf.cast(tf.math.count_nonzero(tf.equal(predicted, y_)), tf.float64),
-                    tf.cast(norm, tf.float64),
-                ]
+                [tf.reduce_sum(tf.cast(per_row, tf.float64)), tf.cast(n_correct, tf.float64), tf.cast(norm, tf.float64)]
             )
         return stats, final
 
     def _eval_graph(self, x: Any, y: Any, state: State, with_predictions: bool) -> tuple[Any, list[tuple]]:
         self.trace_counts["eval"] += 1
         with tf.device(self.device):
-            ce, predicted, y_, final = self._forward(x, y, state, train=False)
-            parts = [
-                tf.reduce_sum(tf.cast(ce, tf.float64))[None],
-                tf.cast(tf.math.count_nonzero(tf.equal(predicted, y_)), tf.float64)[None],
-            ]
+            loss, n_correct, predicted, final = self._forward(x, y, state, train=False)
+            parts = [tf.reduce_sum(tf.cast(loss, tf.float64))[None], tf.cast(n_correct, tf.float64)[None]]
             if with_predictions:
                 parts.append(tf.cast(tf.reshape(predicted, [-1]), tf.float64))
         return tf.concat(parts, 0), final
@@ -232,7 +268,7 @@ class TFModel(Model):
         self.trace_counts["grads"] += 1
         with tf.device(self.device):
             with tf.GradientTape() as tape:
-                loss, _, _, _, final = self._loss(x, y, state, train=False)
+                loss, _, _, final = self._loss(x, y, state, train=False)
             grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self._vars)]
         return loss, grads, final
 
@@ -240,7 +276,9 @@ class TFModel(Model):
         """Gradient norms w.r.t. every h_t (and s_t): the tape differentiates with respect
         to the intermediate state tensors themselves, which gives the total derivative
         (the sum over all their consumers: the layer above, the next step, and for s_t
-        also h_t = tanh(s_t) o, inside the same step)."""
+        also h_t = tanh(s_t) o, inside the same step). ``L`` is the head's loss summed over
+        the scored steps, ``L_T`` that of the last scored step (time-major: the last
+        ``batch`` rows)."""
         self.trace_counts["norms"] += 1
         spec = self.spec
         names = spec.cell.state_names
@@ -250,10 +288,8 @@ class TFModel(Model):
                 embedding = self._by_name["embedding"].tensor if spec.input_kind == "tokens" else None
                 inputs = self._inputs(x, embedding)  # x is time-major here, whatever the impl
                 top, _, trace = unrolled_layers(self, params, inputs, state, train=False, keep_trace=True)
-                W, b = self._by_name["softmax.W"].tensor, self._by_name["softmax.b"].tensor
-                logits = tf.matmul(top, W) + b  # (steps, batch, classes)
-                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                total = {"dL": tf.reduce_sum(ce), "dLT": tf.reduce_sum(ce[-1])}
+                loss, _, _ = self._head(top, y, time_axis=0)
+                total = {"dL": tf.reduce_sum(loss), "dLT": tf.reduce_sum(loss[-x.shape[1]:])}
             out = {}
             for prefix, loss in total.items():
                 for k, name in enumerate(names):
@@ -270,14 +306,45 @@ class TFModel(Model):
 
     def _x(self, x: np.ndarray, time_major: bool | None = None) -> Any:
         """Inputs as a tensor of a fixed dtype (no retracing on int64 vs int32), in the
-        model's layout: the transpose of a small index array is cheaper on the host."""
-        x = x.T if (self.time_major if time_major is None else time_major) else x
-        dtype = np.int32 if self.spec.input_kind == "tokens" else self.np_dtype
+        model's layout: token ids ``(batch, steps)``, values ``(batch, steps, features)``,
+        batch and time swapped for a time-major model (cheaper on the host)."""
+        if self.spec.input_kind == "tokens":
+            dtype = np.int32
+        else:
+            x, dtype = self.spec.input_array(x), self.np_dtype
+        if self.time_major if time_major is None else time_major:
+            x = np.swapaxes(x, 0, 1)
         return tf.convert_to_tensor(np.ascontiguousarray(x, dtype))
 
     def _y(self, y: np.ndarray, time_major: bool | None = None) -> Any:
-        y = y.T if (self.time_major if time_major is None else time_major) else y
-        return tf.convert_to_tensor(np.ascontiguousarray(y, np.int32))
+        """The targets of the scored steps, in the model's layout as :meth:`_x`: class ids
+        (int32) ``(batch, scored)`` or regression targets (the run's dtype)
+        ``(batch, scored, outputs)``."""
+        spec = self.spec
+        if spec.head == "regress":
+            y, dtype = spec.target_values(y), self.np_dtype
+        else:
+            dtype = np.int32
+        if spec.scored_steps is not None:
+            y = y[:, spec.scored(y.shape[1])]
+        if self.time_major if time_major is None else time_major:
+            y = np.swapaxes(y, 0, 1)
+        return tf.convert_to_tensor(np.ascontiguousarray(y, dtype))
+
+    def _n_tokens(self, x: np.ndarray) -> int:
+        return x.shape[0] * self.spec.n_scored(x.shape[1])
+
+    def _predictions(self, flat: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The eval graph's flattened predictions back to ``(batch, scored)`` ids or
+        ``(batch, scored, outputs)`` values (in the run's dtype)."""
+        batch, scored = x.shape[0], self.spec.n_scored(x.shape[1])
+        shape = (scored, batch) if self.time_major else (batch, scored)
+        if self.spec.head == "regress":
+            shape, dtype = (*shape, self.spec.n_classes), self.np_dtype
+        else:
+            dtype = np.int64
+        values = flat.reshape(shape)
+        return np.ascontiguousarray(np.swapaxes(values, 0, 1) if self.time_major else values, dtype)
 
     def _state(self, state: State) -> tuple[tuple[Any, ...], ...]:
         return tuple(tuple(tf.convert_to_tensor(a, self.dtype) for a in layer) for layer in state)
@@ -293,18 +360,17 @@ class TFModel(Model):
 
     def train_step(self, x: np.ndarray, y: np.ndarray, state: State, lr: float) -> tuple[StepStats, State]:
         stats, final = self._train_fn(self._x(x), self._y(y), self._state(state), tf.constant(lr, self.dtype))
-        ce_sum, n_correct, norm = stats.numpy()  # the one host transfer
-        return StepStats(float(ce_sum), int(n_correct), int(np.prod(x.shape)), float(norm)), _freeze(final)
+        loss_sum, n_correct, norm = stats.numpy()  # the one host transfer
+        return StepStats(float(loss_sum), int(n_correct), self._n_tokens(x), float(norm)), _freeze(final)
 
     def eval_step(
         self, x: np.ndarray, y: np.ndarray, state: State, predictions: bool = False
     ) -> tuple[StepStats, State]:
         out, final = self._eval_fn(self._x(x), self._y(y), self._state(state), bool(predictions))
         out = out.numpy()
-        stats = StepStats(float(out[0]), int(out[1]), int(np.prod(x.shape)))
+        stats = StepStats(float(out[0]), int(out[1]), self._n_tokens(x))
         if predictions:
-            predicted = out[2:].astype(np.int64)
-            stats.predictions = predicted.reshape(x.shape[::-1]).T.copy() if self.time_major else predicted.reshape(x.shape)
+            stats.predictions = self._predictions(out[2:], x)
         return stats, _freeze(final)
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray, state: State) -> tuple[float, dict[str, np.ndarray], State]:
@@ -324,9 +390,10 @@ class TFModel(Model):
 
     def checkpoint(self) -> dict[str, np.ndarray]:
         arrays = {f"param/{name}": value for name, value in self.get_params().items()}
-        if self.settings.optimizer == "adagrad":
+        for slot, variables in self._slots.items():
             for p in self.params:
-                arrays[f"adagrad/{p.name}"] = p.to_canonical(np.array(self._accumulator(p.tensor).numpy()), NUMPY_ARRAYS)
+                var = variables[self._var_index[id(p.tensor)]]
+                arrays[f"{slot}/{p.name}"] = p.to_canonical(np.array(var.numpy()), NUMPY_ARRAYS)
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -334,10 +401,8 @@ class TFModel(Model):
         for key, value in arrays.items():
             kind, name = key.split("/", 1)
             p = self._by_name[name]
-            if kind == "param":
-                _assign(p, p.tensor, value, self.np_dtype)
-            elif self.settings.optimizer == "adagrad":
-                _assign(p, self._accumulator(p.tensor), value, self.np_dtype)
+            var = p.tensor if kind == "param" else self._slots[kind][self._var_index[id(p.tensor)]]
+            _assign(p, var, value, self.np_dtype)
 
     def set_dropout_seed(self, seed: int) -> None:
         self._seed.assign(int(seed))

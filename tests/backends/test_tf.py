@@ -93,7 +93,7 @@ def test_float64_training_tracks_reference_exactly(impl, optimizer, lr, max_grad
         step_lr = lr / (1 + step)
         ref_stats, ref_state = reference.train_step(x, y, ref_state, step_lr)
         stats, state = model.train_step(x, y, state, step_lr)
-        assert stats.ce_sum == pytest.approx(ref_stats.ce_sum, rel=1e-10)
+        assert stats.loss_sum == pytest.approx(ref_stats.loss_sum, rel=1e-10)
         assert stats.grad_norm == pytest.approx(ref_stats.grad_norm, rel=1e-9)
         assert stats.n_correct == ref_stats.n_correct and stats.n_tokens == BATCH * STEPS
     for name, value in reference.get_params().items():
@@ -117,7 +117,7 @@ def test_numpy_checkpoint_restores_into_tf_and_continues_identically(impl):
     for x, y in windows[2:]:
         a, _ = reference.train_step(x, y, reference.zero_state(BATCH), 0.3)
         b, _ = model.train_step(x, y, model.zero_state(BATCH), 0.3)
-        assert b.ce_sum == pytest.approx(a.ce_sum, rel=1e-10)
+        assert b.loss_sum == pytest.approx(a.loss_sum, rel=1e-10)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -145,7 +145,7 @@ def test_dropout_is_reproducible_after_set_dropout_seed_and_train_only(impl):
         model.set_dropout_seed(seed)
         for _ in range(steps):
             stats, _ = model.train_step(x, y, model.zero_state(BATCH), 1.0)
-        return stats.ce_sum, model.get_params()
+        return stats.loss_sum, model.get_params()
 
     ce_a, params_a = one_step(7)
     ce_b, params_b = one_step(7)
@@ -158,12 +158,12 @@ def test_dropout_is_reproducible_after_set_dropout_seed_and_train_only(impl):
     model = _build("tf", spec, impl)
     first, _ = model.train_step(x, y, model.zero_state(BATCH), 0.0)  # lr 0: weights unchanged
     second, _ = model.train_step(x, y, model.zero_state(BATCH), 0.0)
-    assert first.ce_sum != second.ce_sum  # the masks change from step to step
+    assert first.loss_sum != second.loss_sum  # the masks change from step to step
     # evaluation never drops: identical to the dropout-free reference
     reference = _build("numpy", spec, "cell", dtype="float64")
     ours, _ = model.eval_step(x, y, model.zero_state(BATCH), predictions=True)
     theirs, _ = reference.eval_step(x, y, reference.zero_state(BATCH), predictions=True)
-    assert ours.ce_sum == pytest.approx(theirs.ce_sum, rel=1e-5)
+    assert ours.loss_sum == pytest.approx(theirs.loss_sum, rel=1e-5)
     np.testing.assert_array_equal(ours.predictions, theirs.predictions)
     assert ours.predictions.shape == (BATCH, STEPS)
 
