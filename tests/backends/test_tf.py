@@ -226,7 +226,7 @@ def test_fused_lstm_layout_is_keras_gate_order():
     H = spec.hidden_size
     cell = model.layers[0].cell
     kernel, bias = np.array(cell.kernel.numpy()), np.array(cell.bias.numpy())
-    U, b = params["layers.0.U"], params["layers.0.b"]
+    U = params["layers.0.U"]
     for keras_block, ours in enumerate((1, 2, 0, 3)):  # i, f, c(=g), o
         np.testing.assert_array_equal(kernel[:, keras_block * H : (keras_block + 1) * H], U[:, ours * H : (ours + 1) * H])
     np.testing.assert_array_equal(bias[H : 2 * H], np.ones(H))  # Keras's f block holds the forget bias
