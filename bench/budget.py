@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from bench.config import Config
 from backends.base import OPTIMIZER_SLOTS
+from bench.config import Config
 from bench.errors import BenchError
+from bench.registry import get_task_class
 
 GIB, MIB = 2**30, 2**20
 
@@ -47,19 +49,21 @@ class Estimate:
 
 
 # What to lower when a part is the largest.
-_REMEDY = {
-    "weights and optimizer": "--hidden-size or --num-layers",
-    "activations": "--batch-size, --num-steps or --hidden-size (and their --eval-* twins)",
-    "logits": "--batch-size or --num-steps (and their --eval-* twins)",
-    "data": "--total-series-length",
-    "framework": "nothing: the framework alone",
-}
+def _remedy(part: str, task: Any) -> str:
+    """The flags that shrink ``part`` of a run of ``task`` (a TaskSpec class)."""
+    return {
+        "weights and optimizer": "--hidden-size or --num-layers",
+        "activations": f"--batch-size, {task.length_flags} or --hidden-size (and their --eval-* twins)",
+        "logits": f"--batch-size or {task.length_flags} (and their --eval-* twins)",
+        "data": task.data_flags,
+        "framework": "nothing: the framework alone",
+    }[part]
 
 
 def estimate(config: Config) -> Estimate:
     """The peak resident bytes of ``config``'s run (a validated config)."""
     from bench.factory import model_spec
-    from bench.registry import get_backend, get_task_class
+    from bench.registry import get_backend
 
     task = get_task_class(config.task)
     spec = model_spec(config, task.model_shape(config))
@@ -106,7 +110,8 @@ def check_memory(config: Config, available: int | None = None) -> Estimate:
         largest = max(needed.parts, key=needed.parts.__getitem__)
         raise BenchError(
             f"this run needs about {_size(needed.total)} of memory ({config.num_layers} x {config.hidden_size:,} "
-            f"units: {needed.describe()}); {_size(available)} available; lower {_REMEDY[largest]}"
+            f"units: {needed.describe()}); {_size(available)} available; "
+            f"lower {_remedy(largest, get_task_class(config.task))}"
         )
     return needed
 

@@ -180,7 +180,8 @@ def make_config(preset: str | None = None, **overrides: Any) -> Config:
     if task and task != values["task"]:
         raise BenchError(f"preset {preset!r} is for task {values['task']}, but --task {task} was given; drop one")
     values.update(overrides)
-    for name, value in get_task_class(values["task"]).derived(values).items():
+    derived = get_task_class(values["task"]).derived(values) if isinstance(values.get("task"), str) else {}
+    for name, value in derived.items():
         if name in overrides and overrides[name] != value:
             raise BenchError(f"{flag(name)} is fixed by the {values['task']} task's settings to {value}, "
                              f"got {overrides[name]}; leave it out")

@@ -45,7 +45,9 @@ def copy_batch(batch: int, lag: int, rng: np.random.Generator, length: int = 10,
     ids[:, length + lag - 1] = categories + 1  # the delimiter: recall now
     targets = np.zeros((batch, steps), np.int64)
     targets[:, lag + length:] = symbols
-    return np.eye(categories + 2, dtype=np.float32)[ids], targets
+    one_hot = np.zeros((batch, steps, categories + 2), np.float32)
+    np.put_along_axis(one_hot, ids[..., None], 1.0, axis=-1)
+    return one_hot, targets
 
 
 def adding_batch(batch: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -104,6 +104,9 @@ class TaskSpec:
     default_preset: ClassVar[str]
     # preset -> published (valid, test) perplexity of the LSTM in that configuration
     published: ClassVar[dict[str, tuple[float, float]]] = {}
+    # the flags a memory refusal names: what sets the window length, what sets the data's size
+    length_flags: ClassVar[str] = "--num-steps"
+    data_flags: ClassVar[str] = "--batch-size"
 
     @classmethod
     def check(cls, config: Any) -> None:

@@ -30,6 +30,7 @@ class AddingTask(SequenceTask):
                             eval_batch_size=10, eval_sequences=20, learning_rate=1e-2),
     }
     default_preset = "adding"
+    length_flags = data_flags = "--adding-length"
 
     @classmethod
     def sequence_length(cls, config: Any) -> int:

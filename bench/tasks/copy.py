@@ -43,6 +43,8 @@ class CopyTask(SequenceTask):
                           eval_batch_size=10, eval_sequences=20, learning_rate=1e-2),
     }
     default_preset = "copy"
+    length_flags = "--copy-lag"
+    data_flags = "--copy-lag, --copy-categories or --batch-size"
 
     @classmethod
     def sequence_length(cls, config: Any) -> int:

@@ -23,6 +23,7 @@ class EchoTask(TaskSpec):
     # The tutorial's settings are the defaults of every setting.
     presets = {"echo": {}}
     default_preset = "echo"
+    data_flags = "--total-series-length"
 
     @classmethod
     def check(cls, config: Any) -> None:

@@ -56,6 +56,7 @@ class PTBTask(TaskSpec):
                          max_lr_epoch=1, epochs=2, keep_prob=1.0, lr_decay=0.5, max_tokens=2000),
     }
     default_preset = "ptb-small"
+    data_flags = "--max-tokens"
     published = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
 
     @classmethod

@@ -63,9 +63,13 @@ class SequenceTask(TaskSpec):
 
     @classmethod
     def data_bytes(cls, config: Any) -> int:
-        # one batch of inputs and targets at a time, float32, a few copies while drawn
-        x, y = cls.batch(config, 1, np.random.default_rng(0))
-        return 8 * max(config.batch_size, config.eval_batch_size) * (x.nbytes + y.nbytes)
+        # one batch of inputs and targets (8 bytes a value at most) at a time, a few copies
+        # while it is drawn and converted; computed, never drawn: an absurd length must be
+        # refused by the memory check, not allocated by it
+        shape = cls.model_shape(config)
+        features = 1 if shape.input_kind == "tokens" else shape.vocab_size
+        per_step = 8 * (features + (shape.n_classes if shape.head == "regress" else 1))
+        return 4 * max(config.batch_size, config.eval_batch_size) * cls.sequence_length(config) * per_step
 
     @classmethod
     def build(cls, config: Any, data_dir: str | None = None) -> Task:

@@ -163,3 +163,27 @@ def test_a_plugin_task_is_listed_its_option_is_a_flag_and_it_runs(parity_plugin,
     assert record["status"] == "completed" and record["config"]["parity_length"] == 6
     assert record["config"]["num_steps"] == 6 and record["task"]["scored_steps"] == [-1]
     assert record["final"]["test"]["tokens"] == 16  # one scored step per held-out sequence
+
+
+@pytest.mark.parametrize("preset", ["copy-tiny", "adding-tiny"])
+def test_an_interrupted_sequence_run_resumes_to_the_same_numbers(preset, tmp_path, monkeypatch):
+    """Fresh training sequences are drawn from the seed and the epoch, so a run interrupted
+    in epoch 2 and resumed from its checkpoint ends exactly as an uninterrupted one."""
+    import bench.factory as factory
+    from bench.runner import EXIT_INTERRUPTED
+    from tests.test_resume_all_backends import _interrupting
+
+    config = make_config(preset, epochs=3, threads=1)
+    reference = run(config, _options(tmp_path / "ref")).record
+    real_get_backend = factory.get_backend
+    updates = config.batches_per_epoch
+    monkeypatch.setattr(factory, "get_backend", lambda name: _interrupting(real_get_backend(name), updates + 2))
+    interrupted = run(config, _options(tmp_path / "run"))
+    monkeypatch.undo()
+    assert interrupted.exit_code == EXIT_INTERRUPTED and len(load_record(interrupted.record_path)["epochs"]) == 1
+    checkpoint = tmp_path / "run" / "checkpoints" / f"{interrupted.record['run_id']}.npz"
+    resumed = run(config, RunOptions(results_dir=str(tmp_path / "run"), resume=str(checkpoint), quiet=True)).record
+    keys = ("loss", "tokens")
+    assert [{k: e[s][k] for s in ("train", "valid") for k in keys} for e in resumed["epochs"]] == \
+        [{k: e[s][k] for s in ("train", "valid") for k in keys} for e in reference["epochs"]]
+    assert resumed["final"]["test"]["loss"] == reference["final"]["test"]["loss"]
