@@ -214,6 +214,24 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
     return _save(fig, path)
 
 
+def _value_text(value: Any) -> str:
+    """A swept value as written: 50, not 50.0 (pandas holds the column as floats)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _shared_legend(axes: list[Any]) -> None:
+    """One legend beside the last panel for the lines of every panel (a run may be in some
+    panels only)."""
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        labels = sorted(seen)[:MAX_LEGEND]
+        axes[-1].legend([seen[k] for k in labels], labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
 def _panels(values: list[Any], plt: Any, height: float = 3.2) -> tuple[Any, list[Any]]:
     """One panel per swept value, side by side (two rows beyond four)."""
     n = max(len(values), 1)
@@ -247,13 +265,14 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
                         color=_colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", linewidth=0.8)
-        ax.set_title(f"{param} = {value}", fontsize=9)
+        ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
         ax.set_xlabel("training updates")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("valid loss / memoryless baseline")
     _note_dropped(axes[0], dropped, log=True)
-    _legend(axes[-1], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"{task}: validation loss against the baseline (dashed; dotted: solved)\n{where}", fontsize=9)
+    _shared_legend(axes)
+    fig.suptitle(f"{task}: validation loss against the memoryless baseline (grey dashed; grey dotted: solved)"
+                 f"\n{where}", fontsize=9)
     return _save(fig, path)
 
 
@@ -279,12 +298,12 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
                 dropped += n
                 ax.semilogy(curve["t"].to_numpy(dtype=float), norms, linestyle=style, color=_colour(run["cell"]),
                             label=_plain(f"{run['cell']} {when} ({run['backend']}/{run['impl']})", 60))
-        ax.set_title(f"{param} = {value}", fontsize=9)
+        ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
         ax.set_xlabel("time step t (loss at the last step)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("||dL_T / dh_t||, mean over the batch")
     _note_dropped(axes[0], dropped, log=True)
-    _legend(axes[-1], fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _shared_legend(axes)
     fig.suptitle(f"{task}: how much of the last step's error reaches step t\n{where}", fontsize=9)
     return _save(fig, path)
 
