@@ -23,6 +23,7 @@ PERPLEXITY_AXIS_TOP = 2000.0  # a diverging run (1e21) would flatten every other
 SAMPLE_STEPS = 100  # bars drawn per row of an echo sample
 MAX_FIGURE_WIDTH = 30.0  # inches: a wider canvas exhausts memory, not the reader
 MAX_LEGEND = 20  # entries; a group holds at most a dozen backend x impl x cell runs
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38: float32's smallest normal number
 
 
 def _pyplot():
@@ -232,6 +233,13 @@ def _shared_legend(axes: list[Any]) -> None:
         axes[-1].legend([seen[k] for k in labels], labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
+def _note_panel(ax: Any, dropped: int) -> None:
+    """:func:`_note_dropped` in words that fit a narrow panel of a log-scale figure."""
+    if dropped:
+        ax.text(0.98, 0.02, f"{dropped} value(s) ≤ 0 or\nnot finite: not drawn", transform=ax.transAxes, fontsize=6,
+                ha="right", va="bottom", color="firebrick")
+
+
 def _panels(values: list[Any], plt: Any, height: float = 3.2) -> tuple[Any, list[Any]]:
     """One panel per swept value, side by side (two rows beyond four)."""
     n = max(len(values), 1)
@@ -252,8 +260,8 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
     values = sorted(runs["sweep_value"].unique(), key=float)
     fig, axes = _panels(values, plt)
     valid = epochs[epochs["split"] == "valid"]
-    dropped = 0
     for ax, value in zip(axes, values):
+        dropped = 0
         for _, run in runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).iterrows():
             curve = valid[valid["path"] == run["path"]].sort_values("epoch")
             if curve.empty:
@@ -268,8 +276,8 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
         ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
         ax.set_xlabel("training updates")
         ax.grid(True, which="both", alpha=0.3)
+        _note_panel(ax, dropped)
     axes[0].set_ylabel("valid loss / memoryless baseline")
-    _note_dropped(axes[0], dropped, log=True)
     _shared_legend(axes)
     fig.suptitle(f"{task}: validation loss against the memoryless baseline (grey dashed; grey dotted: solved)"
                  f"\n{where}", fontsize=9)
@@ -285,8 +293,8 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
     values = sorted(runs["sweep_value"].unique(), key=float)
     fig, axes = _panels(values, plt, height=3.4)
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
-    dropped = 0
     for ax, value in zip(axes, values):
+        dropped, lowest = 0, np.inf
         chosen = runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).groupby("cell").head(1)
         for _, run in chosen.iterrows():
             curves = top[top["path"] == run["path"]]
@@ -296,13 +304,18 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
                 curve = curves[curves["epoch"] == epoch].sort_values("t")
                 norms, n = _plottable(curve["norm"], log=True)
                 dropped += n
+                lowest = min(lowest, np.nanmin(norms, initial=np.inf))
                 ax.semilogy(curve["t"].to_numpy(dtype=float), norms, linestyle=style, color=_colour(run["cell"]),
                             label=_plain(f"{run['cell']} {when} ({run['backend']}/{run['impl']})", 60))
+        if lowest < FLOAT32_TINY and (runs["dtype"] == "float32").any():
+            # a float32 run's norms end in subnormals and flush at 1.4e-45: a floor of the
+            # arithmetic, not of the cell
+            ax.axhspan(lowest / 10, FLOAT32_TINY, color="grey", alpha=0.12, label="below float32's normal range")
         ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
         ax.set_xlabel("time step t (loss at the last step)")
         ax.grid(True, which="both", alpha=0.3)
+        _note_panel(ax, dropped)
     axes[0].set_ylabel("||dL_T / dh_t||, mean over the batch")
-    _note_dropped(axes[0], dropped, log=True)
     _shared_legend(axes)
     fig.suptitle(f"{task}: how much of the last step's error reaches step t\n{where}", fontsize=9)
     return _save(fig, path)

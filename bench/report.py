@@ -113,6 +113,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "cell": cell_variant(config, r.get("preset")),
             "learning_rate": config["learning_rate"],
             "device": r["backend"].get("device", config.get("device")),
+            "dtype": config.get("dtype", "float32"),
             "status": r["status"],
             "epochs": len(epochs),
             "epochs_planned": config["epochs"],
