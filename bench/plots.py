@@ -233,11 +233,22 @@ def _shared_legend(axes: list[Any]) -> None:
         axes[-1].legend([seen[k] for k in labels], labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
-def _note_panel(ax: Any, dropped: int) -> None:
-    """:func:`_note_dropped` in words that fit a narrow panel of a log-scale figure."""
+def _finish_panel(ax: Any, title: str, xlabel: str, dropped: int) -> None:
+    """Title, axis label and grid of one log-scale panel, and what it left out in words
+    that fit a narrow panel."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, which="both", alpha=0.3)
     if dropped:
         ax.text(0.98, 0.02, f"{dropped} value(s) ≤ 0 or\nnot finite: not drawn", transform=ax.transAxes, fontsize=6,
                 ha="right", va="bottom", color="firebrick")
+
+
+def _finish_panels(fig: Any, axes: list[Any], ylabel: str, title: str, path: Path) -> Path:
+    axes[0].set_ylabel(ylabel)
+    _shared_legend(axes)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
 
 
 def _panels(values: list[Any], plt: Any, height: float = 3.2) -> tuple[Any, list[Any]]:
@@ -273,15 +284,9 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
                         color=_colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", linewidth=0.8)
-        ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
-        ax.set_xlabel("training updates")
-        ax.grid(True, which="both", alpha=0.3)
-        _note_panel(ax, dropped)
-    axes[0].set_ylabel("valid loss / memoryless baseline")
-    _shared_legend(axes)
-    fig.suptitle(f"{task}: validation loss against the memoryless baseline (grey dashed; grey dotted: solved)"
-                 f"\n{where}", fontsize=9)
-    return _save(fig, path)
+        _finish_panel(ax, f"{param} = {_value_text(value)}", "training updates", dropped)
+    title = f"{task}: validation loss against the memoryless baseline (grey dashed; grey dotted: solved)"
+    return _finish_panels(fig, axes, "valid loss / memoryless baseline", f"{title}\n{where}", path)
 
 
 def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str,
@@ -311,14 +316,9 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
             # a float32 run's norms end in subnormals and flush at 1.4e-45: a floor of the
             # arithmetic, not of the cell
             ax.axhspan(lowest / 10, FLOAT32_TINY, color="grey", alpha=0.12, label="below float32's normal range")
-        ax.set_title(f"{param} = {_value_text(value)}", fontsize=9)
-        ax.set_xlabel("time step t (loss at the last step)")
-        ax.grid(True, which="both", alpha=0.3)
-        _note_panel(ax, dropped)
-    axes[0].set_ylabel("||dL_T / dh_t||, mean over the batch")
-    _shared_legend(axes)
-    fig.suptitle(f"{task}: how much of the last step's error reaches step t\n{where}", fontsize=9)
-    return _save(fig, path)
+        _finish_panel(ax, f"{param} = {_value_text(value)}", "time step t (loss at the last step)", dropped)
+    title = f"{task}: how much of the last step's error reaches step t"
+    return _finish_panels(fig, axes, "||dL_T / dh_t||, mean over the batch", f"{title}\n{where}", path)
 
 
 def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
