@@ -11,6 +11,7 @@ from typing import Sequence
 from bench import interrupts
 from bench.config import (
     THREADS, Config, config_from_args, config_from_values, default_preset, make_config, overrides_from_args, presets,
+    with_derived,
 )
 from bench.errors import BenchError
 from bench.preflight import SPEED_BOUNDS
@@ -170,7 +171,8 @@ def _resumed_config(args: argparse.Namespace) -> Config:
 
     if args.preset:
         raise BenchError("--resume takes the settings from the checkpoint; drop --preset")
-    return config_from_values({**read_checkpoint(args.resume).config, **overrides_from_args(args)})
+    given = overrides_from_args(args)
+    return config_from_values(with_derived({**read_checkpoint(args.resume).config, **given}, given))
 
 
 def _note_options_not_taken(args: argparse.Namespace, config: Config) -> None:

@@ -180,13 +180,19 @@ def make_config(preset: str | None = None, **overrides: Any) -> Config:
     if task and task != values["task"]:
         raise BenchError(f"preset {preset!r} is for task {values['task']}, but --task {task} was given; drop one")
     values.update(overrides)
-    derived = get_task_class(values["task"]).derived(values) if isinstance(values.get("task"), str) else {}
+    return config_from_values(with_derived(values, overrides))
+
+
+def with_derived(values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the settings their task derives from the others (a sequence task's
+    window length); one the user ``given`` that disagrees is an error naming it."""
+    task = values.get("task")
+    derived = get_task_class(task).derived(values) if isinstance(task, str) else {}
     for name, value in derived.items():
-        if name in overrides and overrides[name] != value:
-            raise BenchError(f"{flag(name)} is fixed by the {values['task']} task's settings to {value}, "
-                             f"got {overrides[name]}; leave it out")
-        values[name] = value
-    return config_from_values(values)
+        if name in given and given[name] != value:
+            raise BenchError(f"{flag(name)} is fixed by the {task} task's settings to {value}, "
+                             f"got {given[name]}; leave it out")
+    return {**values, **derived}
 
 
 def config_from_values(values: dict[str, Any], check: bool = True, exact: bool = False) -> Config:

@@ -187,3 +187,13 @@ def test_an_interrupted_sequence_run_resumes_to_the_same_numbers(preset, tmp_pat
     assert [{k: e[s][k] for s in ("train", "valid") for k in keys} for e in resumed["epochs"]] == \
         [{k: e[s][k] for s in ("train", "valid") for k in keys} for e in reference["epochs"]]
     assert resumed["final"]["test"]["loss"] == reference["final"]["test"]["loss"]
+
+
+def test_a_resume_that_changes_the_lag_names_the_lag(capsys, tmp_path):
+    """The window length follows the lag on resume too, so the refusal names what the user
+    changed, not a window length they never gave."""
+    assert main(["run", "--preset", "copy-tiny", "--keep-checkpoint", "--results-dir", str(tmp_path), "--quiet"]) == 0
+    (checkpoint,) = (tmp_path / "checkpoints").glob("*.npz")
+    capsys.readouterr()
+    assert main(["run", "--resume", str(checkpoint), "--copy-lag", "7", "--epochs", "3"]) == 2
+    assert "copy_lag: checkpoint 5 vs now 7" in capsys.readouterr().err
