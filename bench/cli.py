@@ -11,7 +11,7 @@ from typing import Sequence
 from bench import interrupts
 from bench.config import (
     THREADS, Config, config_from_args, config_from_values, default_preset, make_config, overrides_from_args, presets,
-    with_derived,
+    preset_source, with_derived,
 )
 from bench.errors import BenchError
 from bench.preflight import SPEED_BOUNDS
@@ -213,9 +213,12 @@ def _list() -> int:
     print("presets:")
     for name in presets():
         c = make_config(name)
+        source = preset_source(name)
+        updates = getattr(c, "batches_per_epoch", None)  # tasks of independent sequences
         print(
             f"  {name:13} task {c.task}, {c.num_layers} x {c.hidden_size} units, {c.num_steps} steps, batch {c.batch_size}, "
             f"{c.optimizer} lr {c.learning_rate:g}, keep {c.keep_prob:g}, {c.epochs} epochs"
+            + (f" of {updates} updates" if updates else "") + (f"; {source}" if source else "")
         )
     print("checkpoints:")
     print(f"  {CHECKPOINT_POLICY}")

@@ -136,6 +136,12 @@ def presets() -> dict[str, dict[str, Any]]:
     return out
 
 
+def preset_source(preset: str) -> str | None:
+    """Where a preset's settings come from, as its task states it (None: not stated)."""
+    task = presets().get(preset, {}).get("task")
+    return get_task_class(task).preset_sources.get(preset) if task else None
+
+
 def default_preset(task: str) -> str:
     return get_task_class(task).default_preset
 

@@ -102,6 +102,8 @@ class TaskSpec:
     # name -> settings (core ones, this task's options, and cells' options such as forget_bias)
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     default_preset: ClassVar[str]
+    # preset -> where its settings come from (the protocol it follows), shown by `bench list`
+    preset_sources: ClassVar[dict[str, str]] = {}
     # preset -> published (valid, test) perplexity of the LSTM in that configuration
     published: ClassVar[dict[str, tuple[float, float]]] = {}
     # the flags a memory refusal names: what sets the window length, what sets the data's size

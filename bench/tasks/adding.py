@@ -30,6 +30,10 @@ class AddingTask(SequenceTask):
                             eval_batch_size=10, eval_sequences=20, learning_rate=1e-2),
     }
     default_preset = "adding"
+    preset_sources = {
+        "adding": "Arjovsky, Shah & Bengio 2016 (RMSProp 1e-3, batch 20, 128 units); clip, forget bias, budget ours",
+        "adding-tiny": "for tests",
+    }
     length_flags = data_flags = "--adding-length"
 
     @classmethod

@@ -43,6 +43,10 @@ class CopyTask(SequenceTask):
                           eval_batch_size=10, eval_sequences=20, learning_rate=1e-2),
     }
     default_preset = "copy"
+    preset_sources = {
+        "copy": "Arjovsky, Shah & Bengio 2016 (RMSProp 1e-3, batch 20, 128 units); clip, forget bias, budget ours",
+        "copy-tiny": "for tests",
+    }
     length_flags = "--copy-lag"
     data_flags = "--copy-lag, --copy-categories or --batch-size"
 

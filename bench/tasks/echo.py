@@ -23,6 +23,7 @@ class EchoTask(TaskSpec):
     # The tutorial's settings are the defaults of every setting.
     presets = {"echo": {}}
     default_preset = "echo"
+    preset_sources = {"echo": "the TensorFlow LSTM tutorial's echo task"}
     data_flags = "--total-series-length"
 
     @classmethod

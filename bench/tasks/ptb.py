@@ -56,6 +56,13 @@ class PTBTask(TaskSpec):
                          max_lr_epoch=1, epochs=2, keep_prob=1.0, lr_decay=0.5, max_tokens=2000),
     }
     default_preset = "ptb-small"
+    preset_sources = {
+        "ptb-small": "Zaremba, Sutskever & Vinyals 2014, small (test perplexity 114.5)",
+        "ptb-medium": "Zaremba et al. 2014, medium (82.7)",
+        "ptb-large": "Zaremba et al. 2014, large (78.4)",
+        "ptb-tutorial": "TensorFlow's PTB tutorial's own run",
+        "ptb-tiny": "for tests: the first 2,000 tokens",
+    }
     data_flags = "--max-tokens"
     published = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
 

@@ -106,6 +106,8 @@ def test_list_shows_the_tasks_with_their_options(capsys):
     out = capsys.readouterr().out
     for text in ("copy", "adding", "--copy-lag", "--adding-length", "copy-tiny", "adding-tiny"):
         assert text in out
+    # each preset says where its settings come from, and what an epoch is for sequence tasks
+    assert "30 epochs of 100 updates; Arjovsky, Shah & Bengio 2016" in out
 
 
 @pytest.fixture
