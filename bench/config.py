@@ -318,12 +318,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"named settings: {', '.join(presets())} (default: the task's)")
     owners = {name: d.owned_by() for name, d in declared_options().items()}
     for name, option in all_options().items():
-        whose = f"{owners[name]}'s option; " if name in owners else ""
+        whose = f"option of {owners[name]}" if name in owners else ""
         span = option.describe_range()
         default = "" if option.optional and option.default is None else f"default {option.default}"
-        details = "; ".join(part for part in (default, span) if part)
+        details = "; ".join(part for part in (whose, default, span) if part)
         parser.add_argument(option.flag, dest=name, type=option.type, default=None, metavar=name.upper(),
-                            help=f"{option.help} ({whose}{details})")
+                            help=f"{option.help} ({details})" if details else option.help)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

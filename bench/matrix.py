@@ -24,6 +24,14 @@ class Outcome:
     status: str
     seconds: float
     detail: str = ""
+    result: str = ""  # the run's final test metric, as its "final:" line says it
+
+
+def final_result(lines: Sequence[str]) -> str:
+    """The test split's metric from a run's ``final: valid ..., test ...`` line (empty when
+    the run printed none: it stopped early, or ran with --quiet)."""
+    final = next((line for line in reversed(lines) if line.startswith("final: ")), "")
+    return next((part.strip() for part in final[len("final: "):].split(", ") if part.startswith("test ")), "")
 
 
 class Interrupted(Exception):
@@ -91,7 +99,7 @@ def _stop(child: subprocess.Popen) -> None:
 def _outcome(label: str, returncode: int | None, lines: list[str], start: float) -> Outcome:
     code = -1 if returncode is None else returncode
     status = STATUS_BY_EXIT.get(code, f"failed (exit {code})")
-    return Outcome(label, status, time.perf_counter() - start, lines[-1] if lines and code else "")
+    return Outcome(label, status, time.perf_counter() - start, lines[-1] if lines and code else "", final_result(lines))
 
 
 def run_all(jobs: Sequence[tuple[str, list[str] | Outcome]]) -> list[Outcome]:
@@ -161,9 +169,10 @@ def print_outcomes(outcomes: list[Outcome]) -> int:
     """A summary table on stdout. The exit status: 130 if Ctrl-C stopped the matrix, else 1
     if any combination did not complete, else 0."""
     width = max([len("combination"), *(len(o.label) for o in outcomes)])
-    print(f"{'combination':{width}}  {'status':12} {'seconds':>8}  detail")
+    result = max([len("result"), *(len(o.result) for o in outcomes)])
+    print(f"{'combination':{width}}  {'status':12} {'seconds':>8}  {'result':{result}}  detail".rstrip())
     for o in outcomes:
-        print(f"{o.label:{width}}  {o.status:12} {o.seconds:8.1f}  {o.detail}")
+        print(f"{o.label:{width}}  {o.status:12} {o.seconds:8.1f}  {o.result:{result}}  {o.detail}".rstrip())
     if any(o.status in ("interrupted", "not run") for o in outcomes):
         return 130
     return 0 if all(o.status in ("completed", "skipped") for o in outcomes) else 1

@@ -50,7 +50,10 @@ class Bar:
     """A tqdm bar with live loss and tokens/s, refreshed at most a few times a second."""
 
     def __init__(self, label: str, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, desc=label, leave=False, disable=not enabled, file=sys.stderr, mininterval=0.5)
+        # windows, not "it/s": the postfix shows the loss and tokens/s, the rate that means something
+        self.bar = tqdm(total=total, desc=label, leave=False, disable=not enabled, file=sys.stderr, mininterval=0.5,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} windows "
+                                   "[{elapsed}<{remaining}{postfix}]")
         self.last = 0.0
 
     def __enter__(self) -> "Bar":

@@ -92,3 +92,13 @@ def test_list_says_which_fused_layers_compute_each_cell(capsys):
     assert fused["rnn"] == "fused layers: tf, torch; with --activation sigmoid: tf"
     assert fused["lstm"] == "fused layers: tf, torch"
     assert not any(line.rstrip().endswith("::") for line in lines)
+
+
+def test_matrix_and_sweep_summaries_show_each_runs_test_metric():
+    from bench.matrix import final_result
+
+    ptb = ["epoch 13/13 | ...", "final: valid ppl 119.72 acc 0.2500, test ppl 114.60 acc 0.2610", "test sample ..."]
+    adding = ["final: valid loss 0.0323 (0.194 x baseline), test loss 0.0310 (0.186 x baseline)"]
+    assert final_result(ptb) == "test ppl 114.60 acc 0.2610"
+    assert final_result(adding) == "test loss 0.0310 (0.186 x baseline)"
+    assert final_result(["run x interrupted in train epoch 2"]) == ""  # no final line: nothing claimed
