@@ -23,6 +23,7 @@ PERPLEXITY_AXIS_TOP = 2000.0  # a diverging run (1e21) would flatten every other
 SAMPLE_STEPS = 100  # bars drawn per row of an echo sample
 MAX_FIGURE_WIDTH = 30.0  # inches: a wider canvas exhausts memory, not the reader
 MAX_LEGEND = 20  # entries; a group holds at most a dozen backend x impl x cell runs
+GRADIENT_DECADES = 15  # a gradient plot shows this many decades below its highest value
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38: float32's smallest normal number
 
 
@@ -324,7 +325,7 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
 def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
     """||dL_T/dh_t|| against t (top layer, log scale): at initialisation and after training."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.4))
+    fig, ax = plt.subplots(figsize=(9.5, 5.4))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
     colors = {"rnn": "C0", "lstm": "C1"}
     labelled: set[str] = set()
@@ -342,18 +343,42 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
             ax.semilogy(curve["t"].to_numpy(dtype=float), norms, style, color=color, alpha=0.7,
                         label=None if label in labelled else label)
             labelled.add(label)
+    _clip_decades(ax)
     in_plot = set(top["path"])
     drawn = sorted({f"{r['backend']}/{r['impl']}" for _, r in runs.iterrows() if r["path"] in in_plot})
     overlap = "one line per backend/impl ({}); they overlap" if len(drawn) > 1 else "backend/impl: {}"
     ax.text(0.01, 0.01, _plain(overlap.format(", ".join(drawn))), transform=ax.transAxes, fontsize=7)
     _note_dropped(ax, dropped, log=True)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time step t (the loss is at the last step, T-1)")
     ax.set_ylabel("||dL_T / dh_t||, mean over the batch")
     ax.set_title(f"{task}: how much of the last step's error reaches step t", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    _legend(ax, fontsize=7, loc="lower right")
+    _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
+
+
+def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> None:
+    """Show at most ``decades`` below the highest value on a log axis: one curve that falls
+    to 1e-45 would otherwise squeeze every other into a sliver. The curves cut off are named
+    with how low they go."""
+    lines = [line for line in ax.get_lines() if len(line.get_ydata())]
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in lines]
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values]) if values else np.array([])
+    if not finite.size or finite.min() >= finite.max() / 10**decades:
+        return
+    floor = finite.max() / 10**decades
+    ax.set_ylim(bottom=floor)
+    cut = sorted({f"{line.get_label()} (to {np.nanmin(np.where(v > 0, v, np.nan)):.0e})"
+                  for line, v in zip(lines, values) if np.nanmin(np.where(v > 0, v, np.inf)) < floor
+                  and not line.get_label().startswith("_")}
+                 | {f"a {line.get_color()} curve" for line, v in zip(lines, values)
+                    if np.nanmin(np.where(v > 0, v, np.inf)) < floor and line.get_label().startswith("_")})
+    ax.text(0.01, 0.06, _plain(f"axis cut at {floor:.0e}; below it: {', '.join(cut)}", 200), transform=ax.transAxes,
+            fontsize=7, color="firebrick")
 
 
 def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
@@ -450,24 +475,37 @@ def lag_plot(sweep: pd.DataFrame, where: str, path: Path) -> Path:
 
 
 def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path) -> Path:
-    """The tutorial's picture: for each batch row, input, target and prediction as bars."""
+    """The tutorial's sample, made readable: for each batch row, input, target and
+    prediction as three aligned rows of cells (black 1, white 0), and a red mark under
+    every step where the prediction misses the target."""
     plt = _pyplot()
     rows = min(len(sample["inputs"]), len(sample["targets"]), len(sample["predictions"]), 5)
-    fig, axes = plt.subplots(max(rows, 1), 1, figsize=(10, 1.5 * max(rows, 1) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(max(rows, 1), 1, figsize=(10, 1.25 * max(rows, 1) + 0.9), sharex=True, squeeze=False)
     dropped = 0
     for row, ax in enumerate(axes[:rows, 0]):
         series = [_plottable(sample[k][row][:SAMPLE_STEPS]) for k in ("inputs", "targets", "predictions")]
         dropped += sum(n for _, n in series)
-        inputs, targets, predictions = (np.nan_to_num(values, nan=0.0) for values, _ in series)
-        for values, scale, style in ((inputs, 1.0, dict(color="lightgrey", label="input")),
-                                     (targets, 0.5, dict(color="blue", alpha=0.6, label="target (x0.5)")),
-                                     (predictions, 0.25, dict(color="red", alpha=0.8, label="prediction (x0.25)"))):
-            ax.stairs(values * scale, np.arange(len(values) + 1) - 0.5, fill=True, **style)  # bars of width 1
-        ax.set_yticks([])
+        steps = min(len(values) for values, _ in series)  # a damaged record's rows may differ in length
+        if not steps:
+            ax.text(0.5, 0.5, "no steps in this row", transform=ax.transAxes, ha="center", fontsize=8)
+            ax.set_yticks([])
+            continue
+        grid = np.vstack([np.nan_to_num(values[:steps], nan=0.0) for values, _ in series])
+        ax.imshow(grid, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        misses = np.flatnonzero(grid[1] != grid[2])
+        ax.plot(misses, np.full(len(misses), 2.5), "^", color="firebrick", markersize=4, clip_on=False,
+                label="prediction misses the target")
+        ax.set_yticks([0, 1, 2], ["input", "target", "predicted"], fontsize=7)
+        ax.set_ylim(2.75, -0.5)
         ax.set_ylabel(f"row {row + 1}", fontsize=8)
-    _legend(axes[0, 0], fontsize=7, loc="upper right", ncol=3)
+        ax.set_xticks(np.arange(0, grid.shape[1], 5))
+        ax.set_xticks(np.arange(grid.shape[1] + 1) - 0.5, minor=True)  # cell borders: a run of 1s shows its length
+        ax.set_yticks([0.5, 1.5], minor=True)
+        ax.grid(which="minor", color="silver", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+    _legend(axes[0, 0], fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     _note_dropped(axes[0, 0], dropped)
-    axes[0, 0].set_title(f"echo test sample, {label}", fontsize=10)
+    axes[0, 0].set_title(f"echo test sample, {label}: black = 1, white = 0", fontsize=10, loc="left")
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
