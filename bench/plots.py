@@ -382,34 +382,47 @@ def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> None:
 
 
 def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """Train (solid) and valid (dashed) per epoch, one colour per run."""
+    """Valid (bold) and train (faint) per epoch: one colour per cell, one line style per
+    backend/impl (as in every figure); the loss on a log scale where it spans decades."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
     metric = "perplexity" if task == "ptb" else "loss"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5))
-    colours = plt.get_cmap("tab20" if len(runs) > 10 else "tab10")
+    shown = pd.to_numeric(epochs[metric], errors="coerce")
+    shown = shown[np.isfinite(shown) & (shown > 0) & (shown < PLOT_LIMIT)]
+    log = metric == "perplexity" or (len(shown) > 0 and shown.max() > 100 * shown.min())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5))
     cut, dropped = False, [0, 0]
+    markers = epochs["epoch"].nunique() <= 20  # beyond, markers only blot the lines
     passes = {key: rows.sort_values("epoch") for key, rows in epochs.groupby(["path", "split"], sort=False)}
-    for k, (_, run_row) in enumerate(runs.iterrows()):
-        for split, style, marker in (("train", "-", "."), ("valid", "--", "x")):
+    lowest = np.inf
+    for _, run_row in runs.iterrows():
+        style, marker = _style(run_row["backend"], run_row["impl"])
+        named = "valid" if (run_row["path"], "valid") in passes else "train"  # the legend shows the bold line
+        for split in ("train", "valid"):
             run = passes.get((run_row["path"], split))
             if run is None:
                 continue
-            kwargs = dict(color=colours(k % colours.N), marker=marker, label=_label(run_row) if split == "train" else None)
+            faint = split == "train"
+            kwargs = dict(color=_colour(str(run_row["cell"])), linestyle=style, marker=marker if markers else None,
+                          markersize=3, alpha=0.35 if faint else 0.9, linewidth=1.0 if faint else 1.8,
+                          label=_label(run_row) if split == named else None)
             x = run["epoch"].to_numpy(dtype=float)
-            values, n_left = _plottable(run[metric], log=metric == "perplexity")
+            values, n_left = _plottable(run[metric], log=log)
             accuracy, n_right = _plottable(run["accuracy"])
             dropped[0], dropped[1] = dropped[0] + n_left, dropped[1] + n_right
-            left.plot(x, values, style, **kwargs)
-            right.plot(x, accuracy, style, **kwargs)
-            cut = cut or bool(np.nanmax(values, initial=0) > PERPLEXITY_AXIS_TOP)
-    title = f"{task}: {metric} (train solid with dots, valid dashed with crosses)"
-    if metric == "perplexity":
+            lowest = min(lowest, np.nanmin(values, initial=np.inf))
+            left.plot(x, values, **kwargs)
+            right.plot(x, accuracy, **kwargs)
+            cut = cut or bool(metric == "perplexity" and np.nanmax(values, initial=0) > PERPLEXITY_AXIS_TOP)
+    title = f"{task}: {metric} (valid bold, train faint)" + (", log scale" if log and metric == "loss" else "")
+    if log:
         left.set_yscale("log")
-        if cut:
-            left.set_ylim(top=PERPLEXITY_AXIS_TOP)
-            title += f"; axis cut at {PERPLEXITY_AXIS_TOP:,.0f}"
+        if np.isfinite(lowest):
+            left.set_ylim(bottom=lowest / 1.5)  # not the decade below, where nothing is drawn
+    if cut:
+        left.set_ylim(top=PERPLEXITY_AXIS_TOP)
+        title += f"; axis cut at {PERPLEXITY_AXIS_TOP:,.0f}"
     left.set(xlabel="epoch", ylabel=metric)
     left.set_title(title, fontsize=10)
     right.set(xlabel="epoch", ylabel="accuracy")
@@ -419,9 +432,9 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if last - first < 2:  # one or two epochs: whole numbers either side, not 0.96 to 1.04
             ax.set_xlim(first - 1, last + 1)
-        ax.grid(True, alpha=0.3)
-        _note_dropped(ax, n, log=ax is left and metric == "perplexity")
-    _legend(right, fontsize=7)
+        ax.grid(True, which="both" if ax is left and log else "major", alpha=0.3)
+        _note_dropped(ax, n, log=ax is left and log)
+    _legend(right, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
 
