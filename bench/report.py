@@ -24,7 +24,7 @@ from bench.tasks import SOLVED_FRACTION
 RUN_COLUMNS = [
     "set", "configuration", "backend", "impl", "cell", "status", "epochs", "seed", "threads", "learning_rate", "device",
     "accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct",
-    "grad_ratio_init", "grad_ratio_final", "hours",
+    "grad_ratio_init", "grad_ratio_final", "duration",
     "cpu",  # throughput compares only within one machine
 ]
 _INTERNAL_COLUMNS = ["config_key", "sweep_key"]
@@ -135,6 +135,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "grad_ratio_final": _top_ratio(grads[-1] if len(grads) > 1 else None),
             "cpu": r["environment"]["cpu"],
             "hours": _hours(r),
+            "duration": human_duration(_hours(r)),
             "started_at": r["started_at"],
             "tag": r.get("tag"),
             "sweep": sweep,
@@ -146,6 +147,18 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
         row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def human_duration(hours: float | None) -> str | None:
+    """``45 s``, ``12 min``, ``1.4 h``: a run's training and validation time as people say it."""
+    if hours is None or not math.isfinite(hours):
+        return None
+    seconds = hours * 3600
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{hours:.1f} h"
 
 
 def _hours(record: dict[str, Any]) -> float | None:
@@ -262,7 +275,7 @@ def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "seed": r["config"]["seed"], "threads": r["environment"]["threads"],
             "valid_ppl": valid, "test_ppl": test, "published_valid": published_valid, "published_test": published_test,
             "test_vs_published_pct": 100 * (test / published_test - 1) if test is not None else None,
-            "hours": _hours(r), "cpu": r["environment"]["cpu"], "run_id": r["run_id"],
+            "duration": human_duration(_hours(r)), "cpu": r["environment"]["cpu"], "run_id": r["run_id"],
             "config_key": configuration_key(r["config"]),
         })
     return pd.DataFrame(rows)

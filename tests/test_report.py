@@ -145,3 +145,9 @@ def test_combinations_a_speed_table_skipped_are_listed_with_the_reason(tmp_path)
     table["skipped"] = [{"backend": "torch"}]  # a forged list: unreadable, said why
     (tmp_path / "speed" / "t.json").write_text(json.dumps(table))
     assert len(write_report(tmp_path, tmp_path / "out")["bad"]) == 1
+
+
+def test_durations_are_given_in_human_units():
+    from bench.report import human_duration
+
+    assert [human_duration(h) for h in (6.85e-03, 0.05, 0.6, 1.35, 2.0, None)] == ["25 s", "3 min", "36 min", "81 min", "2.0 h", None]
