@@ -494,7 +494,7 @@ def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path)
     plt = _pyplot()
     rows = min(len(sample["inputs"]), len(sample["targets"]), len(sample["predictions"]), 5)
     fig, axes = plt.subplots(max(rows, 1), 1, figsize=(10, 1.25 * max(rows, 1) + 0.9), sharex=True, squeeze=False)
-    dropped = 0
+    dropped = total_misses = 0
     for row, ax in enumerate(axes[:rows, 0]):
         series = [_plottable(sample[k][row][:SAMPLE_STEPS]) for k in ("inputs", "targets", "predictions")]
         dropped += sum(n for _, n in series)
@@ -506,8 +506,10 @@ def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path)
         grid = np.vstack([np.nan_to_num(values[:steps], nan=0.0) for values, _ in series])
         ax.imshow(grid, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
         misses = np.flatnonzero(grid[1] != grid[2])
-        ax.plot(misses, np.full(len(misses), 2.5), "^", color="firebrick", markersize=4, clip_on=False,
-                label="prediction misses the target")
+        total_misses += len(misses)
+        if len(misses):  # an empty line drawn unclipped leaves tight_layout nothing to measure
+            ax.plot(misses, np.full(len(misses), 2.5), "^", color="firebrick", markersize=4, clip_on=False,
+                    label="prediction misses the target")
         ax.set_yticks([0, 1, 2], ["input", "target", "predicted"], fontsize=7)
         ax.set_ylim(2.75, -0.5)
         ax.set_ylabel(f"row {row + 1}", fontsize=8)
@@ -516,9 +518,14 @@ def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path)
         ax.set_yticks([0.5, 1.5], minor=True)
         ax.grid(which="minor", color="silver", linewidth=0.5)
         ax.tick_params(which="minor", length=0)
-    _legend(axes[0, 0], fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    marked = next((ax for ax in axes[:, 0] if ax.get_legend_handles_labels()[0]), None)
+    if marked is not None:
+        handles, labels = marked.get_legend_handles_labels()
+        axes[0, 0].legend(handles[:1], labels[:1], fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0),
+                          frameon=False)
     _note_dropped(axes[0, 0], dropped)
-    axes[0, 0].set_title(f"echo test sample, {label}: black = 1, white = 0", fontsize=10, loc="left")
+    verdict = f"{total_misses} miss(es), marked" if total_misses else "every prediction right"
+    axes[0, 0].set_title(f"echo test sample, {label}: black = 1, white = 0; {verdict}", fontsize=10, loc="left")
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
