@@ -182,6 +182,12 @@ class Model(ABC):
         """What actually ran (device, kernel path); stored in the record."""
         return {}
 
+    def compile_seconds(self) -> float | None:
+        """Seconds this model has spent so far compiling its steps (JAX's XLA compilation of
+        each new window shape), None for a backend that compiles nothing apart: the runner
+        and ``bench speed`` record it beside the step times and keep it out of tokens/s."""
+        return None
+
     def peak_device_memory_mb(self) -> float | None:
         """Peak accelerator memory this model's process has allocated (None on the CPU,
         where the record's peak resident memory covers it)."""

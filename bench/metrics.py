@@ -132,14 +132,19 @@ class PassTotals:
         self.processed += processed
         self.timer.tick(processed)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, compile_seconds: float | None = None) -> dict[str, float]:
+        """``compile_seconds``: of the pass's time, what the backend spent compiling
+        (:meth:`backends.base.Model.compile_seconds`); recorded, and left out of tokens/s."""
         seconds = time.perf_counter() - self.start
         loss = self.ce / max(self.tokens, 1)
         out: dict[str, Any] = {"loss": loss}
         if self.accuracy:
             out["accuracy"] = self.correct / max(self.tokens, 1)
+        running = seconds - (compile_seconds or 0.0)
         out.update({"tokens": self.tokens, "seconds": seconds,
-                    "tokens_per_s": self.processed / seconds if seconds > 0 else None})
+                    "tokens_per_s": self.processed / running if running > 0 else None})
+        if compile_seconds is not None:
+            out["compile_seconds"] = compile_seconds
         if self.perplexity:
             out["perplexity"] = math.exp(loss)  # every window's loss is below the runner's divergence limit
         out.update(self.timer.summary())

@@ -241,6 +241,7 @@ def train_epoch(
     for each window of independent sequences)."""
     state = model.zero_state(config.batch_size)
     totals = PassTotals(flops_per_token(model.spec, training=True), task.reports_perplexity, task.reports_accuracy)
+    compiled = model.compile_seconds()
     with bar(task.n_train_windows) as progress:
         for step, (x, y) in enumerate(task.train_windows(epoch)):
             where.step = step + 1
@@ -251,7 +252,13 @@ def train_epoch(
                 raise Diverged(where, stats)
             totals.add(stats, x.shape[0] * x.shape[1])
             progress.tick(totals)
-    return totals.summary()
+    return totals.summary(_compiling(model, compiled))
+
+
+def _compiling(model: Model, before: float | None) -> float | None:
+    """The seconds ``model`` spent compiling since it reported ``before`` (None: it compiles nothing apart)."""
+    after = model.compile_seconds()
+    return None if after is None else after - (before or 0.0)
 
 
 def evaluate(
@@ -263,6 +270,7 @@ def evaluate(
     where = where or _Progress(f"evaluate:{split}")
     state = model.zero_state(batch_size)
     totals = PassTotals(flops_per_token(model.spec, training=False), task.reports_perplexity, task.reports_accuracy)
+    compiled = model.compile_seconds()
     with bar(task.n_eval_windows[split]) as progress:
         for step, (x, y) in enumerate(task.eval_windows[split]()):
             where.step = step + 1
@@ -273,7 +281,7 @@ def evaluate(
                 raise Diverged(where, stats)
             totals.add(stats, x.shape[0] * x.shape[1])
             progress.tick(totals)
-    return totals.summary()
+    return totals.summary(_compiling(model, compiled))
 
 
 def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str, Any]:

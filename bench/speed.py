@@ -35,7 +35,8 @@ def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = 
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one process)."""
+    """Time ``steps`` train steps and ``steps`` eval steps after ``warmup`` of each (one
+    process); a backend that compiles its steps does so in the warm-up, and says how long."""
     overrides = {**job.get("overrides", {}), "backend": job["backend"], "impl": job["impl"],
                  "device": job.get("device", "cpu"), "threads": job.get("threads"), "seed": 0}
     config, spec = preset_spec(job["preset"], job["cell"], overrides)
@@ -65,6 +66,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         rate = batch * steps * job["steps"] / seconds
         result[f"{phase}_tok_s"] = rate
         result[f"{phase}_gflops"] = rate * flops_per_token(spec, training=phase == "train") / 1e9
+    # compiled during the warm-up steps, never inside the timed ones
+    result["compile_seconds"] = model.compile_seconds()
     return result
 
 
@@ -115,6 +118,9 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
                 if key.endswith("tok_s"):
                     row[key.replace("tok_s", "min")], row[key.replace("tok_s", "max")] = min(values), max(values)
             row["kernel"] = samples[combo][-1]["describe"].get("kernel")
+            compiles = [s["compile_seconds"] for s in samples[combo] if s.get("compile_seconds") is not None]
+            if compiles:
+                row["compile_s"] = statistics.median(compiles)
             row["eval_over_train"] = row["eval_tok_s"] / row["train_tok_s"]
             if peak_gflops:
                 row["train_pct_peak"] = 100 * row["train_gflops"] / peak_gflops
