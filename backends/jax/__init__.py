@@ -1,0 +1,62 @@
+"""JAX backend: the cell's step equations under ``jax.lax.scan`` (impl ``cell``), or
+Flax's own recurrent cells under ``flax.linen.RNN`` (impl ``fused``: the cells of
+``backends.jax.fused``); either way the whole train step (forward, backward, clipping,
+update) is one compiled XLA function.
+
+This module never imports JAX; ``make_model`` and ``versions`` do, through
+:mod:`backends.jax.runtime`, which sets XLA's thread flag first.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from backends.base import FUSED_IMPL, Backend, MemoryProfile, Model, TrainSettings
+from backends.fused import FusedTable
+from backends.jax.fused import FUSED_LAYERS, GRU_LIMITS
+from backends.spec import ModelSpec
+from cells import GRUCell
+from cells.base import CellSpec
+
+
+class JaxBackend(Backend):
+    name: ClassVar[str] = "jax"
+    impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
+    default_impl: ClassVar[str] = "cell"
+    framework: ClassVar[str | None] = "jax"
+    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 7), "fused": (14, 7)}, 4.5, (6, 2))
+    install_hint: ClassVar[str] = "pip install 'cellbench[jax]' (NVIDIA GPUs: pip install 'jax[cuda12]' flax)"
+    fused_layers: ClassVar[FusedTable | None] = FUSED_LAYERS
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        import importlib.util
+
+        if reason := super().unavailable_reason():
+            return reason
+        if importlib.util.find_spec("flax") is None:
+            return f"flax is not installed; {cls.install_hint}"
+        return None
+
+    @classmethod
+    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
+        if impl == FUSED_IMPL and type(cell) is GRUCell:
+            options = ", ".join(f"{key}={value!r}" for key, value in cell.option_values().items())
+            return f"jax has no fused layer for cell 'gru' with {options} ({GRU_LIMITS[cell.reset_gate]}); use --impl cell"
+        return super().unsupported(cell, impl)
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        from backends.jax.runtime import versions
+
+        return versions()
+
+    @classmethod
+    def make_model(cls, spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> Model:
+        from backends.jax.runtime import import_jax
+
+        import_jax(settings.threads)  # first: XLA reads its thread flag when it starts
+        from backends.jax.model import build_model
+
+        return build_model(spec, params, settings)
