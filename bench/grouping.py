@@ -2,7 +2,9 @@
 in, relative to the report's root) and one configuration (every setting but the compared
 backend, impl and cell, the cell's own options included: an RNN with a sigmoid is another
 cell to compare, not another experiment). A reference run and a quick check of the same
-backend and cell are different experiments; grouping by anything less mixes them."""
+backend and cell are different experiments; grouping by anything less mixes them. The seed
+is not part of a configuration either: runs that differ only in it are repeats of one
+experiment, pooled by :mod:`bench.seeds`."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +19,7 @@ from bench.errors import BenchError
 from bench.registry import cell_names, get_cell_class, get_task_class, task_names
 
 COMPARED = ("backend", "impl", "cell")
+REPEATED = ("seed",)  # repeats of one configuration, pooled
 _MISSING = object()
 
 
@@ -53,8 +56,9 @@ def _normal(value: Any) -> Any:
 
 
 def settings(config: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, Any]:
-    """The configuration proper: ``config`` without the compared dimensions and ``ignore``."""
-    return {k: _normal(v) for k, v in config.items() if k not in COMPARED and k not in ignore and not _foreign(k, config)}
+    """The configuration proper: ``config`` without the compared dimensions, the seed and ``ignore``."""
+    return {k: _normal(v) for k, v in config.items()
+            if k not in COMPARED and k not in REPEATED and k not in ignore and not _foreign(k, config)}
 
 
 def swept_settings(config: dict[str, Any], param: str) -> list[str]:
