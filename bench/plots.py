@@ -121,8 +121,9 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
     by_path = {r.get("_path", r["run_id"]): r for r in records}
     files: list[Path] = []
     for ((set_name, _), group), stem in zip(groups, stems):
-        latest = group.sort_values("started_at", kind="stable").groupby(["backend", "impl", "cell"]).tail(1)
-        latest = latest.sort_values(["cell", "backend", "impl"])
+        # the latest run of each seed of each combination: seeds are repeats, drawn together
+        latest = group.sort_values("started_at", kind="stable").groupby(["backend", "impl", "cell", "seed"]).tail(1)
+        latest = latest.sort_values(["cell", "backend", "impl", "seed"])
         where = _where(set_name, group["configuration"].iloc[0])
         task = _plain(group["task"].iloc[0])
         paths = set(latest["path"])
@@ -135,6 +136,7 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
         files.append(throughput_plot(latest, task, where, names("throughput", stem)))
         if group["task"].iloc[0] == "echo":
             for cell, cell_runs in latest.groupby("cell", sort=True):  # one per cell: every backend predicts alike
+                cell_runs = cell_runs[cell_runs["seed"] == cell_runs["seed"].min()]
                 row = next((row for _, row in cell_runs.iterrows() if by_path[row["path"]].get("sample")), None)
                 if row is not None:
                     files.append(echo_sample_plot(by_path[row["path"]]["sample"], _label(row), where,
@@ -327,13 +329,12 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5.4))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
-    colors = {"rnn": "C0", "lstm": "C1"}
     labelled: set[str] = set()
     dropped = 0
     cells = runs.set_index("path")["cell"]
     for run_path, run in top.groupby("path", sort=False):
         cell = str(cells[run_path])
-        color = colors.setdefault(cell, f"C{len(colors) % 10}")
+        color = _colour(cell)
         cell = _plain(cell)
         for epoch, style, when in ((run["epoch"].min(), "-", "at init"), (run["epoch"].max(), "--", "trained")):
             curve = run[run["epoch"] == epoch].sort_values("t")
@@ -383,7 +384,9 @@ def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> None:
 
 def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
     """Valid (bold) and train (faint) per epoch: one colour per cell, one line style per
-    backend/impl (as in every figure); the loss on a log scale where it spans decades."""
+    backend/impl (as in every figure); the loss on a log scale where it spans decades. A
+    combination run with several seeds is drawn as the mean over them with a band of ±1
+    standard deviation."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -394,31 +397,35 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5))
     cut, dropped = False, [0, 0]
     markers = epochs["epoch"].nunique() <= 20  # beyond, markers only blot the lines
-    passes = {key: rows.sort_values("epoch") for key, rows in epochs.groupby(["path", "split"], sort=False)}
-    lowest = np.inf
-    for _, run_row in runs.iterrows():
-        style, marker = _style(run_row["backend"], run_row["impl"])
-        named = "valid" if (run_row["path"], "valid") in passes else "train"  # the legend shows the bold line
+    lowest, banded = np.inf, False
+    for (cell, backend, impl), seeds in runs.groupby(["cell", "backend", "impl"], sort=True):
+        style, marker = _style(backend, impl)
+        mine = epochs[epochs["path"].isin(set(seeds["path"]))]
+        named = "valid" if (mine["split"] == "valid").any() else "train"  # the legend shows the bold line
+        label = _plain(f"{cell} {backend}/{impl}", 60) + (f" (mean of {len(seeds)} seeds)" if len(seeds) > 1 else "")
         for split in ("train", "valid"):
-            run = passes.get((run_row["path"], split))
-            if run is None:
+            passes = mine[mine["split"] == split]
+            if passes.empty:
                 continue
             faint = split == "train"
-            kwargs = dict(color=_colour(str(run_row["cell"])), linestyle=style, marker=marker if markers else None,
+            kwargs = dict(color=_colour(str(cell)), linestyle=style, marker=marker if markers else None,
                           markersize=3, alpha=0.35 if faint else 0.9, linewidth=1.0 if faint else 1.8,
-                          label=_label(run_row) if split == named else None)
-            x = run["epoch"].to_numpy(dtype=float)
-            values, n_left = _plottable(run[metric], log=log)
-            accuracy, n_right = _plottable(run["accuracy"])
-            dropped[0], dropped[1] = dropped[0] + n_left, dropped[1] + n_right
-            lowest = min(lowest, np.nanmin(values, initial=np.inf))
-            left.plot(x, values, **kwargs)
-            right.plot(x, accuracy, **kwargs)
-            cut = cut or bool(metric == "perplexity" and np.nanmax(values, initial=0) > PERPLEXITY_AXIS_TOP)
+                          label=label if split == named else None)
+            for ax, column, is_log, side in ((left, metric, log, 0), (right, "accuracy", False, 1)):
+                x, mean, spread, n = _mean_over_seeds(passes, column, is_log)
+                dropped[side] += n
+                if side == 0:
+                    lowest = min(lowest, np.nanmin(mean - np.nan_to_num(spread), initial=np.inf))
+                    cut = cut or bool(metric == "perplexity" and np.nanmax(mean, initial=0) > PERPLEXITY_AXIS_TOP)
+                ax.plot(x, mean, **kwargs)
+                if len(seeds) > 1:
+                    ax.fill_between(x, mean - spread, mean + spread, color=kwargs["color"], alpha=0.12 if faint else 0.2,
+                                    linewidth=0)
+                    banded = True
     title = f"{task}: {metric} (valid bold, train faint)" + (", log scale" if log and metric == "loss" else "")
     if log:
         left.set_yscale("log")
-        if np.isfinite(lowest):
+        if np.isfinite(lowest) and lowest > 0:
             left.set_ylim(bottom=lowest / 1.5)  # not the decade below, where nothing is drawn
     if cut:
         left.set_ylim(top=PERPLEXITY_AXIS_TOP)
@@ -426,7 +433,7 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     left.set(xlabel="epoch", ylabel=metric)
     left.set_title(title, fontsize=10)
     right.set(xlabel="epoch", ylabel="accuracy")
-    right.set_title(f"{task}: accuracy", fontsize=10)
+    right.set_title(f"{task}: accuracy" + ("; bands: ±1 std over seeds" if banded else ""), fontsize=10)
     first, last = np.nanmin(epochs["epoch"].to_numpy(dtype=float)), np.nanmax(epochs["epoch"].to_numpy(dtype=float))
     for ax, n in zip((left, right), dropped):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -439,25 +446,49 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     return _save(fig, path)
 
 
+def _mean_over_seeds(passes: pd.DataFrame, column: str, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per epoch, the mean of ``column`` over the runs in ``passes`` and its standard
+    deviation (0 for one run), and how many values could not be drawn. An epoch some seeds
+    did not reach averages the seeds that did."""
+    values, dropped = _plottable(passes[column], log=log)
+    frame = pd.DataFrame({"epoch": passes["epoch"].to_numpy(dtype=float), "value": values})
+    stats = frame.groupby("epoch", sort=True)["value"].agg(["mean", "std"])
+    return stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy(), dropped
+
+
 def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """Train and evaluation tokens/s per run; each bar names its CPU where the group's runs
-    ran on more than one (the configuration does not fix the machine)."""
+    """Train and evaluation tokens/s per backend x impl x cell (the mean over its seeds, with
+    their range as an error bar); each bar names its CPU where the group's runs ran on more
+    than one (the configuration does not fix the machine)."""
     plt = _pyplot()
     several = runs["cpu"].nunique() > 1
-    labels = [_label(r) + ("\n" + _plain(r["cpu"], 40) if several else "") for _, r in runs.iterrows()]
+    keys = ["cell", "backend", "impl", "cpu"]
+    combos = runs.groupby(keys, sort=False)
+    labels = [_plain(f"{cell} {backend}/{impl}", 60) + (f" (n={len(g)})" if len(g) > 1 else "")
+              + ("\n" + _plain(cpu, 40) if several else "") for (cell, backend, impl, cpu), g in combos]
     fig, ax = plt.subplots(figsize=(min(MAX_FIGURE_WIDTH, max(6, 1.1 * len(labels))), 5))
     x = np.arange(len(labels))
-    train, dropped_train = _plottable(runs["train_tok_s"])
-    evaluate, dropped_eval = _plottable(runs["eval_tok_s"])
-    ax.bar(x - 0.2, train, 0.4, label="train")
-    ax.bar(x + 0.2, evaluate, 0.4, label="evaluate")
+    dropped = 0
+    for offset, column, name in ((-0.2, "train_tok_s", "train"), (0.2, "eval_tok_s", "evaluate")):
+        means, lows, highs = [], [], []
+        for _, group in combos:
+            values, n = _plottable(group[column])
+            dropped += n
+            finite = values[np.isfinite(values)]
+            mean = finite.mean() if finite.size else np.nan
+            means.append(mean)
+            lows.append(max(mean - finite.min(), 0.0) if finite.size else 0.0)  # rounding: never below 0
+            highs.append(max(finite.max() - mean, 0.0) if finite.size else 0.0)
+        errors = np.array([lows, highs]) if runs.groupby(keys).size().max() > 1 else None
+        ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3 if errors is not None else 0, label=name)
     if len(labels) <= 2 * MAX_LEGEND:
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     else:
         ax.set_xlabel(f"{len(labels)} runs: too many to name here; the table lists them")
     ax.set_ylabel("tokens / s (median of timed stretches)")
-    ax.set_title(f"{task}: throughput (latest run of each)", fontsize=10)
-    _note_dropped(ax, dropped_train + dropped_eval)
+    seeds = " (mean over seeds; bars: their range)" if runs.groupby(keys).size().max() > 1 else " (latest run of each)"
+    ax.set_title(f"{task}: throughput{seeds}", fontsize=10)
+    _note_dropped(ax, dropped)
     _legend(ax, loc="upper left")
     ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(where, fontsize=9)
@@ -531,8 +562,22 @@ def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path)
     return _save(fig, path)
 
 
+PNG_COLOURS = 64  # a plot's few colours and their anti-aliasing fit a palette: a third of the bytes
+
+
 def _save(fig: Any, path: Path) -> Path:
+    """The figure as a palette PNG (the report, and report.html which embeds every plot,
+    stay small enough to commit and to mail)."""
+    import io
+
+    from PIL import Image
+
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
     _pyplot().close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT).save(path, "PNG",
+                                                                                               optimize=True)
     return path

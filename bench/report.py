@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import mdtext
 from bench.errors import BenchError
-from bench.grouping import cell_variant, configuration_key, describe, swept_settings
+from bench.grouping import cell_variant, configuration_key, describe, slug, swept_settings
 from bench.reading import read_results
+from bench.seeds import pool, with_spread
 from bench.tasks import SOLVED_FRACTION
 
 RUN_COLUMNS = [
@@ -218,6 +220,63 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.sort_values(order)[columns].reset_index(drop=True)
 
 
+def anchor(*parts: str) -> str:
+    """A link target for a section: readable and unique to its parts."""
+    import hashlib
+
+    text = "-".join(parts)
+    return f"{slug(parts[0]).lower()}-{hashlib.sha1(text.encode('utf-8', 'replace')).hexdigest()[:8]}"
+
+
+def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Per set and configuration (sweeps aside): one row per cell x backend/impl with the
+    task's main metric (mean ± std over seeds where there are several), the seeds, speed,
+    % of peak, gradient ratios and run time; ``about`` names the configuration in full."""
+    from bench.headlines import main_metric
+
+    tables = []
+    for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
+        task = group["task"].iloc[0]
+        has_baseline = group["baseline"].notna().any()
+        column, words, lower = main_metric(task, has_baseline)
+        # cells in order of their best result; each cell's backends together, alphabetically
+        best = group.groupby("cell")[column].transform("min" if lower else "max")
+        group = group.assign(_best=best).sort_values(["_best", "cell", "backend", "impl"],
+                                                     ascending=[lower, True, True, True], na_position="last",
+                                                     kind="stable")
+        frame = pd.DataFrame({
+            "cell": group["cell"],
+            "backend/impl": group["backend"] + "/" + group["impl"],
+            words: [with_spread(m, sd, n) for m, sd, n in zip(group[column], group[f"{column}_std"], group["n"])],
+            "seeds": group["n"].astype(str) + " of " + group["seeds"].str.count(",").add(1).astype(str),
+        })
+        if has_baseline:
+            frame["solved at update"] = [_fmt(v) for v in group["solved_at_update"]]
+        if task == "ptb":
+            frame["test accuracy"] = [with_spread(m, sd, n) for m, sd, n in
+                                      zip(group["accuracy"], group["accuracy_std"], group["n"])]
+        frame["train tokens/s"] = [with_spread(m, sd, n, 3) for m, sd, n in
+                                   zip(group["train_tok_s"], group["train_tok_s_std"], group["n"])]
+        frame["% of peak"] = [_fmt(v) for v in group["efficiency_pct"]]
+        frame["grad ratio init"] = [_fmt(v) for v in group["grad_ratio_init"]]
+        frame["grad ratio trained"] = [_fmt(v) for v in group["grad_ratio_final"]]
+        frame["duration"] = [human_duration(v) or "" for v in group["hours"]]
+        frame["status"] = group["statuses"]
+        if group["cpu"].nunique() > 1:  # throughput compares only within one machine
+            frame["cpu"] = group["cpu"]
+        frame = frame[[c for c in frame.columns if (frame[c].astype(str) != "").any()]]
+        first = group.iloc[0]
+        tokens = first.get("max_tokens")
+        limit = f"max {int(tokens):,} tokens" if isinstance(tokens, (int, float)) and tokens == tokens and tokens else ""
+        seeds = sorted({s.strip() for text in group["seeds"] for s in text.split(",")}, key=int)
+        about = {"set": set_name, "config_key": key, "configuration": first["configuration"], "task": task,
+                 "epochs": int(first["epochs_planned"]), "max_tokens": limit, "threads": ", ".join(sorted(set(group["threads"]))),
+                 "seeds": ", ".join(seeds), "cpu": ", ".join(sorted(set(group["cpu"]))),
+                 "anchor": anchor(set_name, key)}
+        tables.append((about, frame.reset_index(drop=True)))
+    return tables
+
+
 def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
     """Per sweep (set, swept setting and the configuration it leaves fixed): one row per
     value, a column per (cell, backend) with the accuracy and the gradient ratio after
@@ -226,11 +285,12 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]
     at initialisation and after training instead of the accuracy."""
     tables = []
     swept = runs[runs["sweep"].notna() & (runs["status"] == "completed")]
-    for (set_name, param, _), group in swept.groupby(["set", "sweep", "sweep_key"], sort=True):
-        latest, values = {}, {}
+    for (set_name, param, sweep_key), group in swept.groupby(["set", "sweep", "sweep_key"], sort=True):
+        latest: dict[tuple[str, str], dict[Any, dict]] = {}  # (who, value) -> seed -> its latest run
+        values = {}
         for row in group.sort_values("started_at", kind="stable").to_dict("records"):
             key = _value_key(row["sweep_value"])
-            latest[(f"{row['cell']} {row['backend']}/{row['impl']}", key)] = row
+            latest.setdefault((f"{row['cell']} {row['backend']}/{row['impl']}", key), {})[row["seed"]] = row
             values[key] = row["sweep_value"]
         keys = sorted(values, key=lambda k: _value_order(values[k]))
         columns = {param: [values[k] for k in keys]}
@@ -238,10 +298,67 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]
                     if group["baseline"].notna().any() else ("accuracy", "grad_ratio_final"))
         for what in measures:
             for who in sorted({who for who, _ in latest}):
-                columns[f"{who} {what}"] = [latest[(who, k)][what] if (who, k) in latest else None for k in keys]
-        about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0]}
+                columns[f"{who} {what}"] = [_seed_mean(latest.get((who, k)), what) for k in keys]
+        seeds = max(len(by_seed) for by_seed in latest.values())
+        about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0],
+                 "task": group["task"].iloc[0], "seeds": seeds, "anchor": anchor(set_name, param, sweep_key)}
         tables.append((about, pd.DataFrame(columns)))
     return tables
+
+
+def sweep_pivots(param: str, table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A sweep's wide table as people read it: one row per cell x backend/impl, one column
+    per swept value; the result (with the update at which it was solved, in brackets), then
+    the gradient ratio at initialisation -> after training."""
+    who = sorted({c.rsplit(" ", 1)[0] for c in table.columns if c != param},
+                 key=lambda w: (w.split(" ")[0], w))
+    heads = [f"{param} = {_value_text(v)}" for v in table[param]]
+
+    def pivot(text: Any) -> pd.DataFrame:
+        rows = []
+        for w in who:
+            cell, impl = w.split(" ", 1)
+            rows.append({"cell": cell, "backend/impl": impl, **{h: text(w, i) for i, h in enumerate(heads)}})
+        return pd.DataFrame(rows)
+
+    def value(w: str, what: str, i: int) -> Any:
+        column = f"{w} {what}"
+        v = table[column].iloc[i] if column in table else None
+        return None if v is None or pd.isna(v) else v
+
+    tables = []
+    if any(c.endswith(" loss_vs_baseline") for c in table.columns):
+        def result(w: str, i: int) -> str:
+            ratio, solved = value(w, "loss_vs_baseline", i), value(w, "solved_at_update", i)
+            return "" if ratio is None else _fmt(float(ratio)) + (f" ({int(solved):,})" if solved is not None else "")
+        tables.append(("test loss / memoryless baseline (in brackets: the update at which it was solved)", pivot(result)))
+    else:
+        tables.append(("test accuracy", pivot(lambda w, i: _fmt(value(w, "accuracy", i)))))
+
+    def gradient(w: str, i: int) -> str:
+        init, final = value(w, "grad_ratio_init", i), value(w, "grad_ratio_final", i)
+        return " → ".join(_fmt(float(v)) for v in (init, final) if v is not None)
+    if any(c.endswith(" grad_ratio_final") for c in table.columns):
+        tables.append(("gradient ratio ||dL_T/dh_0|| / ||dL_T/dh_T-1||" +
+                       (" at initialisation → after training" if any(c.endswith(" grad_ratio_init") for c in table.columns)
+                        else " after training"), pivot(gradient)))
+    return tables
+
+
+def _value_text(value: Any) -> str:
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None:
+        return _cell(str(value))
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _seed_mean(by_seed: dict[Any, dict] | None, what: str) -> float | None:
+    """The mean of ``what`` over the seeds of one sweep point (None where none has it)."""
+    runs = list((by_seed or {}).values())
+    values = [float(run[what]) for run in runs if isinstance(run[what], (int, float)) and not pd.isna(run[what])]
+    if what == "solved_at_update" and len(values) < len(runs):
+        return None  # solved by some seeds only: no update at which "it" was solved
+    return sum(values) / len(values) if values else None
 
 
 def _value_key(value: Any) -> str:
@@ -281,22 +398,35 @@ def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sample_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The run whose test sample (words) the report shows: completed before not, then the
-    most epochs, then the lowest test perplexity; None if no record has words."""
+def sample_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs whose test samples (words) the report shows side by side: the best run of
+    each cell among those that sampled the same text; of several texts, the one most cells sampled.
+    Best: completed before not, then the most epochs (a quick check never speaks for a
+    cell), then the lowest test perplexity."""
     def rank(r: dict[str, Any]) -> tuple:
         test = ((r.get("final") or {}).get("test") or {}).get("perplexity")
         test = test if isinstance(test, (int, float)) and not math.isnan(test) else math.inf
         return (r["status"] != "completed", -len(r["epochs"]), test, r.get("_path", r["run_id"]))
 
-    with_words = [r for r in records if (r.get("sample") or {}).get("target_words")]
-    return min(with_words, key=rank) if with_words else None
+    by_text: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        sample = r.get("sample") or {}
+        if not sample.get("target_words"):
+            continue
+        cells = by_text.setdefault(tuple(sample.get("input_words") or ()), {})
+        cell = str(r["config"]["cell"])
+        if cell not in cells or rank(r) < rank(cells[cell]):
+            cells[cell] = r
+    if not by_text:
+        return []
+    cells = min(by_text.values(), key=lambda c: (-len(c), min(rank(r) for r in c.values())))
+    return sorted(cells.values(), key=rank)
 
 
 def write_report(directory: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write report.md, report.csv and PNG plots for every record under ``directory``.
-    A missing directory or an output directory that cannot be written is a BenchError,
-    found before anything is read or created."""
+    """Write report.md, report.html, report.csv and PNG plots for every record under
+    ``directory``. A missing directory or an output directory that cannot be written is a
+    BenchError, found before anything is read or created."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BenchError(f"{directory} is not a directory" if directory.exists()
@@ -312,12 +442,16 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
 
     figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
     sweeps = sweep_tables(runs) if len(runs) else []
+    pooled = pool(runs[runs["sweep"].isna()]) if len(runs) else pd.DataFrame()
     published = published_table(records)
-    (out / "report.md").write_text(
-        _markdown(table, sweeps, records, results.bad, figures, directory, published, speed_tables(results.speeds)),
-        encoding="utf-8")
+    speeds = speed_tables(results.speeds)
+    text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    from bench.report_html import write_html
+
+    write_html(text, out, out / "report.html")
     return {"records": len(records), "bad": results.bad, "table": table, "sweeps": sweeps, "figures": figures,
-            "out": out, "published": published}
+            "out": out, "published": published, "pooled": pooled}
 
 
 def _prepare_out(out: Path) -> None:
@@ -340,14 +474,8 @@ def _fmt(value: Any) -> str:
     return _cell(str(value))
 
 
-def _cell(text: str) -> str:
-    """``text`` as one markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _code(text: str) -> str:
-    text = " ".join(text.split())
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
+_cell = mdtext.text  # a record's string as markdown text: one line, markup escaped
+_code = mdtext.code
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -359,28 +487,37 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFrame]], records: list[dict],
+def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFrame]], records: list[dict],
               bad: list[tuple[str, str]], figures: list[str], directory: Path, published: pd.DataFrame | None = None,
-              speeds: dict[str, tuple[dict, pd.DataFrame]] | None = None) -> str:
+              speeds: dict[str, tuple[dict, pd.DataFrame]] | None = None, pooled: pd.DataFrame | None = None) -> str:
     sets = sorted({r.get("_set", ".") for r in records})
+    pooled = pooled if pooled is not None else pd.DataFrame()
+    compact = compact_tables(pooled) if len(pooled) else []
     lines = [
         "# cellbench report", "",
         f"Generated by `python -m bench report {directory}` from {len(records)} record(s) in {len(sets)} set(s); "
-        "every number below comes from those records.", "",
-        "Each run belongs to a **set** (its directory under the report's root; `.` is the root) and a "
-        "**configuration** (every setting but backend, impl and cell: the preset it starts from and what differs "
-        "from it). Runs are compared, and plotted together, only within one set and configuration.", "",
-        "Columns: `epochs` completed / planned; `threads` as run; accuracy and perplexities on the final "
-        "evaluation; `*_tok_s` are medians of timed stretches (tokens = batch x steps); `train_gflops` from the "
-        "analytic FLOP count; `efficiency_pct` against this machine's measured float32 GEMM peak "
-        "(`python -m bench roofline`); `grad_ratio_*` = ||dL_T/dh_0|| / ||dL_T/dh_{T-1}|| of the top layer at "
-        "initialisation and after the last epoch; for tasks with a memoryless baseline (copy, adding), "
-        "`test_loss` per scored step, `loss_vs_baseline` its ratio to the baseline and `solved_at_update` the "
-        f"training update after which the validation loss was first below {SOLVED_FRACTION:g} x it.", "",
+        "every number below comes from those records. Each run belongs to a **set** (its directory under the "
+        "report's root; `.` is the root) and a **configuration** (every setting but backend, impl, cell and seed: "
+        "the preset it starts from and what differs from it). Runs are compared only within one set and "
+        "configuration; runs that differ only in their seed are pooled (mean ± standard deviation).", "",
     ]
-    lines += [markdown_table(table) if len(table) else "(no records)", ""]
+    lines += _headline_section(pooled, compact, sweeps, published, speeds or {})
+    if compact:
+        lines += ["## Results by task", "",
+                  "One table per set and configuration, best first by the task's main metric; `seeds`: completed "
+                  "of run; `% of peak`: training GFLOP/s against this machine's measured float32 GEMM peak "
+                  "(`python -m bench roofline`); `grad ratio` = ||dL_T/dh_0|| / ||dL_T/dh_T-1|| of the top layer at "
+                  "initialisation and after training.", ""]
+        for about, frame in compact:
+            limit = f", {about['max_tokens']}" if about["max_tokens"] else ""
+            machines = (f"CPU {_cell(about['cpu'])}" if "," not in about["cpu"] else
+                        f"CPUs {_cell(about['cpu'])} (throughput compares only within one)")
+            lines += [f'<a id="{about["anchor"]}"></a>', "",
+                      f"### {_cell(about['task'])}: set {_code(about['set'])}, {_cell(about['configuration'])}", "",
+                      f"{about['epochs']} epoch(s){limit}; threads {_cell(about['threads'])}; seeds "
+                      f"{_cell(about['seeds'])}; {machines}.", "", markdown_table(frame), ""]
     if published is not None and len(published):
-        lines += ["## Against the published perplexities", "",
+        lines += ['<a id="published"></a>', "", "## Against the published perplexities", "",
                   "PTB runs of a configuration Zaremba et al. (2014) published, beside their figures; "
                   "`test_vs_published_pct` = test perplexity over the published one, minus 1.", "",
                   markdown_table(published.drop(columns=["run_id", "config_key"])), ""]
@@ -390,46 +527,110 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, str], pd.DataFra
                 spread = 100 * (group["test_ppl"].max() / group["test_ppl"].min() - 1)
                 lines += [f"Set {_code(set_name)}, {_cell(group['configuration'].iloc[0])}: {len(group)} completed "
                           f"runs, test perplexities within {spread:.2f}% of each other.", ""]
+    for about, sweep in sweeps:
+        if any(c.endswith("loss_vs_baseline") for c in sweep.columns):
+            what = (f"Below 1 the model remembers; solved: the validation loss below {SOLVED_FRACTION:g} x the "
+                    "baseline (no bracket: not within the run).")
+        else:
+            what = "The latest completed run of each cell, backend/impl and value."
+        if about["seeds"] > 1:
+            what += f" Means over up to {about['seeds']} seeds."
+        lines += [f'<a id="{about["anchor"]}"></a>', "",
+                  f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
+                  "", what, ""]
+        for title, frame in sweep_pivots(about["param"], sweep):
+            lines += [f"{title[0].upper()}{title[1:]}:", "", markdown_table(frame), ""]
     for name, (data, frame) in (speeds or {}).items():
         peak = data.get("peak_gflops")
         peak = f"median GEMM peak {_fmt(float(peak))} GFLOP/s" if peak else "no CPU peak (GPU)"
-        lines += [f"## Speed: {_cell(data['preset'])} ({_code(name)})", "",
-                  f"`bench speed`, medians of {data['rounds']} interleaved rounds of {data['steps']} steps; {peak}; "
-                  "`*_pct_ceiling` against the model's own GEMMs at their shapes (docs/performance.md).", "",
+        machine = f" on {_cell(data['cpu'])}" if data.get("cpu") else ""
+        threads = f", {data['threads']} thread(s)" if data.get("threads") else ""
+        lines += [f'<a id="speed-{slug(name).lower()}"></a>', "",
+                  f"## Speed: {_cell(data['preset'])} ({_code(name)})", "",
+                  f"`bench speed`, medians of {data['rounds']} interleaved rounds of {data['steps']} steps{machine}"
+                  f"{threads}; {peak}; `*_pct_ceiling` against the model's own GEMMs at their shapes "
+                  "(docs/performance.md).", "",
                   markdown_table(frame) if len(frame) else "(no rows)", ""]
         lines += [f"- not measured: {_cell(s['backend'])}/{_cell(s['impl'])} {_cell(s['cell'])}: {_cell(s['reason'])}"
                   for s in data.get("skipped", [])] + ([""] if data.get("skipped") else [])
-    for about, sweep in sweeps:
-        if any(c.endswith("loss_vs_baseline") for c in sweep.columns):
-            what = ("Per value: test loss over the task's memoryless baseline (below 1: the model remembers), the "
-                    f"training update after which the validation loss was first below {SOLVED_FRACTION:g} x the "
-                    "baseline (empty: not within the run), and the gradient ratio at initialisation and after "
-                    "training.")
-        else:
-            what = "Test accuracy and gradient ratio after training, per value."
-        lines += [f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
-                  "", what, "", markdown_table(sweep), ""]
-    lines += _sample_section(sample_run(records))
+    lines += _sample_section(sample_runs(records))
     if figures:
         lines += ["## Plots", "", "One set of plots per set and configuration; each names its own in its title.", ""]
         lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
+    lines += [
+        "## Every run", "",
+        "Columns: `epochs` completed / planned; `threads` as run; accuracy and perplexities on the final "
+        "evaluation; `*_tok_s` are medians of timed stretches (tokens = batch x steps); `train_gflops` from the "
+        "analytic FLOP count; `efficiency_pct` against this machine's measured float32 GEMM peak; `grad_ratio_*` "
+        "as above; for tasks with a memoryless baseline (copy, adding), `test_loss` per scored step, "
+        "`loss_vs_baseline` its ratio to the baseline and `solved_at_update` the training update after which the "
+        f"validation loss was first below {SOLVED_FRACTION:g} x it.", "",
+        markdown_table(table) if len(table) else "(no records)", ""]
     if bad:
         lines += ["## Skipped files", ""] + [f"- {_code(path)}: {_cell(reason)}" for path, reason in bad] + [""]
     return "\n".join(lines)
 
 
-def _sample_section(run: dict[str, Any] | None) -> list[str]:
-    if run is None:
+def _headline_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd.DataFrame]],
+                      sweeps: list[tuple[dict[str, Any], pd.DataFrame]], published: pd.DataFrame | None,
+                      speeds: dict[str, tuple[dict, pd.DataFrame]]) -> list[str]:
+    from bench import headlines
+
+    anchors = {(about["set"], about["config_key"]): about["anchor"] for about, _ in compact}
+    sentences: list[str] = []
+    if len(pooled):
+        sentences += headlines.gradient_sentences(pooled, anchors, _window_steps)
+    sentences += headlines.solved_sentences(sweeps, pooled)
+    if len(pooled):
+        sentences += headlines.ranking_sentences(pooled, anchors)
+        sentences += headlines.agreement_sentences(pooled, anchors)
+    sentences += headlines.speed_sentences(speeds)
+    sentences += headlines.published_sentences(published if published is not None else pd.DataFrame())
+    sentences += headlines.seed_caveat(pooled)
+    if not sentences:
         return []
-    sample = run["sample"]
-    test = ((run.get("final") or {}).get("test") or {}).get("perplexity")
-    about = (f"From run {_code(run['run_id'])} of set {_code(run.get('_set', '.'))}, configuration "
-             f"{_cell(describe(run['config'], run.get('preset')))}: {_cell(run['backend']['name'])}/"
-             f"{_cell(run['backend']['impl'])} {_cell(run['config']['cell'])}, {run['status']}, "
-             f"{len(run['epochs'])} epoch(s)" + (f", test perplexity {_fmt(float(test))}" if test is not None else "")
-             + ". The start of its test split; the report picks the completed run with the most epochs and the "
-             "lowest test perplexity.")
-    lines = ["## Test sample", "", about, "", "| input | true next | predicted |", "|---|---|---|"]
-    rows = zip(sample["input_words"], sample["target_words"], sample["predicted_words"])
-    lines += [f"| {_cell(a)} | {_cell(b)} | {_cell(c)} |" for a, b, c in rows][:20]
-    return lines + [""]
+    return ["## Headlines", "", "What these records support, each with its evidence; generated, not written.", "",
+            *sentences, ""]
+
+
+def _window_steps(row: Any) -> int | None:
+    """How many steps the gradient ratio spans: the task's window (num_steps)."""
+    try:
+        return int(json.loads(row["config_key"]).get("num_steps"))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _sample_section(runs: list[dict[str, Any]]) -> list[str]:
+    """The same stretch of test text as each cell's best run predicts it, a column per
+    cell; a prediction that is right is in bold."""
+    if not runs:
+        return []
+    lines = ["## What each cell predicts", "",
+             "The start of the test split, and the next word each cell's best run predicts (**bold**: right). "
+             "Best run: completed, the most epochs, then the lowest test perplexity.", ""]
+    for r in runs:
+        test = ((r.get("final") or {}).get("test") or {}).get("perplexity")
+        lines.append(f"- {_cell(str(r['config']['cell']))}: run {_code(r['run_id'])}, set {_code(r.get('_set', '.'))}, "
+                     f"{_cell(describe(r['config'], r.get('preset')))}, {_cell(r['backend']['name'])}/"
+                     f"{_cell(r['backend']['impl'])}, {r['status']}, {len(r['epochs'])} epoch(s)"
+                     + (f", test perplexity {_fmt(float(test))}" if test is not None else ""))
+    header = ["input", "true next", *(_cell(str(r["config"]["cell"])) for r in runs)]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    first = runs[0]["sample"]
+    rows = min(len(first["input_words"]), len(first["target_words"]), 20)
+    for i in range(rows):
+        truth = first["target_words"][i]
+        cells = [_cell(first["input_words"][i]), _cell(truth)]
+        for r in runs:
+            words = r["sample"].get("predicted_words") or []
+            word = words[i] if i < len(words) else ""
+            cells.append(f"**{_cell(word)}**" if word == truth and word else _cell(word))
+        lines.append("| " + " | ".join(cells) + " |")
+    right = ", ".join(f"{r['config']['cell']} {_right(r['sample'], rows)}/{rows}" for r in runs)
+    return lines + ["", f"Right in these {rows} words: {right}.", ""]
+
+
+def _right(sample: dict[str, Any], rows: int) -> int:
+    predicted, truth = sample.get("predicted_words") or [], sample["target_words"]
+    return sum(1 for i in range(min(rows, len(predicted), len(truth))) if predicted[i] == truth[i])

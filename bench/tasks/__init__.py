@@ -106,6 +106,9 @@ class TaskSpec:
     preset_sources: ClassVar[dict[str, str]] = {}
     # preset -> published (valid, test) perplexity of the LSTM in that configuration
     published: ClassVar[dict[str, tuple[float, float]]] = {}
+    # the report's main metric for this task: "test_ppl", "accuracy", "loss_vs_baseline" or
+    # "test_loss" (None: the loss over the memoryless baseline where the task has one)
+    report_metric: ClassVar[str | None] = None
     # the flags a memory refusal names: what sets the window length, what sets the data's size
     length_flags: ClassVar[str] = "--num-steps"
     data_flags: ClassVar[str] = "--batch-size"

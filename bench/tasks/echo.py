@@ -26,6 +26,8 @@ class EchoTask(TaskSpec):
     preset_sources = {"echo": "the TensorFlow LSTM tutorial's echo task"}
     data_flags = "--total-series-length"
 
+    report_metric = "accuracy"  # remembered or not: the share of bits echoed right
+
     @classmethod
     def check(cls, config: Any) -> None:
         echo_fit(config.total_series_length, config.echo_step, config.batch_size, config.num_steps)

@@ -64,6 +64,7 @@ class PTBTask(TaskSpec):
         "ptb-tiny": "for tests: the first 2,000 tokens",
     }
     data_flags = "--max-tokens"
+    report_metric = "test_ppl"
     published = {"ptb-small": (120.7, 114.5), "ptb-medium": (86.2, 82.7), "ptb-large": (82.2, 78.4)}
 
     @classmethod

@@ -1,0 +1,305 @@
+"""The report's first section: the few answers the records support, one sentence each,
+generated from the pooled runs (:mod:`bench.seeds`), the sweeps, the speed tables and the
+published figures, each ending with a link to its evidence. A sentence is written only
+where records back it; where the runs are too few to rank (one seed) or their
+configurations differ, the sentence says so instead of concluding.
+
+Every function here returns markdown lines; none reads a file.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pandas as pd
+
+from bench.mdtext import code, text
+from bench.seeds import with_spread, within_spread
+from bench.tasks import SOLVED_FRACTION
+
+ECHO_REMEMBERS = 0.99  # test accuracy at which the echo task counts as remembered
+
+
+METRIC_WORDS = {"test_ppl": ("test perplexity", True), "accuracy": ("test accuracy", False),
+                "loss_vs_baseline": ("test loss / memoryless baseline", True), "test_loss": ("test loss", True)}
+
+
+def main_metric(task: str, has_baseline: bool) -> tuple[str, str, bool]:
+    """(column, words, lower is better) of a task's headline metric: what the task declares
+    (``TaskSpec.report_metric``), else the loss over its memoryless baseline, else the loss."""
+    from bench.errors import BenchError
+    from bench.registry import get_task_class
+
+    try:
+        column = get_task_class(task).report_metric
+    except BenchError:  # a task not installed here
+        column = None
+    if column not in METRIC_WORDS:
+        column = "loss_vs_baseline" if has_baseline else "test_loss"
+    words, lower = METRIC_WORDS[column]
+    return column, words, lower
+
+
+def _ratio(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "0" if value == 0 else f"{value:.1e}" if value < 0.01 else f"{value:.2f}"
+
+
+def _who(row: Any) -> str:
+    return text(f"{row['backend']}/{row['impl']}")
+
+
+def _link(anchors: dict[tuple[str, str], str], row: Any, text: str = "table") -> str:
+    anchor = anchors.get((row["set"], row["config_key"]))
+    return f" ([{text}](#{anchor}))" if anchor else ""
+
+
+def _best_per_cell(group: pd.DataFrame, column: str, lower: bool) -> pd.DataFrame:
+    """For each cell, its pooled row with the best value of ``column``."""
+    done = group[group[column].notna()]
+    if done.empty:
+        return done
+    order = done.sort_values(column, ascending=lower, kind="stable")
+    return order.groupby("cell", sort=False).head(1)
+
+
+def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str], steps: Callable[[Any], int | None]
+                       ) -> list[str]:
+    """Per task, from its configuration with the most cells: how much of the last step's
+    gradient reaches the first step at initialisation, per cell, and the gap between the
+    best and worst cell."""
+    lines = []
+    measured = pooled[pooled["grad_ratio_init"].notna()]
+    for task, runs in measured.groupby("task", sort=True):
+        groups = sorted(runs.groupby(["set", "config_key"], sort=True), key=lambda item: (-item[1]["cell"].nunique(),
+                                                                                         -len(item[1]), item[0]))
+        (set_name, _), group = groups[0]
+        if group["cell"].nunique() < 2:
+            continue
+        per_cell = group.groupby("cell")["grad_ratio_init"].median().sort_values(ascending=False)
+        best, worst = per_cell.index[0], per_cell.index[-1]
+        parts = ", ".join(f"{text(cell)} {_ratio(value)}" for cell, value in per_cell.items())
+        row = group.iloc[0]
+        t = steps(row)
+        across = f"across {t} steps" if t else "across the window"
+        gap = (f": the {text(best)} keeps {per_cell.iloc[0] / per_cell.iloc[-1]:.1e} times more than the {text(worst)}"
+               if per_cell.iloc[-1] > 0 else f": the {text(worst)}'s vanishes entirely (float32 underflow)")
+        trained = group.groupby("cell")["grad_ratio_final"].median().dropna()
+        if len(trained):
+            gap += "; after training, " + ", ".join(f"{text(cell)} {_ratio(trained[cell])}" for cell in per_cell.index
+                                                    if cell in trained)
+        lines.append(f"- **Gradient over time ({text(task)}).** At initialisation, the share of the last step's gradient that "
+                     f"reaches the first step {across} (||dL_T/dh_0|| / ||dL_T/dh_T-1||, median over backends) is "
+                     f"{parts}{gap}. Set {code(set_name)}, {text(row['configuration'])}.{_link(anchors, row)}")
+    return lines
+
+
+def solved_sentences(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], runs: pd.DataFrame) -> list[str]:
+    """Per sweep of a task with a memoryless baseline: the largest swept value each cell
+    solved (loss below SOLVED_FRACTION x baseline) and when; per echo lag sweep: the largest
+    lag each cell remembered (accuracy >= ECHO_REMEMBERS)."""
+    lines = []
+    for about, table in sweeps:
+        param, values = about["param"], list(table[about["param"]])
+        solved_columns = [c for c in table.columns if c.endswith(" loss_vs_baseline")]
+        accuracy_columns = [c for c in table.columns if c.endswith(" accuracy")]
+        if solved_columns:
+            who = [c[: -len(" loss_vs_baseline")] for c in solved_columns]
+            verdicts = []
+            for cell in sorted({w.split(" ")[0] for w in who}):
+                mine = [w for w in who if w.split(" ")[0] == cell]
+                best: tuple[float, str, float] | None = None
+                for w in mine:
+                    ratios = table[f"{w} loss_vs_baseline"]
+                    for value, ratio in zip(values, ratios):
+                        if ratio is not None and not pd.isna(ratio) and ratio < SOLVED_FRACTION:
+                            if best is None or float(value) > best[0]:
+                                best = (float(value), w.split(" ", 1)[1], ratio)
+                if best is None:
+                    lowest = min(((r, v) for w in mine for v, r in zip(values, table[f"{w} loss_vs_baseline"])
+                                  if r is not None and not pd.isna(r)), default=None)
+                    closest = f" (closest: {lowest[0]:.2f} x the baseline at {text(param)} = {_plain_value(lowest[1])})" \
+                        if lowest else ""
+                    verdicts.append(f"the {text(cell)} solved none{closest}")
+                else:
+                    verdicts.append(f"the {text(cell)} solved up to {text(param)} = {_plain_value(best[0])} ({text(best[1])}, "
+                                    f"{best[2]:.3f} x the baseline)")
+            task = about.get("task", "")
+            lines.append(f"- **Memory ({text(task or param)}).** Within the run's budget ({text(about['configuration'])}), "
+                         f"{'; '.join(verdicts)}. Solved: test loss below {SOLVED_FRACTION:g} x the memoryless "
+                         f"baseline.{_anchor_link(about)}")
+        elif param == "echo_step" and accuracy_columns:
+            verdicts = []
+            for column in accuracy_columns:
+                remembered = [v for v, a in zip(values, table[column]) if a is not None and not pd.isna(a)
+                              and a >= ECHO_REMEMBERS]
+                name = text(column[: -len(" accuracy")])
+                verdicts.append(f"{name} up to lag {_plain_value(max(remembered, key=float))}" if remembered
+                                else f"{name} at no lag")
+            lines.append(f"- **Memory (echo lag).** Test accuracy >= {ECHO_REMEMBERS:g}: {'; '.join(verdicts)} "
+                         f"(lags tried: {', '.join(_plain_value(v) for v in values)}).{_anchor_link(about)}")
+    return lines
+
+
+def _anchor_link(about: dict[str, Any]) -> str:
+    return f" ([table](#{about['anchor']}))" if about.get("anchor") else ""
+
+
+def _plain_value(value: Any) -> str:
+    number = float(value)
+    return f"{int(number):,}" if number.is_integer() else f"{number:g}"
+
+
+def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]) -> list[str]:
+    """Per configuration where one cell ran on several backends/impls: how far their main
+    metric and their gradient ratio at initialisation lie apart."""
+    lines = []
+    for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
+        task = group["task"].iloc[0]
+        column, words, _ = main_metric(task, group["baseline"].notna().any())
+        parts, init_spreads = [], []
+        for cell, runs in group.groupby("cell", sort=True):
+            values = runs[column].dropna()
+            if len(values) < 2:
+                continue
+            low, high = values.min(), values.max()
+            spread = 100 * (high / low - 1) if low > 0 else math.inf
+            if f"{low:.4g}" == f"{high:.4g}":
+                parts.append(f"{text(cell)} {words} {low:.4g} on all {len(values)} backend/impls")
+            else:
+                parts.append(f"{text(cell)} {words} {low:.4g} to {high:.4g} over {len(values)} backend/impls "
+                             f"({spread:.2f}%)")
+            ratios = runs["grad_ratio_init"].dropna()
+            if len(ratios) > 1 and ratios.min() > 0:
+                init_spreads.append(ratios.max() / ratios.min() - 1)
+        if not parts:
+            continue
+        gradients = (f"; their gradient ratios at initialisation agree to {max(init_spreads):.0e} (relative)"
+                     if init_spreads else "")
+        seeds = ("one seed each, so the spread is float rounding and kernel order, not seed noise"
+                 if group["n"].max() <= 1 else f"means over up to {group['n'].max()} seeds")
+        lines.append(f"- **Backends agree ({text(task)}, set {code(set_name)}).** {'; '.join(parts)}{gradients}; {seeds}."
+                     f"{_link(anchors, group.iloc[0])}")
+    return lines
+
+
+def ranking_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]) -> list[str]:
+    """Per configuration with several cells: the cells in order of their best backend's main
+    metric, with whether the seeds can tell them apart."""
+    lines = []
+    for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
+        if group["cell"].nunique() < 2:
+            continue
+        task = group["task"].iloc[0]
+        column, words, lower = main_metric(task, group["baseline"].notna().any())
+        best = _best_per_cell(group, column, lower)
+        if len(best) < 2:
+            continue
+        ranked = best.sort_values(column, ascending=lower, kind="stable")
+        parts = [f"{text(r['cell'])} {with_spread(r[column], r[f'{column}_std'], r['n'])} ({_who(r)})"
+                 for _, r in ranked.iterrows()]
+        first, second = ranked.iloc[0], ranked.iloc[1]
+        verdict = within_spread(first[column], first[f"{column}_std"], second[column], second[f"{column}_std"])
+        tied = [r["cell"] for _, r in ranked.iterrows() if f"{r[column]:.4g}" == f"{first[column]:.4g}"]
+        if len(tied) > 1:
+            caveat = f" The {', '.join(text(c) for c in tied)} tie at this precision."
+        elif verdict is None:
+            caveat = (" One seed per run: the order is what these runs gave, not tested against seed noise"
+                      + (" (the gap between the first two is within the backends' own spread)."
+                         if _within_backends(group, column, first, second) else "."))
+        elif verdict:
+            caveat = (f" The {text(first['cell'])} and the {text(second['cell'])} are within the seed spread "
+                      f"(n = {first['n']}, {second['n']}): the data do not rank them.")
+        else:
+            caveat = f" The first two differ by more than their seed spreads (n = {first['n']}, {second['n']})."
+        elsewhere = _elsewhere(pooled, group, column, lower)
+        lines.append(f"- **Cells ranked ({text(task)}, set {code(set_name)}, {text(group['configuration'].iloc[0])}).** By {words}, "
+                     f"best backend each: {', '.join(parts)}.{caveat}{elsewhere}{_link(anchors, group.iloc[0])}")
+    return lines
+
+
+def _elsewhere(pooled: pd.DataFrame, group: pd.DataFrame, column: str, lower: bool) -> str:
+    """A cell of ``group`` that did better in another configuration of the same task and
+    epochs (another learning rate, say): named, since its rank here depends on settings
+    tuned for another cell, and the configurations differ, so no ranking is claimed."""
+    first = group.iloc[0]
+    others = pooled[(pooled["task"] == first["task"]) & (pooled["epochs_planned"] == first["epochs_planned"])
+                    & ~((pooled["set"] == first["set"]) & (pooled["config_key"] == first["config_key"]))]
+    notes = []
+    for cell, here in _best_per_cell(group, column, lower).set_index("cell")[column].items():
+        there = _best_per_cell(others[others["cell"] == cell], column, lower)
+        if there.empty:
+            continue
+        best = there.iloc[0]
+        if (best[column] < here) if lower else (best[column] > here):
+            notes.append(f"{text(cell)} {best[column]:.4g} in set {code(best['set'])} ({text(best['configuration'])})")
+    return (f" In other configurations (settings differ, so not ranked here): {'; '.join(notes)}." if notes else "")
+
+
+def _within_backends(group: pd.DataFrame, column: str, first: Any, second: Any) -> bool:
+    """Whether two cells' best values differ by less than one cell's spread over backends."""
+    spreads = [values.max() - values.min() for _, values in group.groupby("cell")[column] if values.notna().sum() > 1]
+    return bool(spreads) and abs(first[column] - second[column]) <= max(spreads)
+
+
+def speed_sentences(speeds: dict[str, tuple[dict[str, Any], pd.DataFrame]]) -> list[str]:
+    """Per speed table and cell: the fastest and slowest backend/impl in training, with the
+    share of the machine's GEMM peak each reached."""
+    lines = []
+    for name, (data, frame) in sorted(speeds.items()):
+        rows = frame[frame["train_tok_s"].notna()] if "train_tok_s" in frame else frame.iloc[0:0]
+        if rows.empty:
+            continue
+        parts = []
+        for cell, runs in rows.groupby("cell", sort=True):
+            runs = runs.sort_values("train_tok_s", ascending=False)
+            top, bottom = runs.iloc[0], runs.iloc[-1]
+            parts.append(f"{text(cell)}: {_who(top)} fastest at {top['train_tok_s']:,.0f} tokens/s{_peak(top)}"
+                         + (f", {_who(bottom)} slowest at {bottom['train_tok_s']:,.0f}{_peak(bottom)} "
+                            f"({top['train_tok_s'] / bottom['train_tok_s']:.2f}x)" if len(runs) > 1 else ""))
+        machine = text(data["cpu"]) if data.get("cpu") else "the machine that measured it (the table does not name its CPU)"
+        threads = f", {data['threads']} thread(s)" if data.get("threads") else ""
+        lines.append(f"- **Speed ({text(data['preset'])}, training).** {'; '.join(parts)}. Medians of {data['rounds']} "
+                     f"interleaved rounds on {machine}{threads}. ([table](#speed-{_slug(name)}))")
+    return lines
+
+
+def _peak(row: Any) -> str:
+    value = row.get("train_pct_peak") if hasattr(row, "get") else None
+    return f" ({value:.0f}% of the GEMM peak)" if isinstance(value, (int, float)) and not math.isnan(value) else ""
+
+
+def _slug(text: str) -> str:
+    from bench.grouping import slug
+
+    return slug(text).lower()
+
+
+def published_sentences(published: pd.DataFrame) -> list[str]:
+    """Per published configuration: our test perplexities against the published one."""
+    lines = []
+    if published is None or published.empty:
+        return lines
+    done = published[(published["status"] == "completed") & published["test_ppl"].notna()]
+    for (set_name, preset), group in done.groupby(["set", "preset"], sort=True):
+        group = group.sort_values("test_ppl")
+        figures = ", ".join(f"{r['test_ppl']:.1f} ({_who(r)})" for _, r in group.iterrows())
+        low, high = group["test_vs_published_pct"].min(), group["test_vs_published_pct"].max()
+        span = f"{low:+.1f}%" if len(group) == 1 else f"{low:+.1f}% to {high:+.1f}%"
+        lines.append(f"- **Against the literature ({text(preset)}, LSTM).** Test perplexity {figures} against the "
+                     f"published {group['published_test'].iloc[0]:g} (Zaremba et al. 2014): {span}. Set "
+                     f"{code(set_name)}. ([table](#published))")
+    return lines
+
+
+def seed_caveat(pooled: pd.DataFrame) -> list[str]:
+    if pooled.empty:
+        return []
+    several = pooled[pooled["n"] > 1]
+    if several.empty:
+        return ["- **How sure.** Every run above is one seed: a gap between two cells smaller than the backends' "
+                "spread is no finding, and none is tested against seed noise (`bench matrix --seeds 0,1,2`)."]
+    sets = ", ".join(code(s) for s in sorted(several["set"].unique()))
+    return [f"- **How sure.** Sets {sets} repeat each run over up to {several['n'].max()} seeds (mean ± standard "
+            "deviation); every other comparison rests on one seed."]
