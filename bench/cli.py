@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix_parser.add_argument("--backends", help=f"comma-separated (default: {EVERY_BACKEND})")
     matrix_parser.add_argument("--cells", help=f"comma-separated (default: {EVERY_CELL})")
     matrix_parser.add_argument("--impls", help="comma-separated (default: every impl of each backend)")
+    add_fan_out_arguments(matrix_parser)
 
     sweep_parser = commands.add_parser(
         "sweep", help="vary one setting across cells, e.g. --param echo_step --values 1,3,6,10,14",
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("--cells", help=f"comma-separated (default: {EVERY_CELL})")
     sweep_parser.add_argument("--backend", default="numpy", help="backend (default: numpy)")
     sweep_parser.add_argument("--impl", help="impl (default: the backend's)")
+    add_fan_out_arguments(sweep_parser)
 
     report_parser = commands.add_parser("report", help="tables and plots from the records in a directory")
     report_parser.add_argument("directory", nargs="?", default=DEFAULT_RESULTS_DIR,
@@ -88,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     data_parser.add_argument("corpus", choices=["ptb"])
     data_parser.add_argument("--data-dir", help="where to put it (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb)")
     return parser
+
+
+def add_fan_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the runs of matrix and sweep go, and how many seeds each combination gets."""
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: one process after another on this machine; ray: each run a Ray task reserving "
+                        "--threads CPUs (and a GPU with --device gpu), records written here (default: local)")
+    parser.add_argument("--address", help="with --executor ray: the cluster to join, auto (the one `ray start` made "
+                        "on this node), HOST:PORT or ray://HOST:PORT (default: a local Ray instance for this call)")
+    parser.add_argument("--seeds", help="comma-separated seeds: every combination runs once per seed (e.g. 0,1,2)")
+    parser.add_argument("--repeats", type=int, help="every combination runs N times, with seeds --seed (default 0) "
+                        "to --seed + N - 1")
+    parser.add_argument("--seed", help=argparse.SUPPRESS)  # passed on to every run (not an abbreviation of --seeds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,33 +289,49 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from bench.executors import check_executor, make_executor
     from bench.matrix import print_outcomes, run_matrix
-    from bench.preflight import check_matrix, grid
+    from bench.preflight import check_matrix, grid, seed_list
 
+    passthrough = _with_seed(args, passthrough)
+    check_executor(args.executor, args.address)
     backends, cells, impls = grid(args)
     check_matrix(backends, cells, impls, passthrough)
-    return print_outcomes(run_matrix(backends, cells, impls, passthrough))
+    seeds = seed_list(args.seeds, args.repeats, passthrough)
+    with make_executor(args.executor, args.address) as executor:
+        return print_outcomes(run_matrix(backends, cells, impls, passthrough, seeds, executor))
 
 
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
+    from bench.executors import check_executor, make_executor
     from bench.matrix import print_outcomes, run_sweep
-    from bench.preflight import check_sweep, items
+    from bench.preflight import check_sweep, items, seed_list
     from bench.registry import cell_names
 
+    passthrough = _with_seed(args, passthrough)
+    check_executor(args.executor, args.address)
     values = items(args.values, "--values", "value")
     cells = items(args.cells, "--cells", "cell") if args.cells is not None else cell_names()
     check_sweep(args.param, values, cells, args.backend, args.impl, passthrough)
-    return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl, passthrough))
+    seeds = seed_list(args.seeds, args.repeats, passthrough, swept=args.param)
+    with make_executor(args.executor, args.address) as executor:
+        return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl, passthrough, seeds, executor))
+
+
+def _with_seed(args: argparse.Namespace, passthrough: list[str]) -> list[str]:
+    """The flags passed on, with the --seed that matrix and sweep read only to keep it apart from --seeds."""
+    return passthrough if args.seed is None else [*passthrough, f"--seed={args.seed}"]
 
 
 def _report(args: argparse.Namespace) -> int:
     from bench.report import markdown_table, write_report
 
     result = write_report(args.directory, args.out)
-    print(markdown_table(result["table"]) if len(result["table"]) else "(no records)")
+    print(result["summary"] or (markdown_table(result["table"]) if len(result["table"]) else "(no records)"))
     for path, reason in result["bad"]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"\nwrote {result['out'] / 'report.md'}, report.csv and {len(result['figures'])} plot(s)", file=sys.stderr)
+    print(f"\nwrote {result['out'] / 'report.md'} (the whole report; report.html: the same as one self-contained "
+          f"page), report.csv and {len(result['figures'])} plot(s)", file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Sequence
+from typing import IO, Callable, Sequence
 
 from bench.errors import BenchError
 from bench.exits import STATUS_BY_EXIT
@@ -25,6 +25,13 @@ class Outcome:
     seconds: float
     detail: str = ""
     result: str = ""  # the run's final test metric, as its "final:" line says it
+
+
+# A label and the `bench run` arguments, or an outcome decided without running (a skip).
+Job = tuple[str, "list[str] | Outcome"]
+# Runs the jobs, returning one outcome each, in their order: `run_all` here (local
+# subprocesses), `bench.executors.ray_cluster.RayExecutor` (tasks on a Ray cluster).
+Executor = Callable[[Sequence[Job]], "list[Outcome]"]
 
 
 def final_result(lines: Sequence[str]) -> str:
@@ -102,8 +109,8 @@ def _outcome(label: str, returncode: int | None, lines: list[str], start: float)
     return Outcome(label, status, time.perf_counter() - start, lines[-1] if lines and code else "", final_result(lines))
 
 
-def run_all(jobs: Sequence[tuple[str, list[str] | Outcome]]) -> list[Outcome]:
-    """Each job (a label and the ``bench run`` arguments, or an outcome decided without
+def run_all(jobs: Sequence[Job]) -> list[Outcome]:
+    """The local executor: each job (a label and the ``bench run`` arguments, or an outcome decided without
     running, such as a skip) in turn. Ctrl-C stops at once: the child in flight records
     itself as interrupted, and the jobs not reached are listed as not run."""
     outcomes: list[Outcome] = []
@@ -119,28 +126,38 @@ def run_all(jobs: Sequence[tuple[str, list[str] | Outcome]]) -> list[Outcome]:
     return outcomes
 
 
-def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None, run_args: list[str]) -> list[Outcome]:
-    jobs: list[tuple[str, list[str] | Outcome]] = []
+def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None, run_args: list[str],
+               seeds: Sequence[int] | None = None, executor: Executor | None = None) -> list[Outcome]:
+    jobs: list[Job] = []
     for backend, impl, cell in combinations(backends, cells, impls):
         label = f"{backend}/{impl} {cell}"
         reason = get_backend(backend).unavailable_reason()
-        if reason:
-            jobs.append((label, Outcome(label, "skipped", 0.0, reason)))
-            continue
-        if why := get_backend(backend).unsupported(_cell_as_run(cell, run_args), impl):
-            jobs.append((label, Outcome(label, "skipped", 0.0, why)))
-            continue
-        jobs.append((label, matrix_argv(backend, impl, cell, run_args)))
-    return run_all(jobs)
+        if not reason:
+            reason = get_backend(backend).unsupported(_cell_as_run(cell, run_args), impl)
+        for seed_label, seed_args in _seeded(label, seeds):
+            if reason:
+                jobs.append((seed_label, Outcome(seed_label, "skipped", 0.0, reason)))
+            else:
+                jobs.append((seed_label, matrix_argv(backend, impl, cell, run_args) + seed_args))
+    return (executor or run_all)(jobs)
 
 
 def run_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend: str, impl: str | None,
-              run_args: list[str]) -> list[Outcome]:
-    jobs: list[tuple[str, list[str] | Outcome]] = []
+              run_args: list[str], seeds: Sequence[int] | None = None, executor: Executor | None = None) -> list[Outcome]:
+    jobs: list[Job] = []
     for cell in cells:
         for value in values:
-            jobs.append((f"{backend} {cell} {param}={value}", sweep_argv(param, value, cell, backend, impl, run_args)))
-    return run_all(jobs)
+            for label, seed_args in _seeded(f"{backend} {cell} {param}={value}", seeds):
+                jobs.append((label, sweep_argv(param, value, cell, backend, impl, run_args) + seed_args))
+    return (executor or run_all)(jobs)
+
+
+def _seeded(label: str, seeds: Sequence[int] | None) -> list[tuple[str, list[str]]]:
+    """One job per seed (``--seeds``/``--repeats``), the seed in its label and arguments;
+    without seeds the one job the flags passed on describe."""
+    if seeds is None:
+        return [(label, [])]
+    return [(f"{label} seed={seed}", ["--seed", str(seed)]) for seed in seeds]
 
 
 def matrix_argv(backend: str, impl: str, cell: str, run_args: list[str]) -> list[str]:

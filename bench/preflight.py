@@ -198,3 +198,38 @@ def _check_runs(runs: dict[str, list[str]]) -> list[Config]:
     if runs:
         prepare_results_dir(args.results_dir)
     return configs
+
+
+def seed_list(seeds: str | None, repeats: int | None, run_args: list[str], swept: str | None = None) -> list[int] | None:
+    """The seeds every combination runs with: ``--seeds 0,1,2`` (each a valid seed, none
+    twice), or ``--repeats N`` (N seeds from the ``--seed`` passed on, else from 0); None
+    when neither is given (each combination runs once, with the seed the flags give)."""
+    from bench.config import core_options
+
+    if seeds is None and repeats is None:
+        return None
+    if seeds is not None and repeats is not None:
+        raise BenchError("--seeds and --repeats both choose the seeds; give one of them")
+    if swept == "seed":
+        raise BenchError(f"--param seed varies the seed already; drop {'--seeds' if seeds is not None else '--repeats'}")
+    bound = core_options()["seed"].bound
+    given = _passed_on(run_args).seed
+    if seeds is not None:
+        if given is not None:
+            raise BenchError("--seed and --seeds: give the seeds in --seeds only")
+        chosen = []
+        for text in items(seeds, "--seeds", "seed"):
+            try:
+                value = int(text)
+            except ValueError:
+                raise BenchError(f"--seeds must list integers, got {text!r}") from None
+            check_bound("--seeds", value, bound)
+            if value in chosen:
+                raise BenchError(f"--seeds must give each seed once, got {value} twice in {seeds!r}")
+            chosen.append(value)
+        return chosen
+    check_bound("--repeats", repeats, Bound(1, INT32_MAX))
+    first = 0 if given is None else given
+    check_bound(f"--repeats {repeats} from --seed {first}: the last seed", first + repeats - 1, bound)
+    return list(range(first, first + repeats))
+

@@ -1,0 +1,262 @@
+"""Executors and seeds of `bench matrix` and `bench sweep`: the flags' errors (one line, exit
+2, nothing run), one job per seed, and the ray executor on a real Ray instance on
+127.0.0.1 (started once for the module, shut down after even when a test fails): its
+records equal the local executor's but for timing and environment, a run whose process is
+killed is run again and then recorded lost, and Ctrl-C brings back the records of the runs
+in flight."""
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.matrix import Outcome, run_matrix, run_sweep
+from bench.preflight import seed_list
+from tests.faults.helpers import leftovers, records_in
+
+ECHO = ["--total-series-length", "1500", "--threads", "1"]
+RAY_MODULE_SECONDS = 600  # the whole module's Ray tests: past this, pytest is stopped with every thread's stack
+# What a record may differ in between two executors: where, when and how fast it ran.
+TIMING = {"run_id", "started_at", "finished_at", "peak_rss_mb", "environment", "seconds", "tokens_per_s",
+          "tokens_per_s_median", "tokens_per_s_min", "tokens_per_s_max", "ms_per_step_median", "gflops_per_s",
+          "timed_stretches"}
+
+
+# -- flags: one line, exit 2, before anything runs -----------------------------------------
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["matrix", "--address", "auto"], "--address auto joins a Ray cluster: add --executor ray"),
+    (["matrix", "--executor", "ray", "--address", "localhost"], "--address must be auto, HOST:PORT or ray://HOST:PORT"),
+    (["matrix", "--executor", "ray", "--address", "ray://head:99999"], "(port 1 to 65535), got 'ray://head:99999'"),
+    (["matrix", "--seeds", "0,1,0"], "--seeds must give each seed once, got 0 twice"),
+    (["matrix", "--seeds", "0,00"], "--seeds must give each seed once, got 0 twice in '0,00'"),
+    (["matrix", "--seeds", "1,x"], "--seeds must list integers, got 'x'"),
+    (["matrix", "--seeds=-1,2"], "--seeds must be an integer in [0, 2**63 - 1]"),
+    (["matrix", "--seeds", "1,,2"], "--seeds must not have an empty seed"),
+    (["matrix", "--seeds", "1", "--repeats", "2"], "--seeds and --repeats both choose the seeds; give one of them"),
+    (["matrix", "--repeats", "0"], "--repeats must be an integer in [1, 2**31 - 1], got 0"),
+    (["matrix", "--seeds", "1,2", "--seed", "3"], "--seed and --seeds: give the seeds in --seeds only"),
+    (["matrix", "--repeats", "2", f"--seed={2**63 - 1}"], "the last seed must be an integer in [0, 2**63 - 1]"),
+    (["sweep", "--param", "seed", "--values", "1,2", "--repeats", "2"], "--param seed varies the seed already"),
+    (["matrix", "--seed=-1"], "--seed must be an integer in [0, 2**63 - 1]"),  # passed on, not --seeds
+])
+def test_fan_out_flags_fail_in_one_line_before_any_run(capsys, tmp_path, argv, message):
+    results = tmp_path / "results"
+    code = main([*argv, "--backends" if argv[0] == "matrix" else "--cells", "rnn" if argv[0] == "sweep" else "numpy",
+                 *ECHO, "--results-dir", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not list(results.rglob("*.json")) if results.exists() else True
+
+
+def test_ray_executor_without_ray_installed_names_the_install_command(capsys, monkeypatch):
+    import bench.executors as executors
+
+    real = executors.importlib.util.find_spec
+    monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
+    assert main(["matrix", "--executor", "ray", "--backends", "numpy", *ECHO]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --executor ray needs Ray, which is not installed: pip install 'cellbench[ray]'\n"
+
+
+def test_seeds_multiply_every_combination_and_label_each_seed():
+    seen = []
+
+    def executor(jobs):
+        seen.extend(jobs)
+        return [Outcome(label, "completed", 0.0) for label, _ in jobs]
+
+    run_matrix(["numpy"], ["rnn", "lstm"], None, ECHO, seeds=[0, 5], executor=executor)
+    assert [label for label, _ in seen] == ["numpy/cell rnn seed=0", "numpy/cell rnn seed=5",
+                                            "numpy/cell lstm seed=0", "numpy/cell lstm seed=5"]
+    assert all(argv[-2:] == ["--seed", label.rsplit("=", 1)[1]] for label, argv in seen)
+    seen.clear()
+    run_sweep("echo_step", ["1", "2"], ["gru"], "numpy", None, ECHO, seeds=[3], executor=executor)
+    assert [label for label, _ in seen] == ["numpy gru echo_step=1 seed=3", "numpy gru echo_step=2 seed=3"]
+    seen.clear()
+    run_matrix(["numpy"], ["rnn"], None, ECHO, executor=executor)  # no seeds: one job, labels as before
+    assert [label for label, _ in seen] == ["numpy/cell rnn"] and "--seed" not in seen[0][1]
+
+
+def test_repeats_count_from_the_seed_passed_on():
+    assert seed_list(None, 3, ECHO) == [0, 1, 2]
+    assert seed_list(None, 2, [*ECHO, "--seed", "7"]) == [7, 8]
+    assert seed_list("4,2", None, ECHO) == [4, 2]
+    assert seed_list(None, None, [*ECHO, "--seed", "7"]) is None
+
+
+def test_seed_passed_on_to_a_matrix_reaches_every_run(tmp_path, capsys):
+    """`--seed` is not read as an abbreviation of `--seeds`: it goes to each run."""
+    assert main(["matrix", "--backends", "numpy", "--cells", "rnn", "--seed", "11", *ECHO, "--epochs", "1", "--quiet",
+                 "--results-dir", str(tmp_path)]) == 0
+    (record,) = records_in(tmp_path)
+    assert record["seed"] == 11
+
+
+# -- the ray executor on a real local Ray ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A Ray instance of 2 CPUs on 127.0.0.1 for this module; its address for a driver of
+    our own to join. Shut down after the module, whatever happened."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch to stay on the loopback address
+    ray = pytest.importorskip("ray")
+    faulthandler.dump_traceback_later(RAY_MODULE_SECONDS, exit=True)
+    try:
+        context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        try:
+            yield context.address_info["gcs_address"]
+        finally:
+            ray.shutdown()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _differences(a, b, path=()):
+    """The paths of the leaves in which two records differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _differences(a.get(key), b.get(key), (*path, key))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _differences(x, y, (*path, i))
+    elif a != b:
+        yield path
+
+
+def test_ray_records_equal_the_local_executors_but_for_timing_and_environment(ray_address, tmp_path, capsys):
+    from bench.executors.ray_cluster import RayExecutor
+
+    runs = {}
+    for name, executor in (("local", None), ("ray", RayExecutor())):
+        args = [*ECHO, "--epochs", "2", "--quiet", "--results-dir", str(tmp_path / "results")]
+        outcomes = run_matrix(["numpy"], ["rnn", "lstm"], None, args, seeds=[0, 1], executor=executor)
+        assert [o.status for o in outcomes] == ["completed"] * 4, outcomes
+        runs[name] = (outcomes, {(r["config"]["cell"], r["seed"]): r for r in records_in(tmp_path / "results")})
+        (tmp_path / "results").rename(tmp_path / name)
+    (local, local_records), (ray, ray_records) = runs["local"], runs["ray"]
+    assert [(o.label, o.status, o.result) for o in local] == [(o.label, o.status, o.result) for o in ray]
+    assert sorted(local_records) == sorted(ray_records) == [("lstm", 0), ("lstm", 1), ("rnn", 0), ("rnn", 1)]
+    for key, record in local_records.items():
+        other = ray_records[key]
+        untimed = [path for path in _differences(record, other) if not TIMING & {str(p) for p in path}]
+        assert untimed == [], (key, untimed)
+        assert record["final"]["test"]["loss"] == other["final"]["test"]["loss"]
+        assert record["command"] == other["command"] and other["checkpoint"] is None
+    assert local_records[("rnn", 0)]["final"]["test"]["loss"] != local_records[("rnn", 1)]["final"]["test"]["loss"]
+    assert not list((tmp_path / "ray").glob("checkpoints/*.npz"))
+
+
+def _bench_runs(marker: str) -> dict[int, list[str]]:
+    """pid -> command line of every `bench run` process whose command line holds ``marker``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if marker in argv and "bench" in argv and "run" in argv:
+                found[int(entry)] = argv
+    return found
+
+
+def _started(argv: list[str]) -> bool:
+    """The run has written its record (it is past its set-up) in its worker's directory."""
+    results = Path(argv[len(argv) - 1 - argv[::-1].index("--results-dir") + 1])
+    return any(results.glob("*.json"))
+
+
+def _killer(marker: str, kills: dict[str, int], done: threading.Event) -> None:
+    """SIGKILL each `bench run` of a cell once it is under way, ``kills[cell]`` times in all."""
+    killed: set[int] = set()
+    while not done.is_set():
+        for pid, argv in _bench_runs(marker).items():
+            cell = argv[argv.index("--cell") + 1]
+            if pid not in killed and kills.get(cell, 0) > 0 and _started(argv):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+                kills[cell] -= 1
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the runs to kill in /proc")
+def test_a_killed_run_is_run_again_and_recorded_lost_if_it_dies_again(ray_address, tmp_path, capsys):
+    from bench.executors.ray_cluster import RayExecutor
+
+    marker = f"killed-{uuid.uuid4().hex[:8]}"
+    kills = {"rnn": 2, "lstm": 1}  # rnn dies at both attempts, lstm at its first
+    done = threading.Event()
+    killer = threading.Thread(target=_killer, args=(marker, kills, done), daemon=True)
+    killer.start()
+    try:
+        args = [*ECHO, "--epochs", "150", "--quiet", "--tag", marker, "--results-dir", str(tmp_path)]
+        outcomes = run_matrix(["numpy"], ["rnn", "lstm", "gru"], None, args, executor=RayExecutor())
+    finally:
+        done.set()
+        killer.join()
+    assert kills == {"rnn": 0, "lstm": 0}
+    rnn, lstm, gru = outcomes
+    assert rnn.status == "lost" and rnn.detail.count("killed by SIGKILL") == 2 and rnn.detail.startswith("retried: ")
+    assert lstm.status == "completed" and lstm.detail.startswith("retried: its process was killed by SIGKILL")
+    assert gru.status == "completed" and gru.detail == ""
+    by_cell = {r["config"]["cell"]: r for r in records_in(tmp_path)}
+    assert sorted(by_cell) == ["gru", "lstm", "rnn"]  # the lost run's last attempt, as it was when killed
+    assert by_cell["rnn"]["status"] == "running" and by_cell["lstm"]["status"] == "completed"
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the runs in flight in /proc")
+def test_ctrl_c_brings_back_the_records_of_the_runs_in_flight(ray_address, tmp_path):
+    """Ctrl-C in the terminal of a driver joined to the cluster: the two runs in flight save
+    and return their records (interrupted, with checkpoints that resume here), the third is
+    never started, the summary is the local executor's and the exit status 130."""
+    marker = f"stopped-{uuid.uuid4().hex[:8]}"
+    results = tmp_path / "r"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench", "matrix", "--executor", "ray", "--address", ray_address, "--backends", "numpy",
+         "--cells", "rnn,lstm,gru", *ECHO, "--epochs", "100000", "--tag", marker, "--results-dir", str(results)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (len(runs := _bench_runs(marker)) == 2 and all(map(_started, runs.values()))):
+            assert time.monotonic() < deadline and process.poll() is None, "the runs did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)  # an epoch or more each
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    rows = out.splitlines()
+    assert rows[0].startswith("combination") and len(rows) == 4, out
+    assert [row.split()[2] for row in rows[1:]] == ["interrupted", "interrupted", "not"], out
+    records = records_in(results)
+    assert sorted(r["config"]["cell"] for r in records) == ["lstm", "rnn"]
+    assert all(r["status"] == "interrupted" and r["epochs"] for r in records)
+    assert not leftovers(results)
+    record = records[0]
+    assert Path(record["checkpoint"]).parent == results / "checkpoints" and Path(record["checkpoint"]).is_file()
+    done = len(record["epochs"])
+    resumed = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", record["checkpoint"], "--epochs",
+                              str(done + 1), "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    updated = json.loads((results / f"{record['run_id']}.json").read_text())  # the same record, here
+    assert updated["status"] == "completed" and len(updated["epochs"]) == done + 1
