@@ -487,6 +487,14 @@ def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Pa
         ax.set_xlabel(f"{len(labels)} runs: too many to name here; the table lists them")
     ax.set_ylabel("tokens / s (median of timed stretches)")
     seeds = " (mean over seeds; bars: their range)" if runs.groupby(keys).size().max() > 1 else " (latest run of each)"
+    shown = pd.to_numeric(pd.concat([runs["train_tok_s"], runs["eval_tok_s"]]), errors="coerce")
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    if len(shown) and shown.max() > 20 * shown.min():  # a 1.4M bar would flatten every 20k one
+        from matplotlib.ticker import FuncFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        seeds += ", log scale"
     ax.set_title(f"{task}: throughput{seeds}", fontsize=10)
     _note_dropped(ax, dropped)
     _legend(ax, loc="upper left")

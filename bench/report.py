@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -451,7 +452,17 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
 
     write_html(text, out, out / "report.html")
     return {"records": len(records), "bad": results.bad, "table": table, "sweeps": sweeps, "figures": figures,
-            "out": out, "published": published, "pooled": pooled}
+            "out": out, "published": published, "pooled": pooled, "summary": summary_of(text)}
+
+
+def summary_of(text: str) -> str:
+    """The report's answers for a terminal: its headlines and per-task tables, the sections
+    before the evidence."""
+    sections = text.split("\n## ")
+    kept = [s for s in sections[1:] if s.startswith(("Headlines", "Results by task"))]
+    lines = "\n".join("## " + s.rstrip() + "\n" for s in kept).splitlines()
+    kept_lines = [line for line in lines if not line.startswith('<a id="')]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip()
 
 
 def _prepare_out(out: Path) -> None:

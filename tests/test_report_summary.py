@@ -150,6 +150,18 @@ def test_a_gap_within_the_seed_spread_is_flagged(record, tmp_path, rnn_accuracie
     assert "repeat each run over up to 3 seeds" in text
 
 
+def test_bench_report_prints_the_answers_not_the_detail_table(record, tmp_path, capsys):
+    from bench.cli import main
+
+    write(tmp_path / "r" / "l.json", variant(record, run_id="l", accuracy=0.9))
+    write(tmp_path / "r" / "n.json", variant(record, run_id="n", cell="rnn", accuracy=0.5))
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("## Headlines") and "## Results by task" in out and "## Every run" not in out
+    assert "<a id=" not in out and "\n\n\n" not in out
+    assert "report.html" in err and (tmp_path / "out" / "report.html").is_file()
+
+
 def test_no_records_no_headlines(tmp_path):
     (tmp_path / "empty").mkdir()
     write_report(tmp_path / "empty", tmp_path / "out")
