@@ -160,7 +160,8 @@ def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, 
     groups = list(swept.groupby(["set", "sweep", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, _, k), g in groups])
     for ((set_name, param, _), group), stem in zip(groups, stems):
-        latest = group.sort_values("started_at", kind="stable").groupby(["backend", "impl", "cell", "sweep_value"]).tail(1)
+        latest = group.sort_values("started_at", kind="stable").groupby(
+            ["backend", "impl", "cell", "sweep_value", "seed"]).tail(1)  # every seed: repeats, drawn together
         task = _plain(group["task"].iloc[0])
         where = _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept")
         completed = latest[latest["status"] == "completed"]
@@ -199,6 +200,7 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
     fig, ax = plt.subplots(figsize=(8, 5.4))
     dropped = 0
     for (cell, backend, impl), group in runs.groupby(["cell", "backend", "impl"], sort=True):
+        group = group.groupby("sweep_value", as_index=False)["loss_vs_baseline"].mean()  # over seeds
         values, n_values = _plottable(group["sweep_value"])
         ratios, n_ratios = _plottable(group["loss_vs_baseline"], log=True)
         order = np.argsort(values, kind="stable")
@@ -509,7 +511,8 @@ def lag_plot(sweep: pd.DataFrame, where: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 5))
     dropped = 0
     for label, group in sweep.groupby(sweep.apply(_label, axis=1), sort=True):
-        group = group.sort_values("started_at", kind="stable").groupby("sweep_value", dropna=False).tail(1)
+        group = group.sort_values("started_at", kind="stable").groupby(["sweep_value", "seed"], dropna=False).tail(1)
+        group = group.groupby("sweep_value", as_index=False, dropna=False)["accuracy"].mean()  # over seeds
         lags, n_lags = _plottable(group["sweep_value"])
         accuracy, n_accuracy = _plottable(group["accuracy"])
         order = np.argsort(lags, kind="stable")
