@@ -356,6 +356,7 @@ def _speed(args: argparse.Namespace) -> int:
 
     from bench.matrix import combinations
     from bench.preflight import check_speed, grid
+    from bench.records import cpu_model, utc_now
     from bench.report import markdown_table
     from bench.speed import run_speed
 
@@ -374,8 +375,9 @@ def _speed(args: argparse.Namespace) -> int:
     print(markdown_table(pd.DataFrame(rows)))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"preset": args.preset, "peak_gflops": peak, "peaks_per_round": peaks, "rounds": args.rounds,
-                       "steps": args.steps, "rows": rows, "skipped": skipped}, f, indent=1)
+            json.dump({"preset": args.preset, "cpu": cpu_model(), "threads": args.threads or os.cpu_count(),
+                       "device": args.device, "measured_at": utc_now(), "peak_gflops": peak, "peaks_per_round": peaks,
+                       "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped}, f, indent=1)
     return 0
 
 

@@ -2,6 +2,7 @@
 import json
 
 from bench.cli import main
+from bench.records import cpu_model
 from bench.registry import cell_names
 from bench.roofline import measure_peak, record_peak
 
@@ -12,6 +13,7 @@ def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
                  "--warmup", "1", "--threads", "1", "--out", str(out)])
     assert code == 0
     table = json.loads(out.read_text())
+    assert (table["cpu"], table["threads"], table["device"]) == (cpu_model(), 1, "cpu")  # every table names its CPU
     assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", c) for c in cell_names()]  # every cell, listed order
     for row in table["rows"]:
         assert row["train_tok_s"] > 0 and row["eval_tok_s"] > 0 and row["train_pct_peak"] > 0
