@@ -189,16 +189,21 @@ class Functions:
         return slice(None) if self.spec.scored_steps is None else np.asarray(self.spec.scored(steps))
 
     def _head(self, p: dict[str, Any], hidden: Any, y: Any) -> tuple[Any, Any, Any]:
-        """Per scored step and example: (loss ``(scored, batch)``, correct count, predictions)."""
-        out = hidden @ p["softmax.W"] + p["softmax.b"]
+        """Per scored step and example: (loss ``(scored, batch)``, correct count, predictions
+        ``(scored, batch[, outputs])``). The output layer is one 2-D product over the
+        ``scored x batch`` rows (a 3-D one made XLA transpose the logits' gradient)."""
+        scored, batch = hidden.shape[:2]
+        rows = hidden.reshape(scored * batch, -1)
+        out = rows @ p["softmax.W"] + p["softmax.b"]
         if self.spec.head == "regress":
-            targets = jnp.swapaxes(y.astype(self.dtype), 0, 1)[self._scored(y.shape[1])]
-            return ((out - targets) ** 2).sum(axis=-1), jnp.zeros((), jnp.int64), out
-        targets = y.T[self._scored(y.shape[1])]
+            targets = jnp.swapaxes(y.astype(self.dtype), 0, 1)[self._scored(y.shape[1])].reshape(out.shape)
+            loss = ((out - targets) ** 2).sum(axis=-1)
+            return loss.reshape(scored, batch), jnp.zeros((), jnp.int64), out.reshape(scored, batch, -1)
+        targets = y.T[self._scored(y.shape[1])].reshape(-1)
         log_probs = jax.nn.log_softmax(out, axis=-1)
-        ce = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+        ce = -jnp.take_along_axis(log_probs, targets[:, None], axis=-1)[:, 0]
         predicted = jnp.argmax(out, axis=-1)
-        return ce, (predicted == targets).sum(), predicted
+        return ce.reshape(scored, batch), (predicted == targets).sum(), predicted.reshape(scored, batch)
 
     def _loss(self, p: dict[str, Any], x: Any, y: Any, state: list, key: Any) -> tuple[Any, tuple]:
         hidden, final = self._forward(p, x, state, key)
