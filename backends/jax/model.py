@@ -303,6 +303,8 @@ class JaxModel(Model):
         self.spec, self.settings, self.device = spec, settings, device
         self.np_dtype = np.dtype(settings.dtype)
         self.fn = functions(spec, TrainSettings(**{**settings.__dict__, "seed": 0, "threads": None}))
+        # the gradient norms run the cell's equations whatever the impl and optimizer: one compile serves all
+        self.norms_fn = functions(spec, TrainSettings(impl="cell", dtype=settings.dtype))
         self.params = {name: self._put(params[name]) for name in shapes}
         start = settings.adagrad_initial_accumulator if settings.optimizer == "adagrad" else 0.0
         self.slots = {kind: {name: self._put(np.full(shape, start)) for name, shape in shapes.items()}
@@ -318,11 +320,12 @@ class JaxModel(Model):
     def _run(self, name: str, *args: Any) -> Any:
         """Function ``name`` on ``args``, compiled (and timed) the first time this process
         sees these argument shapes."""
-        key = (id(self.fn), name, _signature(args))
+        fn = self.norms_fn if name == "norms" else self.fn
+        key = (id(fn), name, _signature(args))
         compiled = _COMPILED.get(key)
         if compiled is None:
             begin = time.perf_counter()
-            compiled = getattr(self.fn, name).lower(*args).compile()
+            compiled = getattr(fn, name).lower(*args).compile()
             self._compile_seconds += time.perf_counter() - begin
             self.compiled_count += 1
             _COMPILED[key] = compiled
