@@ -179,6 +179,21 @@ def test_ray_records_equal_the_local_executors_but_for_timing_and_environment(ra
     assert not list((tmp_path / "ray").glob("checkpoints/*.npz"))
 
 
+def test_the_ptb_corpus_travels_to_the_workers_through_ray(ray_address, tmp_path, ptb_dir, capsys):
+    """The driver reads the corpus and sends it; the run checks it on the worker, and its
+    record names the corpus directory the driver was given, as a local run's would."""
+    from bench.executors.ray_cluster import RayExecutor
+
+    args = ["--preset", "ptb-tiny", "--data-dir", str(ptb_dir), "--threads", "1", "--epochs", "1",
+            "--results-dir", str(tmp_path)]
+    (outcome,) = run_matrix(["numpy"], ["rnn"], None, args, executor=RayExecutor())
+    assert outcome.status == "completed", outcome
+    (record,) = records_in(tmp_path)
+    assert record["data_dir"] == str(ptb_dir) and record["config"]["task"] == "ptb"
+    err = capsys.readouterr().err
+    assert f"record {tmp_path}/{record['run_id']}.json" in err and "cellbench-ray-" not in err  # paths as here
+
+
 def _bench_runs(marker: str) -> dict[int, list[str]]:
     """pid -> command line of every `bench run` process whose command line holds ``marker``."""
     found = {}

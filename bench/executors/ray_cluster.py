@@ -278,7 +278,8 @@ class RayExecutor:
             if result["checkpoint"] is not None:
                 prepare_writable_dir(run.checkpoint_dir, "--checkpoint-dir")
                 _write_checkpoint(checkpoint, result["checkpoint"], command, run.results_dir, run.data_dir)
-                record["checkpoint"] = str(checkpoint)
+            if record.get("checkpoint"):  # a killed run's record names none, as a local one's
+                record["checkpoint"] = str(checkpoint) if result["checkpoint"] is not None else None
             prepare_writable_dir(run.results_dir, "--results-dir")
             atomic_write_bytes(path, record_bytes(record))
         except (OSError, BenchError) as exc:
@@ -348,8 +349,8 @@ def run_on_worker(argv: list[str], corpus: dict[str, bytes] | None, control: Any
         reader.join(timeout=10)
         seconds = time.perf_counter() - start
         record = _only_record(root / "results")
-        checkpoint = None
-        if record is not None and json.loads(record).get("checkpoint"):
+        checkpoint = None  # whatever the run left: kept (--keep-checkpoint, stopped, killed) or none
+        if record is not None:
             path = root / "checkpoints" / f"{json.loads(record)['run_id']}.npz"
             checkpoint = path.read_bytes() if path.is_file() else None
         return {"started": True, "returncode": child.returncode, "lines": lines, "record": record, "root": tmp,
