@@ -87,6 +87,20 @@ def test_ray_runs_say_what_they_reserve(capsys, tmp_path, extra, message):
     assert not list(tmp_path.rglob("*.json"))
 
 
+def test_ctrl_c_while_ray_starts_lists_every_run_as_not_run(monkeypatch, capsys):
+    pytest.importorskip("ray")
+    from bench.executors.ray_cluster import RayExecutor
+    from bench.matrix import print_outcomes
+
+    def interrupted(self):
+        raise KeyboardInterrupt("SIGINT")
+
+    monkeypatch.setattr(RayExecutor, "_connect", interrupted)
+    outcomes = run_matrix(["numpy"], ["rnn", "lstm"], None, ECHO, seeds=[0, 1], executor=RayExecutor())
+    assert [o.status for o in outcomes] == ["not run"] * 4
+    assert print_outcomes(outcomes) == 130
+
+
 def test_seeds_multiply_every_combination_and_label_each_seed():
     seen = []
 

@@ -119,8 +119,12 @@ class RayExecutor:
         outcomes: list[Outcome | None] = [job if isinstance(job, Outcome) else None for _, job in jobs]
         runs = [_plan(i, label, job) for i, (label, job) in enumerate(jobs) if not isinstance(job, Outcome)]
         if runs:
-            self._connect()
-            self._check_resources(runs)
+            try:
+                self._connect()
+                self._check_resources(runs)
+            except KeyboardInterrupt:  # before any run started: the summary lists them all as not run
+                runs = []
+        if runs:
             self._run(runs, outcomes)
         return [o if o is not None else Outcome(jobs[i][0], "not run", 0.0, "interrupted before it started")
                 for i, o in enumerate(outcomes)]
