@@ -89,8 +89,8 @@ def test_list_says_which_fused_layers_compute_each_cell(capsys):
     lines = capsys.readouterr().out.splitlines()
     fused = {lines[i - 1].split()[0]: line.strip() for i, line in enumerate(lines) if line.strip().startswith("fused layers:")}
     assert fused["gru"] == "fused layers: tf, torch; with --reset-gate before: none"
-    assert fused["rnn"] == "fused layers: tf, torch; with --activation sigmoid: tf"
-    assert fused["lstm"] == "fused layers: tf, torch"
+    assert fused["rnn"] == "fused layers: jax, tf, torch; with --activation sigmoid: jax, tf"
+    assert fused["lstm"] == "fused layers: jax, tf, torch"
     assert not any(line.rstrip().endswith("::") for line in lines)
 
 

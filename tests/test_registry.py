@@ -43,7 +43,7 @@ def test_a_foreign_entry_point_is_discovered(foreign_plugin):
 
 
 def test_unknown_names_list_the_valid_ones_and_suggest():
-    with pytest.raises(BenchError, match=r"unknown backend 'nmupy' \(did you mean 'numpy'\?\); choose one of: numpy, tf, torch"):
+    with pytest.raises(BenchError, match=r"unknown backend 'nmupy' \(did you mean 'numpy'\?\); choose one of: jax, numpy, tf, torch"):
         registry.get_backend("nmupy")
     cells = ", ".join(registry.cell_names())  # plugins installed beside the built-ins are listed too
     with pytest.raises(BenchError, match=f"unknown cell 'no-such-cell'; choose one of: {cells}$"):
