@@ -29,6 +29,8 @@ def _model(backend_name, impl, cell_name, preset):
     keep_freed_memory()  # as `bench run` and `bench speed` do (bench/memory.py)
     config = make_config(preset)
     cell = make_cell(cell_name, forget_bias=config.forget_bias)
+    if why := get_backend(backend_name).unsupported(cell, impl):
+        pytest.skip(why)  # a fused impl without a layer for the cell (torch's sigmoid RNN, JAX's GRU)
     spec = ModelSpec(cell, "tokens", VOCAB, config.hidden_size, config.num_layers, VOCAB, 1.0, config.loss_reduction)
     settings = TrainSettings(impl=impl, optimizer="sgd", max_grad_norm=config.max_grad_norm)
     model = get_backend(backend_name).build(spec, init_params(spec, config.init_scale, np.random.default_rng(0)), settings)
