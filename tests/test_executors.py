@@ -87,6 +87,19 @@ def test_ray_runs_say_what_they_reserve(capsys, tmp_path, extra, message):
     assert not list(tmp_path.rglob("*.json"))
 
 
+def test_an_address_where_nothing_listens_fails_at_once(capsys, tmp_path):
+    """Ray would retry it for minutes."""
+    pytest.importorskip("ray")
+    started = time.monotonic()
+    argv = ["matrix", "--executor", "ray", "--address", "127.0.0.1:1", "--backends", "numpy", "--cells", "rnn", *ECHO,
+            "--results-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --address 127.0.0.1:1: nothing answers at 127.0.0.1:1 (Connection refused); "
+                   "is `ray start --head` running there?\n")
+    assert time.monotonic() - started < 30
+
+
 def test_ctrl_c_while_ray_starts_lists_every_run_as_not_run(monkeypatch, capsys):
     pytest.importorskip("ray")
     from bench.executors.ray_cluster import RayExecutor

@@ -42,6 +42,7 @@ POLL_SECONDS = 1.0  # how often a task asks whether to stop, and the driver look
 ATTEMPTS = 2  # a run whose process or worker dies is run once more
 RETURN_GRACE_SECONDS = 60.0  # after the runs' own grace, for their records to come back
 CONTROL_SECONDS = 60.0  # for the control actor to answer whether a run may start
+CONNECT_SECONDS = 10.0  # for the cluster's address to answer at all
 
 
 @dataclass
@@ -143,6 +144,8 @@ class RayExecutor:
             return  # a caller's connection (tests): used, not shut down
         saved = {sig: signal.getsignal(sig) for sig in interrupts.SIGNALS}
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
+        if self.address:
+            _check_reachable(self.address)
         try:
             if self.address:
                 ray.init(address=self.address, **quiet)
@@ -290,6 +293,28 @@ class RayExecutor:
             why = fault_reason(exc) if isinstance(exc, OSError) else str(exc)
             return f"{why}: its record could not be written to {path}"
         return ""
+
+
+def _check_reachable(address: str) -> None:
+    """Something answers at the cluster's address: Ray itself retries an address where
+    nothing listens for many minutes before it gives up."""
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    if address == "auto":
+        try:  # where Ray itself looks: $RAY_ADDRESS, else the cluster `ray start` left on this node
+            from ray._private.services import canonicalize_bootstrap_address
+
+            hostport = canonicalize_bootstrap_address("auto")
+        except Exception:
+            return  # Ray says what it cannot find
+        if hostport is None:
+            raise BenchError("--address auto: no Ray cluster on this node (`ray start --head` makes one)")
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise BenchError(f"--address {address}: nothing answers at {hostport} ({why}); "
+                         "is `ray start --head` running there?") from None
 
 
 def _write_checkpoint(path: Path, data: bytes, command: list[str], results_dir: Path, data_dir: str | None) -> None:
