@@ -99,8 +99,8 @@ def add_fan_out_arguments(parser: argparse.ArgumentParser) -> None:
                         "--threads CPUs (and a GPU with --device gpu), records written here (default: local)")
     parser.add_argument("--address", help="with --executor ray: the cluster to join, auto (the one `ray start` made "
                         "on this node), HOST:PORT or ray://HOST:PORT (default: a local Ray instance for this call)")
-    parser.add_argument("--seeds", help="comma-separated seeds: every combination runs once per seed (e.g. 0,1,2)")
-    parser.add_argument("--repeats", type=int, help="every combination runs N times, with seeds --seed (default 0) "
+    parser.add_argument("--seeds", metavar="SEEDS", help="comma-separated seeds: every combination runs once per seed (e.g. 0,1,2)")
+    parser.add_argument("--repeats", type=int, metavar="N", help="every combination runs N times, with seeds --seed (default 0) "
                         "to --seed + N - 1")
     parser.add_argument("--seed", help=argparse.SUPPRESS)  # passed on to every run (not an abbreviation of --seeds)
 
