@@ -188,13 +188,14 @@ def test_ray_records_equal_the_local_executors_but_for_timing_and_environment(ra
 
     runs = {}
     for name, executor in (("local", None), ("ray", RayExecutor())):
-        args = [*ECHO, "--epochs", "2", "--quiet", "--results-dir", str(tmp_path / "results")]
+        args = [*ECHO, "--epochs", "2", "--results-dir", str(tmp_path / "results")]  # not quiet: results compared
         outcomes = run_matrix(["numpy"], ["rnn", "lstm"], None, args, seeds=[0, 1], executor=executor)
         assert [o.status for o in outcomes] == ["completed"] * 4, outcomes
         runs[name] = (outcomes, {(r["config"]["cell"], r["seed"]): r for r in records_in(tmp_path / "results")})
         (tmp_path / "results").rename(tmp_path / name)
     (local, local_records), (ray, ray_records) = runs["local"], runs["ray"]
     assert [(o.label, o.status, o.result) for o in local] == [(o.label, o.status, o.result) for o in ray]
+    assert all(o.result.startswith("test loss ") for o in ray)
     assert sorted(local_records) == sorted(ray_records) == [("lstm", 0), ("lstm", 1), ("rnn", 0), ("rnn", 1)]
     for key, record in local_records.items():
         other = ray_records[key]
