@@ -83,6 +83,7 @@ def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]
         row = group.iloc[0]
         t = steps(row)
         across = f"across {t} steps" if t else "across the window"
+        over = "median over backends" + (f", each the mean of up to {group['n'].max()} seeds" if group["n"].max() > 1 else "")
         gap = (f": the {text(best)} keeps {per_cell.iloc[0] / per_cell.iloc[-1]:.1e} times more than the {text(worst)}"
                if per_cell.iloc[-1] > 0 else f": the {text(worst)}'s vanishes entirely (float32 underflow)")
         trained = group.groupby("cell")["grad_ratio_final"].median().dropna()
@@ -90,7 +91,7 @@ def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]
             gap += "; after training, " + ", ".join(f"{text(cell)} {_ratio(trained[cell])}" for cell in per_cell.index
                                                     if cell in trained)
         lines.append(f"- **Gradient over time ({text(task)}).** At initialisation, the share of the last step's gradient that "
-                     f"reaches the first step {across} (||dL_T/dh_0|| / ||dL_T/dh_T-1||, median over backends) is "
+                     f"reaches the first step {across} (||dL_T/dh_0|| / ||dL_T/dh_T-1||, {over}) is "
                      f"{parts}{gap}. Set {code(set_name)}, {text(row['configuration'])}.{_link(anchors, row)}")
     return lines
 
@@ -170,9 +171,11 @@ def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str
             else:
                 parts.append(f"{text(cell)} {words} {low:.4g} to {high:.4g} over {len(values)} backend/impls "
                              f"({spread:.2f}%)")
-            ratios = runs["grad_ratio_init"].dropna()
-            if len(ratios) > 1 and ratios.min() > 0:
-                init_spreads.append(ratios.max() / ratios.min() - 1)
+            # the same seed gives every backend the same initial weights: compare seed by seed
+            for seed in {s for by_seed in runs["grad_ratio_init_by_seed"] for s in by_seed}:
+                ratios = [by_seed[seed] for by_seed in runs["grad_ratio_init_by_seed"] if seed in by_seed]
+                if len(ratios) > 1 and min(ratios) > 0:
+                    init_spreads.append(max(ratios) / min(ratios) - 1)
         if not parts:
             continue
         gradients = (f"; their gradient ratios at initialisation agree to {max(init_spreads):.0e} (relative)"
@@ -202,7 +205,7 @@ def ranking_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str])
         first, second = ranked.iloc[0], ranked.iloc[1]
         verdict = within_spread(first[column], first[f"{column}_std"], second[column], second[f"{column}_std"])
         tied = [r["cell"] for _, r in ranked.iterrows() if f"{r[column]:.4g}" == f"{first[column]:.4g}"]
-        if len(tied) > 1:
+        if len(tied) > 1 and verdict is None:  # with seeds, their spread decides instead
             caveat = f" The {', '.join(text(c) for c in tied)} tie at this precision."
         elif verdict is None:
             caveat = (" One seed per run: the order is what these runs gave, not tested against seed noise"

@@ -387,8 +387,8 @@ def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> None:
 def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
     """Valid (bold) and train (faint) per epoch: one colour per cell, one line style per
     backend/impl (as in every figure); the loss on a log scale where it spans decades. A
-    combination run with several seeds is drawn as the mean over them with a band of ±1
-    standard deviation."""
+    combination run with several seeds is drawn as the mean over them with a band from the
+    lowest to the highest."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -414,15 +414,14 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
                           markersize=3, alpha=0.35 if faint else 0.9, linewidth=1.0 if faint else 1.8,
                           label=label if split == named else None)
             for ax, column, is_log, side in ((left, metric, log, 0), (right, "accuracy", False, 1)):
-                x, mean, spread, n = _mean_over_seeds(passes, column, is_log)
+                x, mean, low, high, n = _mean_over_seeds(passes, column, is_log)
                 dropped[side] += n
                 if side == 0:
-                    lowest = min(lowest, np.nanmin(mean - np.nan_to_num(spread), initial=np.inf))
+                    lowest = min(lowest, np.nanmin(low, initial=np.inf))
                     cut = cut or bool(metric == "perplexity" and np.nanmax(mean, initial=0) > PERPLEXITY_AXIS_TOP)
                 ax.plot(x, mean, **kwargs)
                 if len(seeds) > 1:
-                    ax.fill_between(x, mean - spread, mean + spread, color=kwargs["color"], alpha=0.12 if faint else 0.2,
-                                    linewidth=0)
+                    ax.fill_between(x, low, high, color=kwargs["color"], alpha=0.12 if faint else 0.2, linewidth=0)
                     banded = True
     title = f"{task}: {metric} (valid bold, train faint)" + (", log scale" if log and metric == "loss" else "")
     if log:
@@ -435,7 +434,7 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     left.set(xlabel="epoch", ylabel=metric)
     left.set_title(title, fontsize=10)
     right.set(xlabel="epoch", ylabel="accuracy")
-    right.set_title(f"{task}: accuracy" + ("; bands: ±1 std over seeds" if banded else ""), fontsize=10)
+    right.set_title(f"{task}: accuracy" + ("; bands: the range over seeds" if banded else ""), fontsize=10)
     first, last = np.nanmin(epochs["epoch"].to_numpy(dtype=float)), np.nanmax(epochs["epoch"].to_numpy(dtype=float))
     for ax, n in zip((left, right), dropped):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -448,14 +447,17 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     return _save(fig, path)
 
 
-def _mean_over_seeds(passes: pd.DataFrame, column: str, log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Per epoch, the mean of ``column`` over the runs in ``passes`` and its standard
-    deviation (0 for one run), and how many values could not be drawn. An epoch some seeds
-    did not reach averages the seeds that did."""
+def _mean_over_seeds(passes: pd.DataFrame, column: str, log: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per epoch, the mean of ``column`` over the runs in ``passes``, its lowest and highest
+    value (the band: a range never claims an accuracy above 1 or a loss below 0, as mean ± std
+    does where seeds learn at different epochs), and how many values could not be drawn. An
+    epoch some seeds did not reach averages the seeds that did."""
     values, dropped = _plottable(passes[column], log=log)
     frame = pd.DataFrame({"epoch": passes["epoch"].to_numpy(dtype=float), "value": values})
-    stats = frame.groupby("epoch", sort=True)["value"].agg(["mean", "std"])
-    return stats.index.to_numpy(), stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy(), dropped
+    stats = frame.groupby("epoch", sort=True)["value"].agg(["mean", "min", "max"])
+    return (stats.index.to_numpy(), stats["mean"].to_numpy(), stats["min"].to_numpy(), stats["max"].to_numpy(),
+            dropped)
 
 
 def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:

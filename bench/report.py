@@ -251,7 +251,7 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
             words: [with_spread(m, sd, n) for m, sd, n in zip(group[column], group[f"{column}_std"], group["n"])],
             "seeds": group["n"].astype(str) + " of " + group["seeds"].str.count(",").add(1).astype(str),
         })
-        if has_baseline:
+        if column == "loss_vs_baseline":
             frame["solved at update"] = [_fmt(v) for v in group["solved_at_update"]]
         if task == "ptb":
             frame["test accuracy"] = [with_spread(m, sd, n) for m, sd, n in

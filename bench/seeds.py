@@ -47,6 +47,9 @@ def pool(runs: pd.DataFrame) -> pd.DataFrame:
         row["statuses"] = _statuses(group["status"])
         row["n"] = len(done)
         row["paths"] = list(done["path"]) or list(group["path"])
+        # per seed, for comparisons that only hold seed by seed (backends on identical weights)
+        row["grad_ratio_init_by_seed"] = {seed: value for seed, value in zip(group["seed"], group["grad_ratio_init"])
+                                          if isinstance(value, (int, float)) and not math.isnan(value)}
         for metric in POOLED_METRICS:
             values = pd.to_numeric(done[metric], errors="coerce") if metric in done else pd.Series(dtype=float)
             values = values[np.isfinite(values)]
