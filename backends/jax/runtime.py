@@ -62,8 +62,10 @@ def resolve_device(setting: str) -> Any:
     except RuntimeError:
         gpus = []
     if setting == "gpu" and not gpus:
+        import jaxlib
+
         raise BenchError(
-            f"--device gpu: JAX sees no GPU (jaxlib {jax.__version__}, platforms: "
+            f"--device gpu: JAX sees no GPU (jaxlib {jaxlib.__version__}, platforms: "
             f"{', '.join(sorted({d.platform for d in jax.devices()}))}; for NVIDIA GPUs install jax[cuda12]); "
             "use --device cpu or auto")
     if setting in ("gpu", "auto") and gpus:
