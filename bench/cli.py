@@ -293,13 +293,13 @@ def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
     from bench.matrix import print_outcomes, run_matrix
     from bench.preflight import check_matrix, grid, seed_list
 
-    passthrough = _with_seed(args, passthrough)
+    given, passthrough = passthrough, _with_seed(args, passthrough)
     check_executor(args.executor, args.address)
     backends, cells, impls = grid(args)
     check_matrix(backends, cells, impls, passthrough)
     seeds = seed_list(args.seeds, args.repeats, passthrough)
     with make_executor(args.executor, args.address) as executor:
-        return print_outcomes(run_matrix(backends, cells, impls, passthrough, seeds, executor))
+        return print_outcomes(run_matrix(backends, cells, impls, passthrough if seeds is None else given, seeds, executor))
 
 
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
@@ -308,18 +308,20 @@ def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
     from bench.preflight import check_sweep, items, seed_list
     from bench.registry import cell_names
 
-    passthrough = _with_seed(args, passthrough)
+    given, passthrough = passthrough, _with_seed(args, passthrough)
     check_executor(args.executor, args.address)
     values = items(args.values, "--values", "value")
     cells = items(args.cells, "--cells", "cell") if args.cells is not None else cell_names()
     check_sweep(args.param, values, cells, args.backend, args.impl, passthrough)
     seeds = seed_list(args.seeds, args.repeats, passthrough, swept=args.param)
     with make_executor(args.executor, args.address) as executor:
-        return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl, passthrough, seeds, executor))
+        return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl,
+                                        passthrough if seeds is None else given, seeds, executor))
 
 
 def _with_seed(args: argparse.Namespace, passthrough: list[str]) -> list[str]:
-    """The flags passed on, with the --seed that matrix and sweep read only to keep it apart from --seeds."""
+    """The flags passed on, with the --seed that matrix and sweep read only to keep it apart
+    from --seeds (with --repeats it is only where the seeds start: each run gets its own)."""
     return passthrough if args.seed is None else [*passthrough, f"--seed={args.seed}"]
 
 

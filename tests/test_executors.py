@@ -146,6 +146,11 @@ def test_seed_passed_on_to_a_matrix_reaches_every_run(tmp_path, capsys):
                  "--results-dir", str(tmp_path)]) == 0
     (record,) = records_in(tmp_path)
     assert record["seed"] == 11
+    assert main(["matrix", "--backends", "numpy", "--cells", "rnn", "--repeats", "2", "--seed", "11", *ECHO, "--epochs",
+                 "1", "--quiet", "--results-dir", str(tmp_path / "repeats")]) == 0
+    records = records_in(tmp_path / "repeats")
+    assert sorted(r["seed"] for r in records) == [11, 12]
+    assert all(" ".join(r["command"]).count("--seed") == 1 for r in records)  # where the seeds start, not passed on
 
 
 # -- the ray executor on a real local Ray ----------------------------------------------------
