@@ -265,3 +265,38 @@ def test_the_html_page_loads_every_image_in_a_headless_browser(page, tmp_path):
 ])
 def test_markdown_text_escapes_what_would_be_markup(raw, shown):
     assert mdtext.text(raw) == shown
+
+
+# --- sweeps as people read them ------------------------------------------------------------
+
+def _adding_sweep() -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame({
+        "adding_length": [50, 100],
+        "gru numpy/cell loss_vs_baseline": [0.028, 0.5], "rnn numpy/cell loss_vs_baseline": [1.02, 0.99],
+        "gru numpy/cell solved_at_update": [1300.0, None], "rnn numpy/cell solved_at_update": [None, None],
+        "gru numpy/cell grad_ratio_init": [2.5e-10, 3e-19], "rnn numpy/cell grad_ratio_init": [1.8e-10, 9.5e-20],
+        "gru numpy/cell grad_ratio_final": [0.3, 0.31], "rnn numpy/cell grad_ratio_final": [4e-7, 1.5e-7],
+    })
+
+
+def test_a_sweep_reads_as_cells_by_values_with_the_solving_update():
+    from bench.report import sweep_pivots
+
+    (result_title, result), (gradient_title, gradient) = sweep_pivots("adding_length", _adding_sweep())
+    assert list(result.columns) == ["cell", "backend/impl", "adding_length = 50", "adding_length = 100"]
+    assert result.iloc[0].tolist() == ["gru", "numpy/cell", "0.028 (1,300)", "0.5"]
+    assert result.iloc[1].tolist() == ["rnn", "numpy/cell", "1.02", "0.99"]
+    assert "at initialisation → after training" in gradient_title
+    assert gradient.iloc[0].tolist()[2:] == ["2.50e-10 → 0.3", "3.00e-19 → 0.31"]
+
+
+def test_memory_headline_names_the_largest_value_solved_and_the_closest_miss():
+    from bench.headlines import solved_sentences
+
+    about = {"param": "adding_length", "configuration": "adding, threads=1", "task": "adding", "anchor": "x"}
+    (line,) = solved_sentences([(about, _adding_sweep())], None)
+    assert "the gru solved up to adding_length = 50 (numpy/cell, 0.028 x the baseline)" in line
+    assert "the rnn solved none (closest: 0.99 x the baseline at adding_length = 100)" in line
+    assert line.endswith("([table](#x))")
