@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -269,9 +270,7 @@ def test_markdown_text_escapes_what_would_be_markup(raw, shown):
 
 # --- sweeps as people read them ------------------------------------------------------------
 
-def _adding_sweep() -> "pd.DataFrame":
-    import pandas as pd
-
+def _adding_sweep() -> pd.DataFrame:
     return pd.DataFrame({
         "adding_length": [50, 100],
         "gru numpy/cell loss_vs_baseline": [0.028, 0.5], "rnn numpy/cell loss_vs_baseline": [1.02, 0.99],
