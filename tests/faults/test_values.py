@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bench import budget, preflight
 from bench.cli import main
 from bench.config import all_options, make_config, presets, validate
-from bench.registry import cell_names
+from bench.registry import backend_names, cell_names
 from cells.options import DTYPES
 from bench.data import echo_windows
 from bench.errors import BenchError
@@ -346,6 +346,8 @@ def test_run_refuses_bad_values_in_one_line(capsys, tmp_path, argv, message):
 
 
 FIRST_CELL = cell_names()[0]  # matrix and sweep check runs in bench list's order
+FIRST_BACKEND = backend_names()[0]
+FIRST_IMPL = get_backend(FIRST_BACKEND).impls[0]
 
 MATRIX_CASES = [
     (["matrix", "--hidden-size", "x"], "the flags passed to every run: argument --hidden-size: invalid int value: 'x'"),
@@ -358,7 +360,7 @@ MATRIX_CASES = [
     (["matrix", "--backends", "numpy", "--impls", "fused"], "unknown impl 'fused'; choose one of: cell"),
     (["matrix", "--backends", "numpy,nmupy"], "unknown backend 'nmupy'"),
     (["matrix", "--cells", "no-such-cell"], "unknown cell 'no-such-cell'"),
-    (["matrix", "--seed", "-1"], f"numpy/cell {FIRST_CELL}: --seed must be an integer in [0, 2**63 - 1]"),  # bench list order
+    (["matrix", "--seed", "-1"], f"{FIRST_BACKEND}/{FIRST_IMPL} {FIRST_CELL}: --seed must be an integer in [0, 2**63 - 1]"),  # bench list order
     (["matrix", "--echo-step", "99999"], "--echo-step must be below"),
     (["matrix", "--hidden-size", str(2**20)], "of memory"),
     (["matrix", "--resume", "x.npz"], "--resume continues one run"),
