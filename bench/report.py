@@ -42,7 +42,7 @@ def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tupl
 
 
 SPEED_COLUMNS = ["backend", "impl", "cell", "train_tok_s", "eval_tok_s", "eval_over_train", "train_pct_peak",
-                 "train_pct_ceiling", "eval_pct_ceiling", "train_vs_torch_fused_lstm", "error"]
+                 "train_pct_ceiling", "eval_pct_ceiling", "train_vs_torch_fused_lstm", "compile_s", "error"]
 
 
 def speed_tables(speeds: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], pd.DataFrame]]:
