@@ -170,7 +170,7 @@ def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str
                 parts.append(f"{text(cell)} {words} {low:.4g} on all {len(values)} backend/impls")
             else:
                 parts.append(f"{text(cell)} {words} {low:.4g} to {high:.4g} over {len(values)} backend/impls "
-                             f"({spread:.2f}%)")
+                             f"({_percent(spread)})")
             # the same seed gives every backend the same initial weights: compare seed by seed
             for seed in {s for by_seed in runs["grad_ratio_init_by_seed"] for s in by_seed}:
                 ratios = [by_seed[seed] for by_seed in runs["grad_ratio_init_by_seed"] if seed in by_seed]
@@ -185,6 +185,10 @@ def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str
         lines.append(f"- **Backends agree ({text(task)}, set {code(set_name)}).** {'; '.join(parts)}{gradients}; {seeds}."
                      f"{_link(anchors, group.iloc[0])}")
     return lines
+
+
+def _percent(value: float) -> str:
+    return f"{value:.2f}%" if value >= 0.01 or value == 0 else f"{value:.1e}%"
 
 
 def ranking_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]) -> list[str]:
@@ -227,8 +231,9 @@ def _elsewhere(pooled: pd.DataFrame, group: pd.DataFrame, column: str, lower: bo
     epochs (another learning rate, say): named, since its rank here depends on settings
     tuned for another cell, and the configurations differ, so no ranking is claimed."""
     first = group.iloc[0]
+    # the same configuration in another set is a repeat, not other settings
     others = pooled[(pooled["task"] == first["task"]) & (pooled["epochs_planned"] == first["epochs_planned"])
-                    & ~((pooled["set"] == first["set"]) & (pooled["config_key"] == first["config_key"]))]
+                    & (pooled["config_key"] != first["config_key"])]
     notes = []
     for cell, here in _best_per_cell(group, column, lower).set_index("cell")[column].items():
         there = _best_per_cell(others[others["cell"] == cell], column, lower)

@@ -77,7 +77,10 @@ def _note_dropped(ax: Any, dropped: int, log: bool = False) -> None:
 
 
 def _legend(ax: Any, **kwargs: Any) -> None:
-    handles, labels = ax.get_legend_handles_labels()
+    """The axes' legend, one entry per label (several seeds or backends draw one label's line
+    several times), the first MAX_LEGEND of them."""
+    unique = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    labels, handles = list(unique), list(unique.values())
     if not handles:
         return
     if len(handles) > MAX_LEGEND:
@@ -331,7 +334,6 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5.4))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
-    labelled: set[str] = set()
     dropped = 0
     cells = runs.set_index("path")["cell"]
     for run_path, run in top.groupby("path", sort=False):
@@ -342,20 +344,27 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
             curve = run[run["epoch"] == epoch].sort_values("t")
             norms, n = _plottable(curve["norm"], log=True)
             dropped += n
-            label = f"{cell} {when}"
-            ax.semilogy(curve["t"].to_numpy(dtype=float), norms, style, color=color, alpha=0.7,
-                        label=None if label in labelled else label)
-            labelled.add(label)
-    _clip_decades(ax)
+            # every line labelled (the legend shows each label once), so a cut curve is named
+            ax.semilogy(curve["t"].to_numpy(dtype=float), norms, style, color=color, alpha=0.7, label=f"{cell} {when}")
+    cut_note = _clip_decades(ax)
     in_plot = set(top["path"])
     drawn = sorted({f"{r['backend']}/{r['impl']}" for _, r in runs.iterrows() if r["path"] in in_plot})
-    overlap = "one line per backend/impl ({}); they overlap" if len(drawn) > 1 else "backend/impl: {}"
-    ax.text(0.01, 0.01, _plain(overlap.format(", ".join(drawn))), transform=ax.transAxes, fontsize=7)
+    seeds = runs[runs["path"].isin(in_plot)]["seed"].nunique() if "seed" in runs else 1
+    if seeds > 1:
+        overlap = f"one line per backend/impl ({{}}) and seed ({seeds} seeds: different initial weights)"
+    else:
+        overlap = "one line per backend/impl ({}); they overlap" if len(drawn) > 1 else "backend/impl: {}"
     _note_dropped(ax, dropped, log=True)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time step t (the loss is at the last step, T-1)")
+    # the notes go under the axis, where no curve runs
+    ax.annotate(_plain(overlap.format(", ".join(drawn))), xy=(0, 0), xycoords="axes fraction", xytext=(0, -38),
+                textcoords="offset points", fontsize=7, va="top")
+    if cut_note:
+        ax.annotate(cut_note, xy=(0, 0), xycoords="axes fraction", xytext=(0, -49), textcoords="offset points",
+                    fontsize=7, va="top", color="firebrick")
     ax.set_ylabel("||dL_T / dh_t||, mean over the batch")
     ax.set_title(f"{task}: how much of the last step's error reaches step t", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -364,24 +373,25 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     return _save(fig, path)
 
 
-def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> None:
+def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> str:
     """Show at most ``decades`` below the highest value on a log axis: one curve that falls
-    to 1e-45 would otherwise squeeze every other into a sliver. The curves cut off are named
-    with how low they go."""
+    to 1e-45 would otherwise squeeze every other into a sliver. Returns a note naming the
+    curves cut off (each label once, with the lowest value it reaches), or "" if none is."""
     lines = [line for line in ax.get_lines() if len(line.get_ydata())]
     values = [np.asarray(line.get_ydata(), dtype=float) for line in lines]
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values]) if values else np.array([])
     if not finite.size or finite.min() >= finite.max() / 10**decades:
-        return
+        return ""
     floor = finite.max() / 10**decades
     ax.set_ylim(bottom=floor)
-    cut = sorted({f"{line.get_label()} (to {np.nanmin(np.where(v > 0, v, np.nan)):.0e})"
-                  for line, v in zip(lines, values) if np.nanmin(np.where(v > 0, v, np.inf)) < floor
-                  and not line.get_label().startswith("_")}
-                 | {f"a {line.get_color()} curve" for line, v in zip(lines, values)
-                    if np.nanmin(np.where(v > 0, v, np.inf)) < floor and line.get_label().startswith("_")})
-    ax.text(0.01, 0.06, _plain(f"axis cut at {floor:.0e}; below it: {', '.join(cut)}", 200), transform=ax.transAxes,
-            fontsize=7, color="firebrick")
+    lowest: dict[str, float] = {}
+    for line, v in zip(lines, values):
+        low = float(np.nanmin(np.where(v > 0, v, np.inf)))
+        if low < floor:
+            label = line.get_label() if not line.get_label().startswith("_") else "an unnamed curve"
+            lowest[label] = min(low, lowest.get(label, np.inf))
+    cut = ", ".join(f"{label} (to {low:.0e})" for label, low in sorted(lowest.items()))
+    return _plain(f"axis cut at {floor:.0e}; below it: {cut}", 200)
 
 
 def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
@@ -575,7 +585,7 @@ def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path)
     return _save(fig, path)
 
 
-PNG_COLOURS = 64  # a plot's few colours and their anti-aliasing fit a palette: a third of the bytes
+PNG_COLOURS = 48  # a plot's few colours and their anti-aliasing fit a palette: a third of the bytes
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -591,6 +601,7 @@ def _save(fig: Any, path: Path) -> Path:
     _pyplot().close(fig)
     buffer.seek(0)
     with Image.open(buffer) as image:
-        image.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT).save(path, "PNG",
-                                                                                               optimize=True)
+        # the octree keeps the cells' colours as drawn (median cut turned tab10's orange brown)
+        image.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE).save(path, "PNG",
+                                                                                                optimize=True)
     return path
