@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.storage import atomic_write_bytes
 
 # Readable tables without any external stylesheet: wide tables scroll inside their box.
 STYLE = """
@@ -56,16 +55,5 @@ def _embedded(alt: str, source: str, images: Path) -> str:
 
 def write_html(markdown_text: str, images: Path, path: Path) -> Path:
     """Render and write the page atomically (a reader never sees half a page)."""
-    page = render(markdown_text, images)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
-            f.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # as any file the report writes, not mkstemp's 0600
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, render(markdown_text, images).encode("utf-8"))
     return path
