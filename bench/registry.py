@@ -9,6 +9,7 @@ and each becomes a flag of ``bench run``.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -21,7 +22,27 @@ CELL_GROUP = "bench.cells"
 TASK_GROUP = "bench.tasks"
 
 
+# Scanning the installed distributions' metadata costs milliseconds, and one command asks
+# thousands of times (every config, every record a report reads). The scan is kept per
+# group and import path: a changed sys.path (a plugin installed into a running process, as
+# the registry tests do) is a new key, so what is found is always what is installed.
+_scanned: dict[tuple[str, tuple[str, ...]], dict[str, EntryPoint]] = {}
+
+
+def refresh() -> None:
+    """Forget every scan: the next lookup reads the packaging metadata again (for a
+    distribution installed into a running process on an unchanged ``sys.path``)."""
+    _scanned.clear()
+
+
 def _entry_points(group: str) -> dict[str, EntryPoint]:
+    key = (group, tuple(sys.path))
+    if key not in _scanned:
+        _scanned[key] = _scan(group)
+    return dict(_scanned[key])
+
+
+def _scan(group: str) -> dict[str, EntryPoint]:
     found = {ep.name: ep for ep in entry_points(group=group)}
     if not found:
         raise BenchError(

@@ -124,3 +124,27 @@ def test_a_plugin_cell_is_in_the_conformance_grid_and_runs_in_matrix_by_default(
     from bench.registry import get_backend, make_cell
 
     assert "no fused layer for cell 'leaky'" in get_backend("torch").unsupported(make_cell("leaky"), "fused")
+
+
+def test_the_scan_is_cached_and_a_new_import_path_is_seen(tmp_path, monkeypatch):
+    """One command asks the registry thousands of times: the metadata is scanned once per
+    import path, and a plugin put on the path later is still found."""
+    calls = []
+    real = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", lambda **kw: calls.append(kw) or real(**kw))
+    registry.refresh()
+    for _ in range(50):
+        registry.cell_names()
+    assert len(calls) == 1
+    _install(tmp_path, monkeypatch, "late_plugin", '''
+        from cells.rnn import RNNCell
+
+        class LateCell(RNNCell):
+            """A cell installed after the first scan."""
+            name = "late"
+    ''', "[bench.cells]\nlate = late_plugin:LateCell\n")
+    try:
+        assert "late" in registry.cell_names()
+        assert len(calls) == 2
+    finally:
+        sys.modules.pop("late_plugin", None)
