@@ -179,7 +179,7 @@ def _check_runs(runs: dict[str, list[str]]) -> list[Config]:
     setting), and the results directory: everything a child would refuse at its start.
     ``runs`` maps a label (named in the error) to the run's arguments."""
     from bench.budget import check_memory
-    from bench.records import prepare_results_dir
+    from bench.records import DEFAULT_RESULTS_DIR, prepare_results_dir
     from bench.tasks import make_task
 
     configs, fitted = [], set()
@@ -195,8 +195,8 @@ def _check_runs(runs: dict[str, list[str]]) -> list[Config]:
         except BenchError as exc:
             raise BenchError(f"{label}: {exc}") from None
         configs.append(config)
-    if runs:
-        prepare_results_dir(args.results_dir)
+    if runs:  # the runs share the flags, so one directory: where `bench run` writes without --results-dir
+        prepare_results_dir(args.results_dir or DEFAULT_RESULTS_DIR)
     return configs
 
 

@@ -11,8 +11,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from bench import interrupts
 from bench.errors import BenchError
 from bench.records import atomic_write_bytes, cpu_model, utc_now
+
+ROOFLINE_FILE = "roofline.json"  # in a results directory: `bench roofline` writes it, `bench report` reads it
 
 
 @contextmanager
@@ -49,6 +52,7 @@ def _best_gflops(matmul: Callable[[], Any], n: int, seconds: float) -> float:
     best = 0.0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
+        interrupts.check()  # between products: a 2048^3 one is a fraction of a second
         start = time.perf_counter()
         matmul()
         best = max(best, 2.0 * n**3 / (time.perf_counter() - start) / 1e9)
@@ -80,12 +84,47 @@ def read_measurements(path: Path) -> dict[str, Any]:
 def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     """Append to ``<results_dir>/roofline.json`` (reports match runs by CPU model and threads);
     a file there that is not a roofline file is refused, never overwritten."""
-    path = Path(results_dir) / "roofline.json"
+    path = Path(results_dir) / ROOFLINE_FILE
     data = read_measurements(path)
     data["measurements"].append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return path
+
+
+def find_roofline(records_dir: str | Path, rooflines: list[dict[str, Any]]) -> str:
+    """Where a report of ``records_dir`` takes its GEMM peaks from, as one plain-text
+    sentence, or why "% of peak" is absent; ``rooflines`` (those read under ``records_dir``)
+    gets the file from above appended when none was there.
+
+    The roofline files under ``records_dir`` come first; without one there, the
+    ``roofline.json`` in the directory above is taken: ``bench roofline`` writes
+    ``results/roofline.json`` and ``bench run`` ``results/runs/``, so the two meet by default
+    (and so do ``--results-dir results/cluster`` and a roofline of ``results``).
+    """
+    records_dir = Path(records_dir)
+    matched = "; a run is matched by its CPU model and thread count"
+    if rooflines:
+        return (f"% of peak: against the float32 GEMM peaks recorded under {records_dir} (bench roofline), "
+                f"{_measured(rooflines)}{matched}.")
+    above = Path(os.path.normpath(records_dir / os.pardir)) / ROOFLINE_FILE
+    if not os.path.lexists(above):
+        return (f"No % of peak: no {ROOFLINE_FILE} under {records_dir} or in {above.parent}; "
+                f"python -m bench roofline --results-dir {records_dir} on the runs' machine adds one.")
+    try:
+        data = read_measurements(above)
+    except BenchError as exc:
+        return f"No % of peak: {str(exc).split('; ')[0]}."  # the finding, not bench roofline's advice
+    rooflines.append(data)
+    return f"% of peak: against the float32 GEMM peaks in {above} (bench roofline), {_measured(rooflines)}{matched}."
+
+
+def _measured(rooflines: list[dict[str, Any]]) -> str:
+    """``measured on X at 1 thread, Y at 2 threads`` (each CPU and thread count once)."""
+    seen = dict.fromkeys((m["cpu"], m["threads"]) for data in rooflines for m in data["measurements"])
+    if not seen:
+        return "which hold no measurement yet"
+    return "measured on " + ", ".join(f"{cpu} at {threads} thread{'s' if threads != 1 else ''}" for cpu, threads in seen)
 
 
 def model_gemms(spec: Any, batch: int, steps: int, training: bool) -> list[tuple[int, int, int, int]]:
@@ -131,6 +170,7 @@ def gemm_ceiling(spec: Any, batch: int, steps: int, threads: int | None = None,
         for m, k, n, _ in model_gemms(spec, batch, steps, training=True):
             if (m, k, n) in best:
                 continue
+            interrupts.check()
             a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
             best[(m, k, n)] = math.inf
             for matmul in _matmuls(a, b).values():

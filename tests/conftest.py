@@ -1,4 +1,5 @@
-"""Shared fixtures: the PTB copy (found from the repository root, not the working directory)."""
+"""Shared fixtures: the PTB copy (``$BENCH_DATA_DIR``, else the shared copy beside the
+repository; found from the repository root, not the working directory)."""
 from __future__ import annotations
 
 import os
@@ -7,19 +8,28 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PTB_DIR = REPO_ROOT.parent / "shared" / "data" / "ptb"
+SHARED_PTB_DIR = REPO_ROOT.parent / "shared" / "data" / "ptb"
+
+
+def ptb_location() -> tuple[Path, str]:
+    """Where the tests look for the corpus, and how that was chosen: ``$BENCH_DATA_DIR``
+    (where `bench run` looks too) wins, so a clone anywhere can point the tests at its copy."""
+    if os.environ.get("BENCH_DATA_DIR"):
+        return Path(os.environ["BENCH_DATA_DIR"]).expanduser(), "$BENCH_DATA_DIR"
+    return SHARED_PTB_DIR, "the shared copy beside the repository; set BENCH_DATA_DIR to use another"
 
 
 @pytest.fixture(scope="session")
 def ptb_dir() -> Path:
-    """The shared PTB copy. Absent: skip with the reason, except under CI=true, where a
-    missing corpus would silently hide every PTB test, so it fails."""
-    if not (PTB_DIR / "ptb.train.txt").is_file():
-        message = f"PTB corpus not found at {PTB_DIR} (the shared copy beside the repository)"
+    """The PTB copy. Absent: skip with the reason, except under CI=true, where a missing
+    corpus would silently hide every PTB test, so it fails."""
+    directory, chosen = ptb_location()
+    if not (directory / "ptb.train.txt").is_file():
+        message = f"PTB corpus not found at {directory} ({chosen})"
         if os.environ.get("CI") == "true":
             pytest.fail(message + "; CI=true requires it")
         pytest.skip(message)
-    return PTB_DIR
+    return directory
 
 
 @pytest.fixture(scope="session")

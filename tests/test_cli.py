@@ -1,6 +1,7 @@
 """Bad input: one line on stderr, exit status 2, no traceback, no record left behind."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -102,3 +103,68 @@ def test_matrix_and_sweep_summaries_show_each_runs_test_metric():
     assert final_result(ptb) == "test ppl 114.60 acc 0.2610"
     assert final_result(adding) == "test loss 0.0310 (0.186 x baseline)"
     assert final_result(["run x interrupted in train epoch 2"]) == ""  # no final line: nothing claimed
+
+
+@pytest.mark.parametrize("argv", [
+    ["matrix", "--backends", "numpy", "--cells", "rnn"],
+    ["sweep", "--param", "echo_step", "--values", "2", "--cells", "rnn"],
+], ids=["matrix", "sweep"])
+def test_matrix_and_sweep_without_results_dir_write_where_bench_run_does(argv, tmp_path, monkeypatch, capsys):
+    """Issue 23: without --results-dir the preflight crashed on None (exit 1)."""
+    from bench.records import DEFAULT_RESULTS_DIR
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, *ECHO_QUICK, "--threads", "1"]) == 0, capsys.readouterr().err
+    (path,) = (tmp_path / DEFAULT_RESULTS_DIR).glob("*.json")
+    assert json.loads(path.read_text())["status"] == "completed"
+
+
+def _brief_peak(threads: int) -> dict:
+    from bench.roofline import measure_peak
+
+    return measure_peak(threads, n=128, seconds=0.02)
+
+
+def _report_of_one_run(tmp_path, capsys, roofline_dir: str | None) -> tuple[str, str]:
+    """(the run's efficiency_pct in report.csv, report.md's last line) for a run in
+    results/runs and, when given, this machine's peak recorded in ``roofline_dir``."""
+    from bench.roofline import record_peak
+
+    assert main(["run", *ECHO_QUICK, "--cell", "rnn", "--threads", "1"]) == 0
+    if roofline_dir:
+        record_peak(roofline_dir, _brief_peak(1))
+    assert main(["report"]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "results" / "runs" / "report.md").read_text()
+    with open(tmp_path / "results" / "runs" / "report.csv") as f:
+        (row,) = csv.DictReader(f)
+    return row["efficiency_pct"], text.rstrip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("where,says", [
+    ("results", "% of peak: against the float32 GEMM peaks in results/roofline.json (bench roofline), measured on "),
+    ("results/runs", "% of peak: against the float32 GEMM peaks recorded under results/runs (bench roofline), "),
+], ids=["above-the-records", "among-the-records"])
+def test_report_finds_the_peak_that_bench_roofline_recorded(where, says, tmp_path, monkeypatch, capsys):
+    """Issue 23: `bench roofline` writes results/roofline.json, `bench report` reads results/runs;
+    the default places meet, and the report says where the peak came from."""
+    monkeypatch.chdir(tmp_path)
+    efficiency, note = _report_of_one_run(tmp_path, capsys, where)
+    assert float(efficiency) > 0
+    assert note.startswith(says) and note.endswith("; a run is matched by its CPU model and thread count.")
+
+
+def test_report_says_why_there_is_no_peak(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    efficiency, note = _report_of_one_run(tmp_path, capsys, None)
+    assert efficiency == ""
+    assert note == ("No % of peak: no roofline.json under results/runs or in results; python -m bench roofline "
+                    "--results-dir results/runs on the runs' machine adds one.")
+
+
+def test_report_says_a_roofline_file_above_is_unreadable(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "roofline.json").write_text("[1, 2]")
+    efficiency, note = _report_of_one_run(tmp_path, capsys, None)
+    assert efficiency == "" and note.startswith("No % of peak: results/roofline.json is not a roofline file (")

@@ -30,7 +30,12 @@ SHA256 = {
     "test": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
 }
 ARCHIVE_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
-DOWNLOAD_HINT = "run `python -m bench data ptb` to download it, or pass --data-dir DIR (or set BENCH_DATA_DIR)"
+DOWNLOAD_HINT = ("run `python -m bench data ptb` to download it, or pass --data-dir DIR (or set BENCH_DATA_DIR=DIR), "
+                 "DIR holding ptb.train.txt, ptb.valid.txt and ptb.test.txt")
+# Where a download cannot reach the archive: what to fetch, what to extract, which command checks it.
+OFFLINE_HINT = ("offline, fetch simple-examples.tgz elsewhere, extract ptb.train.txt, ptb.valid.txt and ptb.test.txt "
+                "from its simple-examples/data/ into a directory DIR and run `python -m bench data ptb --data-dir DIR` "
+                "to verify them; `bench run`, `matrix` and `sweep` then take --data-dir DIR (or set BENCH_DATA_DIR=DIR)")
 EOS, UNK = "<eos>", "<unk>"
 
 
@@ -143,21 +148,65 @@ def load_ptb(data_dir: str | os.PathLike | None = None, check: bool = True) -> C
     return Corpus(ids["train"], ids["valid"], ids["test"], tuple(vocab))
 
 
-def download_ptb(data_dir: str | os.PathLike | None = None, url: str = ARCHIVE_URL) -> Path:
-    """Fetch ``simple-examples.tgz``, extract the three files into the data directory and
-    verify them. Files are moved into place only after their sums check out."""
-    directory = prepare_writable_dir(resolve_data_dir(data_dir), "--data-dir")  # before a download it could not keep
+def download_ptb(data_dir: str | os.PathLike | None = None, url: str = ARCHIVE_URL) -> tuple[Path, str | None]:
+    """Make sure the data directory holds the verified corpus: ``(directory, None)`` when it
+    already does (nothing is fetched, so this works offline), else fetch
+    ``simple-examples.tgz``, extract the three files and verify them, and return
+    ``(directory, why it was fetched)``. Files are moved into place only after their sums
+    check out; a download that fails leaves no directory it created behind."""
+    directory = resolve_data_dir(data_dir)
+    why = corpus_problem(directory)
+    if why is None:
+        return directory, None
+    created = _missing_ancestors(directory)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            archive = response.read()
-    except OSError as exc:
-        raise BenchError(f"cannot download {url}: {exc}; download it by hand and pass --data-dir") from exc
+        prepare_writable_dir(directory, "--data-dir")  # before a download it could not keep
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                archive = response.read()
+        except OSError as exc:
+            raise BenchError(f"cannot download {url}: {exc}; {OFFLINE_HINT}") from exc
+        try:
+            files = _read_archive(archive, url)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise BenchError(f"{url} did not give a readable .tgz archive ({exc}); {OFFLINE_HINT}") from exc
+        writing("the corpus into", directory, lambda: _install(files, directory))
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    return directory, why
+
+
+def corpus_problem(directory: Path) -> str | None:
+    """Why ``directory`` does not hold the verified corpus, or None when it does."""
+    if not directory.is_dir():
+        return f"{directory} did not exist"
     try:
-        files = _read_archive(archive, url)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise BenchError(f"{url} did not give a readable .tgz archive ({exc}); download it by hand and pass --data-dir") from exc
-    writing("the corpus into", directory, lambda: _install(files, directory))
-    return directory
+        verify(directory)
+    except BenchError as exc:
+        return str(exc).split("; ")[0]  # the finding, without the advice to download
+    return None
+
+
+def _missing_ancestors(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first: what
+    creating it would add."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_if_empty(directories: list[Path]) -> None:
+    """Remove the directories a failed download created, deepest first, as long as each is
+    empty (something else may have written into one meanwhile: then it stays)."""
+    for path in directories:
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def _read_archive(archive: bytes, url: str) -> dict[str, bytes]:

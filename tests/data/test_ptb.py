@@ -117,7 +117,8 @@ def test_download_extracts_and_verifies_the_archive(ptb_dir, tmp_path):
     from bench.data.ptb import download_ptb
 
     url = _archive(ptb_dir, tmp_path)
-    target = download_ptb(tmp_path / "cache", url=url)
+    target, why = download_ptb(tmp_path / "cache", url=url)
+    assert target == tmp_path / "cache" and why == f"{target} did not exist"
     assert len(load_ptb(target).train) == 929_589
 
 
@@ -127,11 +128,84 @@ def test_download_of_an_altered_archive_leaves_nothing_behind(ptb_dir, tmp_path)
     url = _archive(ptb_dir, tmp_path, alter=True)
     with pytest.raises(BenchError, match="truncated or altered"):
         download_ptb(tmp_path / "cache", url=url)
-    assert not list((tmp_path / "cache").glob("ptb.*"))
+    assert not (tmp_path / "cache").exists()
 
 
-def test_download_failure_says_what_to_do(tmp_path):
+def test_download_failure_says_what_to_fetch_extract_and_run(tmp_path):
     from bench.data.ptb import download_ptb
 
-    with pytest.raises(BenchError, match="cannot download .*--data-dir"):
-        download_ptb(tmp_path / "cache", url=(tmp_path / "missing.tgz").as_uri())
+    target = tmp_path / "new" / "cache" / "ptb"
+    with pytest.raises(BenchError) as caught:
+        download_ptb(target, url=(tmp_path / "missing.tgz").as_uri())
+    message = str(caught.value)
+    assert message.startswith("cannot download ")
+    for part in ("simple-examples.tgz", "extract ptb.train.txt, ptb.valid.txt and ptb.test.txt",
+                 "`python -m bench data ptb --data-dir DIR`", "`bench run`", "BENCH_DATA_DIR"):
+        assert part in message
+    assert not (tmp_path / "new").exists()  # no empty cache folder left behind
+
+
+def _no_network(monkeypatch):
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download a corpus that was already there")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_a_verified_corpus_is_used_offline_and_nothing_is_written(ptb_dir, monkeypatch, capsys):
+    """The shared copy is read-only: verifying it must not even probe it for writing."""
+    from bench.cli import main
+
+    _no_network(monkeypatch)
+    before = sorted(p.name for p in ptb_dir.iterdir())
+    assert main(["data", "ptb", "--data-dir", str(ptb_dir)]) == 0
+    assert capsys.readouterr().out == f"PTB corpus in {ptb_dir}: already there and verified; nothing downloaded\n"
+    assert sorted(p.name for p in ptb_dir.iterdir()) == before
+
+
+def test_bench_data_dir_is_where_bench_data_looks(ptb_dir, monkeypatch, capsys):
+    from bench.cli import main
+
+    _no_network(monkeypatch)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(ptb_dir))
+    assert main(["data", "ptb"]) == 0
+    assert f"PTB corpus in {ptb_dir}: already there" in capsys.readouterr().out
+
+
+def test_an_altered_file_is_downloaded_again_and_replaced(ptb_dir, tmp_path):
+    from bench.data.ptb import download_ptb
+
+    url = _archive(ptb_dir, tmp_path)
+    (tmp_path / "corpus").mkdir()
+    directory = _copy(ptb_dir, tmp_path / "corpus")
+    (directory / "ptb.valid.txt").write_text("not the corpus\n")
+    target, why = download_ptb(directory, url=url)
+    assert "ptb.valid.txt has sha256" in why and "truncated or altered" in why
+    assert len(load_ptb(target).valid) == 73_760
+
+
+def test_the_tests_find_the_corpus_through_bench_data_dir(monkeypatch, tmp_path):
+    from tests.conftest import SHARED_PTB_DIR, ptb_location
+
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    assert ptb_location() == (tmp_path, "$BENCH_DATA_DIR")
+    monkeypatch.delenv("BENCH_DATA_DIR")
+    assert ptb_location()[0] == SHARED_PTB_DIR
+
+
+@pytest.mark.parametrize("ci,outcome", [("", "1 skipped"), ("true", "1 error")])
+def test_an_absent_corpus_skips_with_its_reason_but_fails_under_ci(tmp_path, ci, outcome):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "BENCH_DATA_DIR": str(tmp_path / "none"), "CI": ci}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "tests/data/test_ptb.py::test_ids_are_int_arrays"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert outcome in done.stdout, done.stdout
+    assert f"PTB corpus not found at {tmp_path / 'none'} ($BENCH_DATA_DIR)" in done.stdout
