@@ -86,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     roofline_parser.add_argument("--threads", type=int, help=f"threads (default: all cores; range {THREADS.interval()})")
     roofline_parser.add_argument("--results-dir", default="results", help="where roofline.json goes (default: results)")
 
-    data_parser = commands.add_parser("data", help="download a corpus")
+    data_parser = commands.add_parser("data", help="verify a corpus, downloading it first if it is not there")
     data_parser.add_argument("corpus", choices=["ptb"])
-    data_parser.add_argument("--data-dir", help="where to put it (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb)")
+    data_parser.add_argument("--data-dir", help="the directory of ptb.{train,valid,test}.txt: checked first, downloaded "
+                             "into if they are not there (default: $BENCH_DATA_DIR, else ~/.cache/cellbench/ptb)")
     return parser
 
 
@@ -109,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     with interrupts.handled():
         try:
-            return _dispatch(argv)
+            interrupts.check()
+            code = _dispatch(argv)
+            interrupts.check()  # a command with no stop of its own (list, report) still ends 130 if a signal came
+            return code
         except BenchError as exc:
             return _fail(f"error: {exc}", EXIT_USER_ERROR)
         except KeyboardInterrupt as exc:
@@ -283,8 +287,10 @@ def _checkpoint_usage(directory: str) -> str:
 def _data(args: argparse.Namespace) -> int:
     from bench.data.ptb import download_ptb
 
-    directory = download_ptb(args.data_dir)
-    print(f"PTB corpus verified in {directory}")
+    directory, fetched_because = download_ptb(args.data_dir)
+    how = (f"downloaded ({fetched_because}) and verified" if fetched_because
+           else "already there and verified; nothing downloaded")
+    print(f"PTB corpus in {directory}: {how}")
     return 0
 
 
@@ -328,6 +334,7 @@ def _with_seed(args: argparse.Namespace, passthrough: list[str]) -> list[str]:
 def _report(args: argparse.Namespace) -> int:
     from bench.report import markdown_table, write_report
 
+    interrupts.check()  # after the imports (pandas, matplotlib): the longest part of a small report
     result = write_report(args.directory, args.out)
     print(result["summary"] or (markdown_table(result["table"]) if len(result["table"]) else "(no records)"))
     for path, reason in result["bad"]:

@@ -10,12 +10,14 @@ import time
 from dataclasses import dataclass
 from typing import IO, Callable, Sequence
 
+from bench import interrupts
 from bench.errors import BenchError
 from bench.exits import STATUS_BY_EXIT
 from bench.registry import get_backend, make_cell
 from cells.base import CellSpec
 
 STOP_GRACE_SECONDS = 120.0  # for a child to save its record after Ctrl-C; then it is killed
+POLL_SECONDS = 0.1  # how often the wait for a child looks for a stop asked of the parent
 
 
 @dataclass
@@ -75,13 +77,25 @@ def run_one(label: str, argv: list[str], quiet: bool = False) -> Outcome:
     relay = threading.Thread(target=_relay, args=(child.stderr, lines, quiet), daemon=True)
     relay.start()
     try:
-        child.wait()
+        _wait(child)
     except KeyboardInterrupt:
         _stop(child)
         relay.join(timeout=5)
         raise Interrupted(_outcome(label, child.returncode, lines, start)) from None
     relay.join()
     return _outcome(label, child.returncode, lines, start)
+
+
+def _wait(child: subprocess.Popen) -> None:
+    """Until the child ends, or a signal reaches this process (the handler only notes it, and
+    a plain ``wait()`` would go on waiting: ``KeyboardInterrupt`` comes from the check)."""
+    while True:
+        interrupts.check()
+        try:
+            child.wait(timeout=POLL_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _relay(stream: IO[str], lines: list[str], quiet: bool) -> None:
@@ -116,6 +130,7 @@ def run_all(jobs: Sequence[Job]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     try:
         for label, job in jobs:
+            interrupts.check()  # between runs: the next one does not start
             outcomes.append(job if isinstance(job, Outcome) else run_one(label, job))
     except Interrupted as stop:
         outcomes.append(stop.outcome)

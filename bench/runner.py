@@ -77,7 +77,15 @@ class _Progress:
     step: int | None = None
 
     def enter(self, phase: str, epoch: int | None = None) -> None:
+        """A phase boundary: a stop asked for lands here, said as in the phase it would have
+        begun (inside ``interrupts.deferred()`` it waits for the next boundary after the block)."""
         self.phase, self.epoch, self.step = phase, epoch, None
+        interrupts.check()
+
+    def window(self, step: int) -> None:
+        """The 1-based window about to run; a stop asked for lands here, between two steps."""
+        self.step = step
+        interrupts.check()
 
     def snapshot(self) -> "_Progress":
         return _Progress(self.phase, self.epoch, self.step)
@@ -110,6 +118,7 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     resumed = read_resume(options.resume, config) if options.resume else None
     place = RunPlace.resolve(options, config, resumed)
     task = make_task(config, place.data_dir)
+    interrupts.check()  # each stage of the set-up runs to its end; a signal during it stops here
     spec = model_spec(config, task.shape)
     layout = checkpoint_layout(spec, train_settings(config))
     arrays = resumed.arrays(layout) if resumed else None
@@ -120,15 +129,17 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     require_free_space(checkpoint_dir, 2 * checkpoint_bytes + SpaceReserve.MINIMUM, "a checkpoint and the record")
     threads = limit_thread_pools(config.threads)
     memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
-    model = build_model(config, spec)
+    model = build_model(config, spec)  # imports the framework: the longest part of a small run's set-up
     if arrays is not None:
         model.restore(arrays)
+    interrupts.check()
 
     run_id = resumed.meta["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
     env = environment(backend.versions(), threads)
     record = new_record(run_id, config, place, options.argv, resumed, spec, task, backend, model, env)
     files = RunFiles(results_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.npz", record, place)
-    files.lock = RunLock(results_dir, run_id)  # released by files.finish(), which _supervise always reaches
+    # released by files.finish(), which _supervise always reaches; a link at a name the run reuses is refused here
+    files.lock = RunLock(results_dir, run_id, guards=(files.record_path, files.checkpoint_path))
     return _supervise(model, task, config, record, files, Reporter(options.quiet, options.progress), options.keep_checkpoint)
 
 
@@ -244,7 +255,7 @@ def train_epoch(
     compiled = model.compile_seconds()
     with bar(task.n_train_windows) as progress:
         for step, (x, y) in enumerate(task.train_windows(epoch)):
-            where.step = step + 1
+            where.window(step + 1)
             if task.independent:
                 state = model.zero_state(config.batch_size)
             stats, state = model.train_step(x, y, state, lr)
@@ -273,7 +284,7 @@ def evaluate(
     compiled = model.compile_seconds()
     with bar(task.n_eval_windows[split]) as progress:
         for step, (x, y) in enumerate(task.eval_windows[split]()):
-            where.step = step + 1
+            where.window(step + 1)
             if task.independent:
                 state = model.zero_state(batch_size)
             stats, state = model.eval_step(x, y, state)
@@ -291,6 +302,7 @@ def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str
     state = model.zero_state(config.batch_size)
     curves: list[dict[str, Any]] = []
     for _, (x, y) in zip(range(config.grad_probe_windows), task.probe_windows()):
+        interrupts.check()
         if task.independent:
             state = model.zero_state(config.batch_size)
         curves.append(model.gradient_norms_over_time(x, y, state))
@@ -313,6 +325,7 @@ def sample_predictions(model: Model, task: Task, config: Config, steps: int = 45
     xs, ys, ps = [], [], []
     seen = 0
     for index, (x, y) in enumerate(task.eval_windows["test"]()):
+        interrupts.check()
         stats, state = model.eval_step(x, y, state, predictions=True)
         if index < warmup:
             continue

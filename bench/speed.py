@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from backends.spec import ModelSpec
+from bench import interrupts
 from bench.config import make_config
 from bench.factory import build_model, model_spec
 from bench.metrics import flops_per_token
@@ -94,11 +95,12 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
                     ceilings.setdefault((cell_name, phase), []).append(ceiling["tok_s"])
             print(f"round {r + 1}/{rounds} GEMM peak: {peaks[-1]:.1f} GFLOP/s", file=sys.stderr, flush=True)
         for combo in combos:
+            interrupts.check()
             if combo in failures:
                 continue
             job = {"preset": preset, "backend": combo[0], "impl": combo[1], "cell": combo[2], "steps": steps,
                    "warmup": warmup, "threads": threads, "device": device}
-            done = subprocess.run([sys.executable, "-m", "bench.speed", json.dumps(job)], capture_output=True, text=True)
+            done = _measure_apart(job)
             if done.returncode:
                 failures[combo] = (done.stderr.strip().splitlines() or ["failed"])[-1]
                 continue
@@ -135,6 +137,26 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             row["train_vs_torch_fused_lstm"] = row["train_tok_s"] / base["train_tok_s"]
             row["eval_vs_torch_fused_lstm"] = row["eval_tok_s"] / base["eval_tok_s"]
     return rows, peaks
+
+
+def _measure_apart(job: dict[str, Any], poll_seconds: float = 0.1) -> subprocess.CompletedProcess:
+    """:func:`measure` in a process of its own. The wait looks for a stop between polls (our
+    handler only notes a signal, so a plain wait would sit out the whole measurement); on
+    one the child is killed: a measurement cut short is worth nothing."""
+    command = [sys.executable, "-m", "bench.speed", json.dumps(job)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while True:
+            interrupts.check()
+            try:
+                out, err = child.communicate(timeout=poll_seconds)  # retried, it loses no output
+                return subprocess.CompletedProcess(command, child.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                pass
+    except BaseException:
+        child.kill()
+        child.communicate()
+        raise
 
 
 if __name__ == "__main__":
