@@ -383,10 +383,12 @@ def _speed(args: argparse.Namespace) -> int:
               f"(min {min(peaks):.1f}, max {max(peaks):.1f}; {args.threads or os.cpu_count()} threads)")
     print(markdown_table(pd.DataFrame(rows)))
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"preset": args.preset, "cpu": cpu_model(), "threads": args.threads or os.cpu_count(),
-                       "device": args.device, "measured_at": utc_now(), "peak_gflops": peak, "peaks_per_round": peaks,
-                       "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped}, f, indent=1)
+        from bench.storage import atomic_write_bytes
+
+        data = {"preset": args.preset, "cpu": cpu_model(), "threads": args.threads or os.cpu_count(),
+                "device": args.device, "measured_at": utc_now(), "peak_gflops": peak, "peaks_per_round": peaks,
+                "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped}
+        atomic_write_bytes(args.out, json.dumps(data, indent=1).encode())
     return 0
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-from pathlib import Path
 from typing import Sequence
 
 from bench.config import THREADS, Config, config_from_args, flag, make_config, setting_names
 from cells.options import INT32_MAX, Bound, check_bound
 from bench.errors import BenchError, unknown_name
+from bench.storage import check_writable_file, refuse_link
 
 # Bounds of the flags of speed and roofline (the run flags' are declared on Config).
 SPEED_BOUNDS = {"--rounds": Bound(1, INT32_MAX), "--steps": Bound(1, INT32_MAX), "--warmup": Bound(0, INT32_MAX),
@@ -143,24 +143,18 @@ def check_speed(args: argparse.Namespace, backends: Sequence[str], cells: Sequen
 def check_roofline(args: argparse.Namespace) -> None:
     """``--threads`` in bounds and ``--results-dir`` writable, its peaks readable, before measuring."""
     from bench.records import prepare_results_dir
-    from bench.roofline import read_measurements
+    from bench.roofline import ROOFLINE_FILE, read_measurements
 
     if args.threads is not None:
         check_bound("--threads", args.threads, THREADS)
-    read_measurements(prepare_results_dir(args.results_dir) / "roofline.json")
+    path = prepare_results_dir(args.results_dir) / ROOFLINE_FILE
+    refuse_link(path, "; move it away")  # before measuring: the write would refuse it
+    read_measurements(path)
 
 
 def writable_file(path: str, option: str) -> None:
-    """Prove ``path`` can be written (opened for appending; removed again if new)."""
-    target = Path(path)
-    existed = target.exists()
-    try:
-        with open(target, "a"):
-            pass
-    except OSError as exc:
-        raise BenchError(f"{option} {path} cannot be written ({exc.strerror}); choose another file") from None
-    if not existed:
-        target.unlink()
+    """Prove ``path`` can be written (a temporary beside it; nothing is created, no link followed)."""
+    check_writable_file(path, option)
 
 
 def _passed_on(run_args: list[str]) -> argparse.Namespace:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import interrupts
 from bench.errors import BenchError
-from bench.storage import open_regular, prepare_writable_dir, writing
+from bench.storage import not_a_directory, open_regular, prepare_writable_dir, writing
 
 SPLITS = ("train", "valid", "test")
 SHA256 = {
@@ -139,7 +140,7 @@ def load_ptb(data_dir: str | os.PathLike | None = None, check: bool = True) -> C
     other than Mikolov's PTB in the same format)."""
     directory = resolve_data_dir(data_dir)
     if not directory.is_dir():
-        raise BenchError(f"PTB corpus directory {directory} does not exist; {DOWNLOAD_HINT}")
+        raise BenchError(f"PTB corpus directory {directory} {not_a_directory(directory)}; {DOWNLOAD_HINT}")
     if check:
         verify(directory)
     words = {split: read_words(directory / file_name(split)) for split in SPLITS}
@@ -163,7 +164,11 @@ def download_ptb(data_dir: str | os.PathLike | None = None, url: str = ARCHIVE_U
         prepare_writable_dir(directory, "--data-dir")  # before a download it could not keep
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
-                archive = response.read()
+                blocks = []  # a stop looked for between blocks: the signal handler only notes one
+                while block := response.read(1 << 16):
+                    interrupts.check()
+                    blocks.append(block)
+                archive = b"".join(blocks)
         except OSError as exc:
             raise BenchError(f"cannot download {url}: {exc}; {OFFLINE_HINT}") from exc
         try:

@@ -24,21 +24,28 @@ from tests.faults.helpers import cli, leftovers, records_in
 ECHO = ["--epochs", "3", "--total-series-length", "1500", "--quiet"]
 
 
-def _bad_dir(tmp_path: Path, kind: str) -> str:
-    if kind == "file in the way":
+def _bad_dir(tmp_path: Path, kind: str) -> tuple[str, str]:
+    """A directory that cannot be used, and what the refusal must say is true of it."""
+    if kind in ("file in the way", "a file"):
         (tmp_path / "blocker").write_text("")
-        return str(tmp_path / "blocker" / "dir")
-    return {"under /dev/null": "/dev/null/dir", "under /proc": "/proc/cellbench-test/dir"}[kind]
+        if kind == "a file":
+            return str(tmp_path / "blocker"), "(it is a regular file, not a directory)"
+        return str(tmp_path / "blocker" / "dir"), f"({tmp_path / 'blocker'} is a regular file, not a directory)"
+    return {"under /dev/null": ("/dev/null/dir", "(/dev/null is a character device, not a directory)"),
+            "under /proc": ("/proc/cellbench-test/dir", "(/proc/cellbench-test cannot be created in /proc: ")}[kind]
 
 
-@pytest.mark.parametrize("kind", ["file in the way", "under /dev/null", "under /proc"])
+@pytest.mark.parametrize("kind", ["file in the way", "a file", "under /dev/null", "under /proc"])
 @pytest.mark.parametrize("flag", ["--results-dir", "--checkpoint-dir"])
 def test_an_unwritable_directory_is_exit_2_before_training(tmp_path, capsys, kind, flag):
-    argv = ["run", *ECHO, flag, _bad_dir(tmp_path, kind)]
+    """The refusal says what is true: a file where a directory should be, or one that cannot be created."""
+    directory, truth = _bad_dir(tmp_path, kind)
+    argv = ["run", *ECHO, flag, directory]
     if flag == "--checkpoint-dir":
         argv += ["--results-dir", str(tmp_path / "results")]
     code, _, err = cli(capsys, argv)
     assert code == EXIT_USER_ERROR and err.count("\n") == 1 and "is not a writable directory" in err and flag in err
+    assert truth in err and "does not exist" not in err, err
     assert records_in(tmp_path / "results") == []
 
 
@@ -64,10 +71,15 @@ def test_an_unreadable_corpus_file_is_exit_2_before_training(ptb_dir, tmp_path, 
     assert records_in(tmp_path / "r") == []
 
 
-def test_a_data_dir_that_is_a_file_is_exit_2(tmp_path, capsys):
+def test_a_data_dir_that_is_a_file_is_exit_2_and_said_to_be_one(tmp_path, capsys):
     (tmp_path / "corpus").write_text("")
     code, _, err = cli(capsys, ["run", "--preset", "ptb-tiny", "--data-dir", str(tmp_path / "corpus")])
-    assert code == EXIT_USER_ERROR and "does not exist" in err
+    assert code == EXIT_USER_ERROR and "is a regular file, not a directory" in err and "does not exist" not in err, err
+
+
+def test_a_missing_data_dir_is_said_to_be_missing(tmp_path, capsys):
+    code, _, err = cli(capsys, ["run", "--preset", "ptb-tiny", "--data-dir", str(tmp_path / "corpus")])
+    assert code == EXIT_USER_ERROR and f"{tmp_path / 'corpus'} does not exist" in err, err
 
 
 def test_bench_data_checks_the_directory_before_downloading(tmp_path, capsys, monkeypatch):
@@ -80,6 +92,7 @@ def test_bench_data_checks_the_directory_before_downloading(tmp_path, capsys, mo
     (tmp_path / "blocker").write_text("")
     code, _, err = cli(capsys, ["data", "ptb", "--data-dir", str(tmp_path / "blocker" / "ptb")])
     assert code == EXIT_USER_ERROR and "is not a writable directory" in err and "--data-dir" in err
+    assert f"({tmp_path / 'blocker'} is a regular file, not a directory)" in err, err
 
 
 def _tgz(files: dict[str, bytes]) -> bytes:
@@ -111,7 +124,7 @@ def test_a_bad_download_is_exit_2_and_installs_nothing(tmp_path, capsys, monkeyp
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response(archive))
     code, _, err = cli(capsys, ["data", "ptb", "--data-dir", str(tmp_path / "ptb")])
     assert code == EXIT_USER_ERROR and message in err and err.count("\n") == 1
-    assert list((tmp_path / "ptb").iterdir()) == []
+    assert not (tmp_path / "ptb").exists()  # nor the directory it would have created
 
 
 def test_too_little_space_for_a_checkpoint_is_exit_2_up_front(tmp_path, capsys, monkeypatch):

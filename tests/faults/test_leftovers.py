@@ -50,6 +50,30 @@ def test_a_dead_writers_leftovers_are_removed_and_nothing_else(tmp_path, name, a
     assert path.exists() is not removed
 
 
+@pytest.mark.parametrize("name", [".r.json.{dead}.abc.tmp", ".run.{dead}.space.reserve", ".killed-run.lock"])
+def test_cleaning_leftovers_never_follows_a_link_named_like_one(tmp_path, name):
+    dead = writer_tag().replace(f"pid{os.getpid()}", f"pid{_dead_pid()}")
+    (tmp_path / "outside").mkdir()
+    target = tmp_path / "outside" / "precious"
+    target.write_bytes(b"not ours")
+    link = tmp_path / name.format(dead=dead)
+    link.symlink_to(target)
+    assert remove_stale_temporaries(tmp_path) == []
+    assert link.is_symlink() and target.read_bytes() == b"not ours"
+
+
+def test_cleaning_leftovers_never_enters_a_directory_that_is_a_link(tmp_path):
+    """A results directory that is a link is refused for writing; cleaning it removes nothing
+    from wherever it points."""
+    dead = writer_tag().replace(f"pid{os.getpid()}", f"pid{_dead_pid()}")
+    (tmp_path / "elsewhere").mkdir()
+    stale = tmp_path / "elsewhere" / f".r.json.{dead}.abc.tmp"
+    stale.write_text("x")
+    (tmp_path / "results").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert remove_stale_temporaries(tmp_path / "results") == [] and stale.exists()
+    assert remove_stale_temporaries(tmp_path / "elsewhere") == [tmp_path / "elsewhere" / stale.name]
+
+
 def test_the_next_run_clears_a_killed_runs_leftovers(tmp_path, capsys):
     """kill -9 at several moments, then one more run into the same directories."""
     for delay in (0.6, 1.2, 2.0):
