@@ -305,7 +305,8 @@ def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
     check_matrix(backends, cells, impls, passthrough)
     seeds = seed_list(args.seeds, args.repeats, passthrough)
     with make_executor(args.executor, args.address) as executor:
-        return print_outcomes(run_matrix(backends, cells, impls, passthrough if seeds is None else given, seeds, executor))
+        outcomes = run_matrix(backends, cells, impls, passthrough if seeds is None else given, seeds, executor)
+        return print_outcomes(outcomes, stopped_by=interrupts.stop_asked())  # the status: bench/exits.py
 
 
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
@@ -321,8 +322,9 @@ def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
     check_sweep(args.param, values, cells, args.backend, args.impl, passthrough)
     seeds = seed_list(args.seeds, args.repeats, passthrough, swept=args.param)
     with make_executor(args.executor, args.address) as executor:
-        return print_outcomes(run_sweep(args.param, values, cells, args.backend, args.impl,
-                                        passthrough if seeds is None else given, seeds, executor))
+        outcomes = run_sweep(args.param, values, cells, args.backend, args.impl,
+                             passthrough if seeds is None else given, seeds, executor)
+        return print_outcomes(outcomes, stopped_by=interrupts.stop_asked())
 
 
 def _with_seed(args: argparse.Namespace, passthrough: list[str]) -> list[str]:
@@ -345,11 +347,17 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _roofline(args: argparse.Namespace) -> int:
+    import os
+
+    from bench.metrics import LoadMeter
     from bench.preflight import check_roofline
     from bench.roofline import measure_peak, record_peak
 
     check_roofline(args)
+    load = LoadMeter(args.threads or os.cpu_count() or 1)
     measurement = measure_peak(args.threads)
+    measurement["machine_load"] = load.finish()
+    _warn_if_busy(measurement["machine_load"])
     path = record_peak(args.results_dir, measurement)
     peaks = ", ".join(f"{lib} {gflops:.1f}" for lib, gflops in measurement["gflops"].items())
     print(f"float32 GEMM peak, {measurement['threads']} thread(s), {measurement['cpu']}: {peaks} GFLOP/s -> {path}")
@@ -359,15 +367,14 @@ def _roofline(args: argparse.Namespace) -> int:
 def _speed(args: argparse.Namespace) -> int:
     import json
     import os
+    import shutil
     import statistics
 
-    import pandas as pd
-
     from bench.matrix import combinations
+    from bench.metrics import LoadMeter
     from bench.preflight import check_speed, grid
     from bench.records import cpu_model, utc_now
-    from bench.report import markdown_table
-    from bench.speed import run_speed
+    from bench.speed import heading, run_speed, terminal_table
 
     backends, cells, impls = grid(args)
     check_speed(args, backends, cells, impls)
@@ -375,21 +382,31 @@ def _speed(args: argparse.Namespace) -> int:
     combos, skipped = _runnable(combinations(available, cells, impls))
     if not combos:
         raise BenchError("nothing to measure: " + "; ".join(s["reason"] for s in skipped))
+    load = LoadMeter(args.threads or os.cpu_count() or 1)
     rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
                             peak_seconds=1.5 if args.device == "cpu" else None)
+    machine_load = load.finish()
     peak = statistics.median(peaks) if peaks else None
-    if peak:
-        print(f"float32 GEMM peak: median {peak:.1f} GFLOP/s over {len(peaks)} rounds "
-              f"(min {min(peaks):.1f}, max {max(peaks):.1f}; {args.threads or os.cpu_count()} threads)")
-    print(markdown_table(pd.DataFrame(rows)))
+    width = shutil.get_terminal_size().columns
+    print(heading(args.preset, args.rounds, args.steps, args.threads or os.cpu_count() or 1, peaks, width))
+    print(terminal_table(rows, width, args.out))
+    _warn_if_busy(machine_load)
     if args.out:
         from bench.storage import atomic_write_bytes
 
         data = {"preset": args.preset, "cpu": cpu_model(), "threads": args.threads or os.cpu_count(),
                 "device": args.device, "measured_at": utc_now(), "peak_gflops": peak, "peaks_per_round": peaks,
-                "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped}
+                "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped,
+                "machine_load": machine_load}
         atomic_write_bytes(args.out, json.dumps(data, indent=1).encode())
     return 0
+
+
+def _warn_if_busy(load: dict) -> None:
+    from bench.metrics import busy_warning
+
+    if warning := busy_warning(load):
+        print(warning, file=sys.stderr)
 
 
 def _runnable(combos: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:

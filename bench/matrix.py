@@ -12,7 +12,7 @@ from typing import IO, Callable, Sequence
 
 from bench import interrupts
 from bench.errors import BenchError
-from bench.exits import STATUS_BY_EXIT
+from bench.exits import EXIT_INTERRUPTED, EXIT_OK, FAN_OUT_PRECEDENCE, exit_of_status, fan_out_exit, run_status
 from bench.registry import get_backend, make_cell
 from cells.base import CellSpec
 
@@ -119,8 +119,11 @@ def _stop(child: subprocess.Popen) -> None:
 
 def _outcome(label: str, returncode: int | None, lines: list[str], start: float) -> Outcome:
     code = -1 if returncode is None else returncode
-    status = STATUS_BY_EXIT.get(code, f"failed (exit {code})")
-    return Outcome(label, status, time.perf_counter() - start, lines[-1] if lines and code else "", final_result(lines))
+    detail = lines[-1] if lines and code else ""
+    if code < 0:  # its record was left `running`, as a killed run leaves it
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        detail = f"its process was killed by {name}"
+    return Outcome(label, run_status(code), time.perf_counter() - start, detail, final_result(lines))
 
 
 def run_all(jobs: Sequence[Job]) -> list[Outcome]:
@@ -197,14 +200,40 @@ def _cell_as_run(cell: str, run_args: list[str]) -> CellSpec:
     return make_cell(cell, **dict(config_from_args(args).cell_options))
 
 
-def print_outcomes(outcomes: list[Outcome]) -> int:
-    """A summary table on stdout. The exit status: 130 if Ctrl-C stopped the matrix, else 1
-    if any combination did not complete, else 0."""
+def print_outcomes(outcomes: list[Outcome], stopped_by: str | None = None) -> int:
+    """A summary table on stdout, and a last line naming the runs behind the exit status it
+    returns: the gravest of their statuses (``bench.exits.fan_out_exit``); 130 when a stop
+    reached the command (``stopped_by``, the signal's name)."""
     width = max([len("combination"), *(len(o.label) for o in outcomes)])
     result = max([len("result"), *(len(o.result) for o in outcomes)])
     print(f"{'combination':{width}}  {'status':12} {'seconds':>8}  {'result':{result}}  detail".rstrip())
     for o in outcomes:
         print(f"{o.label:{width}}  {o.status:12} {o.seconds:8.1f}  {o.result:{result}}  {o.detail}".rstrip())
-    if any(o.status in ("interrupted", "not run") for o in outcomes):
-        return 130
-    return 0 if all(o.status in ("completed", "skipped") for o in outcomes) else 1
+    code = fan_out_exit((o.status for o in outcomes), stopped=stopped_by is not None)
+    print(summary_line(outcomes, code, stopped_by))
+    return code
+
+
+def summary_line(outcomes: Sequence[Outcome], code: int, stopped_by: str | None = None) -> str:
+    """``exit 4: lost: A; also diverged: B, C; 1 of 4 completed``: the runs behind the exit
+    status first, then the others that did not complete, gravest first."""
+    labels: dict[str, list[str]] = {}  # status -> its runs, in the order they ran
+    for o in outcomes:
+        if exit_of_status(o.status) != EXIT_OK:
+            labels.setdefault(o.status, []).append(o.label)
+
+    def said(status: str) -> str:
+        runs = labels[status]
+        return f"not run: {len(runs)}" if status == "not run" else f"{status}: {', '.join(runs)}"
+
+    causes = {c: [said(s) for s in labels if exit_of_status(s) == c] for c in FAN_OUT_PRECEDENCE if c}
+    if stopped_by is not None:
+        causes[EXIT_INTERRUPTED].insert(0, f"stopped by {stopped_by}")
+    groups = [group for group in causes.values() if group]
+    parts = ["; ".join(groups[0])] if groups else []
+    if len(groups) > 1:
+        parts.append("also " + "; ".join(part for g in groups[1:] for part in g))
+    completed = sum(o.status == "completed" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    parts.append(f"{completed} of {len(outcomes)} completed" + (f", {skipped} skipped" if skipped else ""))
+    return f"exit {code}: " + "; ".join(parts)
