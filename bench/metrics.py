@@ -1,7 +1,8 @@
-"""Measurements beside the loss: throughput, FLOP counts and gradient-norm summaries."""
+"""Measurements beside the loss: throughput, FLOP counts, gradient-norm summaries, the machine's load."""
 from __future__ import annotations
 
 import math
+import os
 import resource
 import statistics
 import sys
@@ -61,6 +62,89 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+BUSY_MARGIN = 0.25  # cores of others' work tolerated beyond the free ones: daemons, our own parent's polls
+
+
+def _system_busy_seconds() -> float | None:
+    """CPU seconds every process on this machine has used since boot, from the first line of
+    ``/proc/stat`` (user, nice, system, irq, softirq, steal: all but idle and iowait); steal is
+    counted because a hypervisor's other guests take our cores as surely as a neighbour
+    process does. None where there is no ``/proc/stat`` (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in (fields[1:9] + ["0"] * 8)[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and of its children that have been waited for (each of
+    ``bench speed``'s measurements is such a child by the time it reports)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # no load average on this platform
+        return None
+
+
+class LoadMeter:
+    """The machine's load around a measurement, so a figure taken on a busy machine says so.
+
+    Two views: the load average (runnable processes, ours included; the 1-minute figure lags)
+    before and after, and, where ``/proc/stat`` exists, the CPU time everything else used
+    during the measurement: the machine's busy time minus our process tree's. ``others_cores``
+    (that time over the wall time) is what competed for the cores; the measurement counts as
+    busy when it exceeds the cores our ``threads`` leave free (a training on the other core of
+    a 2-core machine while measuring with 1 thread is not busy; two are).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._start = time.perf_counter()
+        self._loadavg = _loadavg()
+        self._busy, self._own = _system_busy_seconds(), _own_seconds()
+
+    def finish(self) -> dict[str, Any]:
+        """The load as recorded beside the figures (``machine_load`` in a speed table and a roofline measurement)."""
+        seconds = time.perf_counter() - self._start
+        busy, own = _system_busy_seconds(), _own_seconds()
+        after = _loadavg()
+        cpus = os.cpu_count() or 1
+        others = None
+        if busy is not None and self._busy is not None:
+            others = max(0.0, (busy - self._busy) - (own - self._own))  # jiffies vs os.times rounding: never below 0
+        if others is not None and seconds > 0:
+            others_cores = others / seconds
+        elif after is not None:
+            others_cores = max(0.0, after[0] - self.threads)  # no /proc/stat: the load average less our own threads
+        else:
+            others_cores = None
+        return {"logical_cpus": cpus, "threads": self.threads, "seconds": round(seconds, 3),
+                "loadavg_before": self._loadavg, "loadavg_after": after,
+                "others_cpu_s": None if others is None else round(others, 3),
+                "others_cores": None if others_cores is None else round(others_cores, 3),
+                "busy": others_cores is not None and others_cores > cpus - self.threads + BUSY_MARGIN}
+
+
+def busy_warning(load: dict[str, Any]) -> str | None:
+    """One line for stderr when :meth:`LoadMeter.finish` found the machine busy, else None."""
+    if not load.get("busy"):
+        return None
+    averages = [v[0] for v in (load["loadavg_before"], load["loadavg_after"]) if v]
+    said = f"load {max(averages):.1f}" if averages else "load unknown"
+    threads = f"{load['threads']} thread{'s' if load['threads'] != 1 else ''}"
+    return (f"warning: the machine was busy: {said} on {load['logical_cpus']} cores while measuring with {threads} "
+            f"(other processes kept {load['others_cores']:.1f} cores busy); figures may be low")
 
 
 def flops_per_token(spec: ModelSpec, training: bool) -> float:

@@ -15,8 +15,9 @@ import json
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -137,6 +138,79 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             row["train_vs_torch_fused_lstm"] = row["train_tok_s"] / base["train_tok_s"]
             row["eval_vs_torch_fused_lstm"] = row["eval_tok_s"] / base["eval_tok_s"]
     return rows, peaks
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"  # a tiny preset's 0.04% is not 0.0
+
+
+def heading(preset: str, rounds: int, steps: int, threads: int, peaks: list[float], width: int) -> str:
+    """What the table's figures are (preset, rounds, threads, the GEMM peak), wrapped to ``width``."""
+    text = (f"bench speed, preset {preset}: medians of {rounds} interleaved round{'s' if rounds != 1 else ''} "
+            f"of {steps} step{'s' if steps != 1 else ''}, {threads} thread{'s' if threads != 1 else ''}")
+    if peaks:
+        text += (f"; float32 GEMM peak median {statistics.median(peaks):.1f} GFLOP/s "
+                 f"(min {min(peaks):.1f}, max {max(peaks):.1f})")
+    return textwrap.fill(text, width)
+
+
+# (header, what it says for the legend, the value of a row or None, its text, kept first when space is short: lower)
+_Column = tuple[str, str, Callable[[dict[str, Any], float], float | str | None], Callable[[Any], str], int]
+_COLUMNS: list[_Column] = [
+    ("backend/impl", "", lambda r, _: f"{r['backend']}/{r['impl']}", str, 0),
+    ("cell", "", lambda r, _: r["cell"], str, 0),
+    ("train tok/s", "", lambda r, _: r.get("train_tok_s"), _count, 0),
+    ("eval tok/s", "", lambda r, _: r.get("eval_tok_s"), _count, 4),
+    ("x slowest", "x slowest: training tokens/s over the slowest row's",
+     lambda r, slowest: r["train_tok_s"] / slowest if r.get("train_tok_s") and slowest else None, lambda v: f"{v:.2f}x", 2),
+    ("% peak", "% peak: training GFLOP/s as % of the GEMM peak", lambda r, _: r.get("train_pct_peak"),
+     _percent, 1),
+    ("% ceiling", "% ceiling: training tokens/s as % of the model's own GEMMs at their shapes",
+     lambda r, _: r.get("train_pct_ceiling"), _percent, 5),
+    ("compile s", "compile s: seconds compiling, kept out of tokens/s", lambda r, _: r.get("compile_s"),
+     lambda v: f"{v:.1f}", 3),
+]
+
+
+def terminal_table(rows: list[dict[str, Any]], width: int, out: str | None = None) -> str:
+    """The rows as a plain-text table no wider than ``width`` (a terminal's): backend/impl,
+    cell and training tokens/s always, then as many of the other columns as fit, the least
+    telling dropped first; a column no row has a value for is left out. Failures follow the
+    table, wrapped to the width; the last line says where the full table (every field of
+    every row) went: ``out``, or that ``--out`` keeps it."""
+    slowest = min((r["train_tok_s"] for r in rows if r.get("train_tok_s")), default=None)
+    columns = []
+    for header, legend, value, text, rank in _COLUMNS:
+        cells = [value(r, slowest) for r in rows]
+        if rank == 0 or any(c is not None for c in cells):
+            columns.append((header, legend, ["-" if c is None else text(c) for c in cells], rank))
+
+    def widths() -> list[int]:
+        return [max([len(h), *map(len, cells)]) for h, _, cells, _ in columns]
+
+    while sum(widths()) + 2 * (len(columns) - 1) > width and any(rank for *_, rank in columns):
+        columns.pop(max(range(len(columns)), key=lambda i: columns[i][3]))
+    left = {"backend/impl", "cell"}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if h in left else c.rjust(w)
+                         for c, w, (h, *_) in zip(cells, widths(), columns)).rstrip()
+
+    lines = [line([h for h, *_ in columns])]
+    lines += [line([cells[i] for _, _, cells, _ in columns]) for i in range(len(rows))]
+    for row in rows:
+        if "error" in row:
+            lines += textwrap.wrap(f"{row['backend']}/{row['impl']} {row['cell']} failed: {row['error']}", width)
+    legend = "".join(f"{legend}; " for _, legend, _, _ in columns if legend)
+    fields = len({key for row in rows for key in row})
+    where = f"all {fields} fields of every row are in {out}" if out else f"--out FILE keeps all {fields} fields of every row"
+    # a path whole, to copy, even past the width
+    lines += textwrap.wrap(f"({legend}{where})", width, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def _measure_apart(job: dict[str, Any], poll_seconds: float = 0.1) -> subprocess.CompletedProcess:

@@ -179,7 +179,7 @@ COVERS: dict[str, Bench | Check] = {
         says="-> results/roofline.json"),
     "python -m bench speed --preset ptb-small": Bench(
         ("--backends", "numpy", "--cells", "rnn", "--rounds", "1", "--steps", "1", "--warmup", "0", "--threads", "1"),
-        "one backend and cell, one step; the yardstick measured briefly", ("short-peak",), says="| numpy | cell | rnn |"),
+        "one backend and cell, one step; the yardstick measured briefly", ("short-peak",), says="numpy/cell    rnn"),
     "python -m bench matrix --executor ray --cells rnn,lstm --seeds 0,1 --threads 1": Bench(
         ("--backends", "numpy", "--cells", "rnn", "--seeds", "0", *ECHO_QUICK),
         "on a local Ray instance, one combination and seed, short", ("ray",), alone=True, records=1),
