@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.storage import atomic_write_bytes, open_regular
+from bench.storage import atomic_write_bytes, file_kind, open_regular
 
 FORMAT_VERSION = 1
 META_KEY = "__meta__"
@@ -53,12 +54,18 @@ _DAMAGE = Exception
 ArrayLayout = dict[str, tuple[tuple[int, ...], np.dtype]]
 
 
-def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> bytes:
+    """The ``.npz`` of ``arrays`` and ``meta`` (stamped with the format version)."""
     buffer = io.BytesIO()
     meta = {"checkpoint_version": FORMAT_VERSION, **meta}
     np.savez(buffer, **{META_KEY: np.array(json.dumps(meta))}, **arrays)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    data = checkpoint_bytes(arrays, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, data)
 
 
 @dataclass
@@ -113,7 +120,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Open ``path`` and check its archive and metadata (not yet its arrays)."""
     path = Path(path)
     try:
-        with open_regular(path) as f, zipfile.ZipFile(f) as archive:
+        file = open_regular(path)
+    except OSError as exc:  # nothing there, or not a regular file: say which
+        raise BenchError(f"checkpoint {path} {_cannot_open(path, exc)}") from exc
+    try:
+        with file as f, zipfile.ZipFile(f) as archive:
             names = archive.namelist()
             if f"{META_KEY}.npy" not in names:
                 raise BenchError(f"checkpoint {path}: has no metadata ({META_KEY}); not a cellbench checkpoint")
@@ -121,8 +132,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
                 text = _read_meta_text(entry, path)
     except BenchError:
         raise
-    except FileNotFoundError as exc:
-        raise BenchError(f"checkpoint {path} does not exist") from exc
     except zipfile.BadZipFile as exc:
         raise BenchError(f"checkpoint {path}: not a zip archive (truncated, or not a checkpoint): {exc}") from exc
     except _DAMAGE as exc:
@@ -215,6 +224,33 @@ def _read_data(f: Any, shape: tuple[int, ...], fortran: bool, dtype: np.dtype) -
     if len(data) != size or f.read(1):  # the read to the end also checks the entry's CRC
         raise ValueError("array data of the wrong length")
     return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _cannot_open(path: Path, exc: OSError) -> str:
+    """What is true of a ``path`` that could not be opened as a checkpoint file, for its
+    message: ``does not exist`` only where nothing is (a dangling link, a path under a
+    regular file, a directory or a FIFO each say what they are)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        above = next((p for p in path.parents if os.path.lexists(p)), path.parent)
+        try:
+            return f"cannot be opened: {above} is {file_kind(os.stat(above).st_mode)}, not a directory"
+        except OSError:
+            return f"cannot be opened: {above} is not a directory"
+    except OSError as error:
+        return f"cannot be examined ({error.strerror or error})"
+    if isinstance(exc, FileNotFoundError) and stat.S_ISLNK(info.st_mode):
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = info.st_mode
+    if stat.S_ISREG(mode):  # a regular file that could not be opened: permissions, an I/O error
+        return f"cannot be read ({exc.strerror or exc})"
+    return f"is {file_kind(mode)}, not a checkpoint file"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from typing import IO, Callable, Sequence
 from bench import interrupts
 from bench.errors import BenchError
 from bench.exits import EXIT_INTERRUPTED, EXIT_OK, FAN_OUT_PRECEDENCE, exit_of_status, fan_out_exit, run_status
+from bench.records import status_of_misplaced
 from bench.registry import get_backend, make_cell
 from cells.base import CellSpec
 
@@ -123,7 +124,9 @@ def _outcome(label: str, returncode: int | None, lines: list[str], start: float)
     if code < 0:  # its record was left `running`, as a killed run leaves it
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
         detail = f"its process was killed by {name}"
-    return Outcome(label, run_status(code), time.perf_counter() - start, detail, final_result(lines))
+    # a run whose record could not be written where asked exits 4 whatever it ended as; its line says what
+    status = (status_of_misplaced(lines[-1]) if lines and code > 0 else None) or run_status(code)
+    return Outcome(label, status, time.perf_counter() - start, detail, final_result(lines))
 
 
 def run_all(jobs: Sequence[Job]) -> list[Outcome]:

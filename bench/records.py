@@ -14,11 +14,13 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.storage import atomic_write_bytes, prepare_writable_dir
+from bench.errors import BenchError
+from bench.storage import atomic_write_bytes, fault_reason, prepare_writable_dir
 
 SCHEMA_VERSION = 4
 # 2 adds the status "aborted", failure.phase/reason, preset, checkpoint; 3 keeps in config
@@ -66,6 +68,51 @@ def record_bytes(record: dict[str, Any]) -> bytes:
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     atomic_write_bytes(path, record_bytes(record))
+
+
+# How a run's last line says that its record is not where it belongs: `bench matrix` and
+# `sweep` read the run's status from it, since such a run exits 4 whatever it ended as.
+NOT_WHERE_ASKED = "; its final record could not be written to "
+_MISPLACED = re.compile(r"run \S+ (?P<status>completed|interrupted|diverged|aborted)\b.*" + re.escape(NOT_WHERE_ASKED))
+
+
+def status_of_misplaced(line: str) -> str | None:
+    """The status a run's last line says it ended with, when that line says its record is
+    not where it belongs (:data:`NOT_WHERE_ASKED`); None for any other line."""
+    match = _MISPLACED.match(line)
+    return match["status"] if match else None
+
+
+def rescue_dir() -> Path:
+    """Where a record (or a checkpoint) that could not be written where it was asked for is
+    written instead: the per-user cache, like the corpus's default (``$XDG_CACHE_HOME``, else
+    ``~/.cache``, then ``cellbench/unwritten``), which outlives a reboot where /tmp may not."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cellbench" / "unwritten"
+
+
+def write_elsewhere(name: str, data: bytes) -> tuple[Path | None, str]:
+    """Write ``data`` as ``name`` where it survives a directory that refused it: the rescue
+    directory, else a new private temporary directory. Returns where it went and "", or None
+    and why neither could hold it (one clause). Nothing that cost a run its time is dropped
+    without the user being told where it is, or that it is nowhere."""
+    reasons = []
+    for where in ("rescue", "temporary"):
+        try:
+            if where == "rescue":
+                directory = rescue_dir()
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            else:
+                directory = Path(tempfile.mkdtemp(prefix="cellbench-unwritten-"))
+            atomic_write_bytes(directory / name, data)
+            return directory / name, ""
+        except (OSError, BenchError) as exc:
+            shown = rescue_dir() if where == "rescue" else Path(tempfile.gettempdir())
+            reasons.append(f"{shown}: {_why(exc)}")
+    return None, "; ".join(reasons)
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror or fault_reason(exc)) if isinstance(exc, OSError) else str(exc)
 
 
 def _jsonable(value: Any) -> Any:

@@ -48,7 +48,13 @@ class RunPlace:
     def resolve(cls, options: RunOptions, config: Any, resumed: Checkpoint | None) -> "RunPlace":
         meta = resumed.meta if resumed else {}
         results_dir = options.results_dir or meta.get("results_dir") or DEFAULT_RESULTS_DIR
-        checkpoint_dir = options.checkpoint_dir or (resumed.path.parent if resumed else Path(results_dir) / "checkpoints")
+        # A resume into its own record keeps its checkpoint where it is; one into another results
+        # directory starts a new record there, and its checkpoints go beside it: replacing the
+        # file it resumed from would leave the original record pointing at another run's state.
+        given, saved = options.results_dir, meta.get("results_dir")
+        own = resumed is not None and (given is None or (
+            saved is not None and Path(given).resolve() == Path(saved).resolve()))
+        checkpoint_dir = options.checkpoint_dir or (resumed.path.parent if own else Path(results_dir) / "checkpoints")
         data_dir = options.data_dir or meta.get("data_dir")
         if config.task == "ptb" and data_dir is None:
             data_dir = str(resolve_data_dir(None))  # as resolved now: a resume finds it whatever the environment

@@ -30,7 +30,7 @@ from bench.records import environment, new_record, new_run_id, utc_now
 from bench.registry import get_backend, make_cell, require_available
 from bench.resume import RunOptions, RunPlace, read_resume
 from bench.runfiles import RunFiles
-from bench.storage import EnvironmentFault, RunLock, SpaceReserve, fault_reason, prepare_writable_dir, require_free_space
+from bench.storage import EnvironmentFault, SpaceReserve, fault_reason, prepare_writable_dir, require_free_space
 from bench.tasks import SEED_DROPOUT, Task, make_task, rng_for
 
 __all__ = ["EXIT_ABORTED", "EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USER_ERROR",
@@ -138,8 +138,9 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     env = environment(backend.versions(), threads)
     record = new_record(run_id, config, place, options.argv, resumed, spec, task, backend, model, env)
     files = RunFiles(results_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.npz", record, place)
-    # released by files.finish(), which _supervise always reaches; a link at a name the run reuses is refused here
-    files.lock = RunLock(results_dir, run_id, guards=(files.record_path, files.checkpoint_path))
+    # the lock, released by files.finish(), which _supervise always reaches; a link at a name the run reuses,
+    # or a record there that got further than this checkpoint, is refused here
+    files.claim(resumed.path if resumed else None)
     return _supervise(model, task, config, record, files, Reporter(options.quiet, options.progress), options.keep_checkpoint)
 
 
@@ -195,8 +196,7 @@ def _how_it_ended(exc: BaseException, record: dict[str, Any], where: _Progress, 
         reason = exc.reason if isinstance(exc, EnvironmentFault) else fault_reason(exc)
         message = f"{exc if isinstance(exc, EnvironmentFault) else 'out of memory'} {where.describe()}"
         record["status"], record["failure"] = "aborted", where.as_failure("aborted", message, reason=reason)
-        say(f"run {run_id} aborted: {message}; the record keeps the {len(record['epochs'])} completed epoch(s)",
-            always=True)
+        files.ending = f"run {run_id} aborted: {message}"  # said by files.finish(), with what the record keeps
         return EXIT_ABORTED
     record["status"], record["failure"] = "failed", where.as_failure("failed", repr(exc))
     raise exc

@@ -37,3 +37,16 @@ def ptb_corpus(ptb_dir):
     from bench.data import load_ptb
 
     return load_ptb(ptb_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Records a full disk could not take are rescued under $XDG_CACHE_HOME/cellbench/unwritten:
+    the tests' go to a temporary cache, never the user's (children inherit the variable)."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

@@ -6,11 +6,13 @@ killed is run again and then recorded lost, and Ctrl-C brings back the records o
 in flight."""
 from __future__ import annotations
 
+import errno
 import faulthandler
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,6 +89,18 @@ def test_ray_runs_say_what_they_reserve(capsys, tmp_path, extra, message):
     assert not list(tmp_path.rglob("*.json"))
 
 
+def _where_ray_connects(address: str) -> str:
+    """HOST:PORT that Ray connects to for ``address``: 127.0.0.1 becomes this node's address."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address(address)
+
+
+def _via(address: str) -> str:
+    there = _where_ray_connects(address)
+    return "" if there == address else f", where Ray connects for {address}"
+
+
 def test_an_address_where_nothing_listens_fails_at_once(capsys, tmp_path):
     """Ray would retry it for minutes."""
     pytest.importorskip("ray")
@@ -95,9 +109,98 @@ def test_an_address_where_nothing_listens_fails_at_once(capsys, tmp_path):
             "--results-dir", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err == ("error: --address 127.0.0.1:1: nothing answers at 127.0.0.1:1 (Connection refused); "
-                   "is `ray start --head` running there?\n")
+    assert err == (f"error: --address 127.0.0.1:1: nothing answers at {_where_ray_connects('127.0.0.1:1')} (Connection "
+                   f"refused){_via('127.0.0.1:1')}; is `ray start --head` running there?\n")
     assert time.monotonic() - started < 30
+
+
+class _Listener:
+    """A plain TCP listener that accepts connections and never says a word, on ``host``
+    (port chosen by the system), for the life of a ``with`` block."""
+
+    def __init__(self, host: str) -> None:
+        self.socket = socket.create_server((host, 0))
+        self.socket.settimeout(0.05)  # a closed socket does not wake accept(): it looks at `done` instead
+        self.port = self.socket.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.held.append(self.socket.accept()[0])
+            except TimeoutError:
+                continue
+
+    def __enter__(self) -> "_Listener":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+        self.socket.close()
+        for connection in self.held:
+            connection.close()
+
+
+def _matrix_at(capsys, address: str, results: Path) -> tuple[int, str, str, float]:
+    """`bench matrix --executor ray --address ADDRESS`: exit status, stdout, stderr, seconds."""
+    started = time.monotonic()
+    code = main(["matrix", "--executor", "ray", "--address", address, "--backends", "numpy", "--cells", "rnn", *ECHO,
+                 "--results-dir", str(results)])
+    out, err = capsys.readouterr()
+    return code, out, err, time.monotonic() - started
+
+
+@pytest.mark.parametrize("where", ["127.0.0.1", "where Ray connects"])
+def test_an_address_where_something_else_listens_fails_in_one_line_within_seconds(capsys, tmp_path, monkeypatch,
+                                                                                  where):
+    """As found: a plain TCP listener passed the reachability check and Ray then hung for
+    minutes printing its warnings. On 127.0.0.1 Ray connects elsewhere (this node's
+    address), where nothing listens; where Ray does connect, the listener never answers the
+    HTTP/2 preface a Ray head answers at once."""
+    pytest.importorskip("ray")
+    from bench.executors import ray_cluster
+
+    monkeypatch.setattr(ray_cluster, "PROBE_SECONDS", 1.0)
+    host = "127.0.0.1" if where == "127.0.0.1" else _where_ray_connects("127.0.0.1:1").rpartition(":")[0]
+    with _Listener(host) as listener:
+        address = f"{host}:{listener.port}"
+        code, out, err, seconds = _matrix_at(capsys, address, tmp_path)
+    assert code == 2 and out == "" and err.startswith(f"error: --address {address}: ") and err.count("\n") == 1, err
+    there = _where_ray_connects(address)
+    if there == address:  # Ray connects to the listener itself
+        assert err == (f"error: --address {address}: what listens at {address} is not a Ray head (it accepted the "
+                       "connection, then said nothing within 1 s); pass the address `ray start --head` printed\n")
+    else:
+        assert f"nothing answers at {there} (Connection refused){_via(address)}" in err, err
+    assert seconds < 10
+
+
+def test_a_grpc_server_that_is_not_ray_is_refused_in_one_line(capsys, tmp_path, monkeypatch):
+    """An HTTP/2 server passes the preface; Ray's GCS method then tells a Ray head from it."""
+    pytest.importorskip("ray")
+    grpc = pytest.importorskip("grpc")
+    from concurrent import futures
+
+    from bench.executors import ray_cluster
+
+    monkeypatch.setattr(ray_cluster, "PROBE_SECONDS", 1.0)
+    host = _where_ray_connects("127.0.0.1:1").rpartition(":")[0]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port(f"{host}:0")
+    server.start()
+    try:
+        code, out, err, seconds = _matrix_at(capsys, f"{host}:{port}", tmp_path)
+    finally:
+        server.stop(grace=None)
+    assert code == 2 and err == (f"error: --address {host}:{port}: what listens at {host}:{port} is not a Ray head (a "
+                                 "gRPC server, but one that does not know Ray's "
+                                 "/ray.rpc.NodeInfoGcsService/GetClusterId); pass the address `ray start --head` "
+                                 "printed\n"), err
+    assert seconds < 10
 
 
 def test_ctrl_c_while_ray_starts_lists_every_run_as_not_run(monkeypatch, capsys):
@@ -209,6 +312,45 @@ def test_ray_records_equal_the_local_executors_but_for_timing_and_environment(ra
     assert not list((tmp_path / "ray").glob("checkpoints/*.npz"))
 
 
+def test_records_that_come_back_to_a_read_only_directory_are_kept_elsewhere(ray_address, tmp_path, capsys,
+                                                                             monkeypatch):
+    """As found: the results directory turned read-only after the first record came back;
+    the other runs had completed on the workers, their records were written nowhere and the
+    summary said `aborted`. Now each record is written to the rescue directory, the summary
+    says `completed` and where each record is, and a checkpoint that came back too is named
+    by its record where it is."""
+    import bench.storage as storage
+    from bench.executors.ray_cluster import RayExecutor
+    from bench.records import rescue_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    original, written = storage._new_temporary, {"n": 0}
+
+    def read_only_after_the_first_record(dir_fd, where, stem, *args, **kwargs):
+        if Path(where) == results and written["n"]:
+            raise OSError(errno.EROFS, "Read-only file system")  # as root chmod would not stop the write
+        written["n"] += Path(where) == results and stem.endswith(".json")
+        return original(dir_fd, where, stem, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "_new_temporary", read_only_after_the_first_record)
+    args = [*ECHO, "--epochs", "1", "--keep-checkpoint", "--quiet", "--results-dir", str(results)]
+    outcomes = run_matrix(["numpy"], ["rnn"], None, args, seeds=[0, 1, 2], executor=RayExecutor())
+    assert [o.status for o in outcomes] == ["completed"] * 3, outcomes
+    (first,) = records_in(results)
+    rescued = records_in(rescue_dir())
+    assert len(rescued) == 2 and all(r["status"] == "completed" and len(r["epochs"]) == 1 for r in rescued)
+    assert sorted(r["seed"] for r in [first, *rescued]) == [0, 1, 2]
+    for record in rescued:
+        outcome = next(o for o in outcomes if o.label.endswith(f"seed={record['seed']}"))
+        path = rescue_dir() / f"{record['run_id']}.json"
+        assert outcome.detail == (f"its record could not be written to {results / path.name} (Read-only file system); "
+                                  f"it is at {path} instead"), outcome.detail
+        checkpoint = results / "checkpoints" / f"{record['run_id']}.npz"  # that directory took it
+        assert record["checkpoint"] == str(checkpoint) and checkpoint.is_file()
+    assert f"== numpy/cell rnn seed=" in capsys.readouterr().err
+
+
 def test_the_ptb_corpus_travels_to_the_workers_through_ray(ray_address, tmp_path, ptb_dir, capsys):
     """The driver reads the corpus and sends it; the run checks it on the worker, and its
     record names the corpus directory the driver was given, as a local run's would."""
@@ -287,6 +429,8 @@ def test_a_killed_run_is_run_again_and_recorded_lost_if_it_dies_again(ray_addres
         done.set()
         killer.join()
     assert kills == {"rnn 0": 0, "lstm 0": 0} and worker_kills == {"rnn 1": 0}
+    out = capsys.readouterr().out
+    assert "(raylet)" not in out, out  # as found: a worker's death reached stdout, where the summary goes
     lost, worker_died, killed_once, alone = outcomes
     assert lost.status == "lost" and lost.detail.count("killed by SIGKILL") == 2 and lost.detail.startswith("retried: ")
     assert worker_died.status == "completed" and worker_died.detail.startswith("retried: its Ray worker failed")
@@ -324,8 +468,8 @@ def test_ctrl_c_brings_back_the_records_of_the_runs_in_flight(ray_address, tmp_p
     assert process.returncode == 130, err
     assert "Traceback" not in err
     rows = out.splitlines()
-    assert rows[0].startswith("combination") and len(rows) == 4, out
-    assert [row.split()[2] for row in rows[1:]] == ["interrupted", "interrupted", "not"], out
+    assert rows[0].startswith("combination") and len(rows) == 5 and rows[4].startswith("exit 130: "), out
+    assert [row.split()[2] for row in rows[1:4]] == ["interrupted", "interrupted", "not"], out
     records = records_in(results)
     assert sorted(r["config"]["cell"] for r in records) == ["lstm", "rnn"]
     assert all(r["status"] == "interrupted" and r["epochs"] for r in records)

@@ -33,16 +33,22 @@ from typing import Any, Sequence
 
 from bench import interrupts
 from bench.errors import BenchError
-from bench.exits import STATUS_BY_EXIT
+from bench.exits import run_status
 from bench.matrix import STOP_GRACE_SECONDS, Job, Outcome, final_result
-from bench.records import DEFAULT_RESULTS_DIR, record_bytes, redact_home
-from bench.storage import atomic_write_bytes, fault_reason, prepare_writable_dir
+from bench.records import DEFAULT_RESULTS_DIR, record_bytes, redact_home, write_elsewhere
+from bench.storage import atomic_write_bytes, fault_reason
 
 POLL_SECONDS = 1.0  # how often a task asks whether to stop, and the driver looks for finished tasks
 ATTEMPTS = 2  # a run whose process or worker dies is run once more
 RETURN_GRACE_SECONDS = 60.0  # after the runs' own grace, for their records to come back
 CONTROL_SECONDS = 60.0  # for the control actor to answer whether a run may start
 CONNECT_SECONDS = 10.0  # for the cluster's address to answer at all
+PROBE_SECONDS = 5.0  # for what answers there to answer as a Ray head does (it does at once)
+# The client's connection preface of HTTP/2 (gRPC's transport, and so a Ray head's) and an
+# empty SETTINGS frame; a server answers with a SETTINGS frame of its own before anything else.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+# A method every Ray head's GCS has; any other gRPC server says it does not know it.
+GCS_METHOD = "/ray.rpc.NodeInfoGcsService/GetClusterId"
 
 
 @dataclass
@@ -123,9 +129,11 @@ class RayExecutor:
             try:
                 self._connect()
                 self._check_resources(runs)
+                interrupts.check()  # our handler only notes a signal: one during ray.init is taken here
             except KeyboardInterrupt:  # before any run started: the summary lists them all as not run
                 runs = []
         if runs:
+            _ray_messages_to_stderr()
             self._run(runs, outcomes)
         return [o if o is not None else Outcome(jobs[i][0], "not run", 0.0, "interrupted before it started")
                 for i, o in enumerate(outcomes)]
@@ -201,6 +209,7 @@ class RayExecutor:
             submit(run)
         try:
             while pending:
+                interrupts.check()  # between polls: the handler only notes a signal
                 collect(POLL_SECONDS, retry=True)
         except KeyboardInterrupt:
             begun = ray.get(control.stop.remote())
@@ -242,12 +251,10 @@ class RayExecutor:
         if code < 0 and not result["stopped"]:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
             return self._died(run, f"its process was killed by {name} {where}", result, outcomes, retry)
-        status = STATUS_BY_EXIT.get(code, f"failed (exit {code})")
+        status = run_status(code)  # a run we stopped that was killed past its grace: lost
         detail = result["lines"][-1] if result["lines"] and code else ""
-        problem = self._write(run, result)
-        if problem:
-            status, detail = "aborted", problem
-        detail = "; ".join([*run.notes, detail] if detail else run.notes)
+        # the run ended as it says, wherever its record could be written: this only adds where it is
+        detail = "; ".join(part for part in (*run.notes, detail, self._write(run, result)) if part)
         outcomes[run.index] = Outcome(run.label, status, result["seconds"], detail, final_result(result["lines"]))
         return None
 
@@ -263,73 +270,176 @@ class RayExecutor:
         if retry and run.attempt < ATTEMPTS:
             print(f"== {run.label}: {reason}; running it again", file=sys.stderr, flush=True)
             return _Run(**{**run.__dict__, "attempt": run.attempt + 1, "notes": (*run.notes, f"retried: {reason}")})
-        if result is not None:
-            self._write(run, result)  # what it saved before it died, as a local run killed so leaves it
+        written = self._write(run, result) if result is not None else ""  # what it saved before it died
         notes = [*run.notes, reason] if retry else [*run.notes, reason, "not retried: stopping"]
+        notes += [written] if written else []
         seconds = result["seconds"] if result else 0.0
         outcomes[run.index] = Outcome(run.label, "lost", seconds, "; ".join(notes))
         return None
 
     def _write(self, run: _Run, result: dict[str, Any]) -> str:
         """The record (and checkpoint) that came back, at the paths a local run would have
-        used, naming them as a local run would; a one-line problem if the disk refused."""
+        used, naming them as a local run would. What cannot be written there is written
+        elsewhere (:func:`bench.records.write_elsewhere`; the record then names its checkpoint
+        where it is): the run's work is never dropped. Returns what was not written where
+        asked and where it is instead, said on stderr too ("" when all was)."""
         if result["record"] is None:
             return ""
         record = json.loads(result["record"])
         command = redact_home(["python", "-m", "bench", "run", *run.argv])
         record["command"] = command
         record["data_dir"] = run.data_dir
-        path = run.results_dir / f"{record['run_id']}.json"
-        checkpoint = run.checkpoint_dir / f"{record['run_id']}.npz"
-        try:
-            if result["checkpoint"] is not None:
-                prepare_writable_dir(run.checkpoint_dir, "--checkpoint-dir")
-                _write_checkpoint(checkpoint, result["checkpoint"], command, run.results_dir, run.data_dir)
-            if record.get("checkpoint"):  # a killed run's record names none, as a local one's
-                record["checkpoint"] = str(checkpoint) if result["checkpoint"] is not None else None
-            prepare_writable_dir(run.results_dir, "--results-dir")
-            atomic_write_bytes(path, record_bytes(record))
-        except (OSError, BenchError) as exc:
-            why = fault_reason(exc) if isinstance(exc, OSError) else str(exc)
-            return f"{why}: its record could not be written to {path}"
-        return ""
+        notes = []
+        checkpoint = None
+        if result["checkpoint"] is not None:
+            data = _checkpoint_here(result["checkpoint"], command, run.results_dir, run.data_dir)
+            checkpoint, note = _save(run.checkpoint_dir / f"{record['run_id']}.npz", data, "its checkpoint")
+            notes.append(note)
+        if record.get("checkpoint"):  # a killed run's record names none, as a local one's
+            record["checkpoint"] = str(checkpoint) if checkpoint is not None else None
+        notes.append(_save(run.results_dir / f"{record['run_id']}.json", record_bytes(record), "its record")[1])
+        said = "; ".join(note for note in notes if note)
+        if said:
+            print(f"== {run.label}: {said}", file=sys.stderr, flush=True)
+        return said
 
 
 def _check_reachable(address: str) -> None:
-    """Something answers at the cluster's address: Ray itself retries an address where
-    nothing listens for many minutes before it gives up."""
-    hostport = address[len("ray://"):] if address.startswith("ray://") else address
-    if address == "auto":
-        try:  # where Ray itself looks: $RAY_ADDRESS, else the cluster `ray start` left on this node
+    """A Ray head answers where Ray will connect for ``address``: Ray itself retries for many
+    minutes, printing its warnings, an address where nothing listens or where something that
+    is not Ray does (it accepts the connection, then never answers Ray's protocol), so both
+    are refused here within seconds. Probed where Ray connects, not where the flag says:
+    Ray turns 127.0.0.1 and localhost into this node's address."""
+    if address.startswith("ray://"):
+        hostport = given = address[len("ray://"):]
+    else:
+        given = address
+        try:  # where Ray itself connects: for auto $RAY_ADDRESS, else the cluster `ray start` left on this node
             from ray._private.services import canonicalize_bootstrap_address
 
-            hostport = canonicalize_bootstrap_address("auto")
+            hostport = canonicalize_bootstrap_address(address)
         except Exception:
-            return  # Ray says what it cannot find
+            if address == "auto":
+                return  # Ray says what it cannot find
+            hostport = address  # a private function of Ray's that changed: probe the address as given
         if hostport is None:
             raise BenchError("--address auto: no Ray cluster on this node (`ray start --head` makes one)")
+    via = "" if hostport == given else f", where Ray connects for {given}"
     host, _, port = hostport.rpartition(":")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+        connection = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS)
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise BenchError(f"--address {address}: nothing answers at {hostport} ({why}); "
+        raise BenchError(f"--address {address}: nothing answers at {hostport} ({why}){via}; "
                          "is `ray start --head` running there?") from None
+    with connection:
+        why = None if _tls() else _not_http2(connection)
+    if why is None and not _tls() and not address.startswith("ray://"):  # Ray Client's server is no GCS
+        why = _not_ray_gcs(hostport)
+    if why is not None:
+        where = f"{hostport}{via}," if via else hostport
+        raise BenchError(f"--address {address}: what listens at {where} is not a Ray head ({why}); "
+                         "pass the address `ray start --head` printed")
 
 
-def _write_checkpoint(path: Path, data: bytes, command: list[str], results_dir: Path, data_dir: str | None) -> None:
+def _tls() -> bool:
+    """Ray's own switch for TLS between its processes: then the head first wants a TLS
+    handshake, and the plain probes below do not apply."""
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+def _not_http2(connection: socket.socket) -> str | None:
+    """Why the server at ``connection`` is not one that speaks HTTP/2, as a Ray head does
+    (gRPC), or None: such a server answers a client's preface with a SETTINGS frame."""
+    deadline = time.monotonic() + PROBE_SECONDS
+    reply = b""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        while len(reply) < 9:
+            connection.settimeout(max(deadline - time.monotonic(), 0.001))
+            chunk = connection.recv(9 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+    except socket.timeout:
+        return f"it accepted the connection, then said nothing within {PROBE_SECONDS:g} s" if not reply else (
+            f"it answered {reply!r} and then nothing")
+    except OSError as exc:
+        return f"the connection failed: {exc.strerror or exc}"
+    if not reply:
+        return "it closed the connection without an answer"
+    if len(reply) < 9 or reply[3] != 0x04 or reply[5:9] != bytes(4):
+        return f"it answered {reply!r}, not as a gRPC server does"
+    return None
+
+
+def _not_ray_gcs(hostport: str) -> str | None:
+    """Why the gRPC server at ``hostport`` is not a Ray head, or None: a head's GCS answers
+    :data:`GCS_METHOD`. Without grpcio (Ray's default extra has it) only HTTP/2 was checked."""
+    try:
+        import grpc
+    except ImportError:
+        return None
+    channel = grpc.insecure_channel(hostport, options=[("grpc.enable_http_proxy", 0)])  # as Ray's own channels
+    try:
+        channel.unary_unary(GCS_METHOD)(b"", timeout=PROBE_SECONDS)
+    except grpc.RpcError as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return f"a gRPC server, but one that does not know Ray's {GCS_METHOD}"
+        if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+            return f"no answer to Ray's {GCS_METHOD} within {PROBE_SECONDS:g} s ({code.name})"
+        return None  # a Ray head that answered as it does to such a call (it wants a token, say)
+    finally:
+        channel.close()
+    return None
+
+
+def _ray_messages_to_stderr() -> None:
+    """Ray prints what its raylets tell the driver (a worker that died, a node short of
+    memory) on stdout, whatever ``log_to_driver`` says (``ray._private.worker.
+    listen_error_messages``), and stdout holds the summary: those lines go to stderr, beside
+    the runs' own lines. Installed once per process; a Ray without that function is left be."""
+    worker = sys.modules.get("ray._private.worker")
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def _save(path: Path, data: bytes, what: str) -> tuple[Path | None, str]:
+    """``data`` written at ``path`` (its directory made if missing), else elsewhere; returns
+    where it is (None: nowhere) and, when not at ``path``, what to say of it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return path, ""
+    except (OSError, BenchError) as exc:
+        why = (exc.strerror or fault_reason(exc)) if isinstance(exc, OSError) else str(exc)
+    where, why_not = write_elsewhere(path.name, data)
+    if where is None:
+        return None, f"{what} could not be written to {path} ({why}), nor elsewhere ({why_not}): it is lost"
+    return where, f"{what} could not be written to {path} ({why}); it is at {where} instead"
+
+
+def _checkpoint_here(data: bytes, command: list[str], results_dir: Path, data_dir: str | None) -> bytes:
     """The checkpoint as the run wrote it, its paths made this machine's, so that
     ``--resume`` here updates the record here."""
     import numpy as np
 
-    from bench.checkpoints import META_KEY, save_checkpoint
+    from bench.checkpoints import META_KEY, checkpoint_bytes
 
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         meta = json.loads(str(archive[META_KEY][()]))
         arrays = {name: archive[name] for name in archive.files if name != META_KEY}
     meta.pop("checkpoint_version", None)
     meta.update(command=command, results_dir=str(results_dir.resolve()), data_dir=data_dir)
-    save_checkpoint(path, arrays, meta)
+    return checkpoint_bytes(arrays, meta)
 
 
 def _read_corpus(directory: str) -> dict[str, bytes]:

@@ -179,6 +179,29 @@ def test_what_is_not_a_file_is_refused_at_once(tmp_path, kind):
     _refused(path)
 
 
+@pytest.mark.parametrize("kind,says", [
+    ("missing", "does not exist"),
+    ("under-a-file", "cannot be opened: {tmp}/afile is a regular file, not a directory"),
+    ("directory", "is a directory, not a checkpoint file"),
+    ("fifo", "is a FIFO, not a checkpoint file"),
+    ("dangling-link", "is a symbolic link to {tmp}/nowhere, which does not exist"),
+])
+def test_the_refusal_says_what_is_true_of_the_path(tmp_path, capsys, kind, says):
+    """Issue 22 item 11: "does not exist" only of a path where nothing is."""
+    path = tmp_path / "c.npz"
+    if kind == "under-a-file":
+        (tmp_path / "afile").write_text("")
+        path = tmp_path / "afile" / "c.npz"
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dangling-link":
+        path.symlink_to(tmp_path / "nowhere")
+    code, _, err = cli(capsys, ["run", "--resume", str(path), "--quiet"])
+    assert code == 2 and err == f"error: checkpoint {path} {says.format(tmp=tmp_path)}\n"
+
+
 def test_a_flipped_byte_in_array_data_fails_its_crc(good, tmp_path):
     data = bytearray(good.read_bytes())
     with zipfile.ZipFile(good) as archive:
