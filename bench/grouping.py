@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import re
 from functools import lru_cache
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Iterable, Sequence
+
+import numpy as np
 
 from bench.config import make_config, presets, setting_names
 from bench.errors import BenchError
@@ -20,6 +23,10 @@ from bench.registry import cell_names, get_cell_class, get_task_class, task_name
 
 COMPARED = ("backend", "impl", "cell")
 REPEATED = ("seed",)  # repeats of one configuration, pooled
+# What a sweep cannot vary (bench sweep refuses them, bench.preflight): the compared
+# dimensions, the seed (repeats) and the task (each has its own settings). A record whose
+# tag names one of these is an ordinary run of its configuration, not a sweep point.
+NOT_SWEPT = (*COMPARED, *REPEATED, "task")
 _MISSING = object()
 
 
@@ -35,17 +42,27 @@ def _cell_options() -> dict[str, tuple]:
 
 
 @lru_cache(maxsize=None)
+def _cell_option_names() -> frozenset[str]:
+    return frozenset(o.name for options in _cell_options().values() for o in options)
+
+
+@lru_cache(maxsize=None)
 def _task_options() -> dict[str, frozenset[str]]:
     return {name: frozenset(o.name for o in get_task_class(name).options) for name in task_names()}
+
+
+@lru_cache(maxsize=None)
+def _any_task_options() -> frozenset[str]:
+    return frozenset().union(*_task_options().values())
 
 
 def _foreign(key: str, config: dict[str, Any]) -> bool:
     """A cell's option, or another task's: records before schema 3 kept every option of
     every cell and task, whatever ran; only the run's task's own options configure it."""
-    if any(key == o.name for options in _cell_options().values() for o in options):
+    if key in _cell_option_names():
         return True
-    own = _task_options().get(config.get("task"))
-    return own is not None and key not in own and any(key in names for names in _task_options().values())
+    own = _task_options().get(config.get("task")) if isinstance(config.get("task"), str) else None
+    return own is not None and key not in own and key in _any_task_options()
 
 
 def _normal(value: Any) -> Any:
@@ -70,6 +87,73 @@ def swept_settings(config: dict[str, Any], param: str) -> list[str]:
         return [param, *get_task_class(config.get("task")).derived(dict(config))]
     except (BenchError, TypeError, ValueError, AttributeError):
         return [param]
+
+
+def sweep_param(record: dict[str, Any]) -> str | None:
+    """The setting a ``sweep:<setting>`` run varied: one the record has and a sweep can vary
+    (not one of :data:`NOT_SWEPT`); None for any other tag."""
+    tag = record.get("tag")
+    param = tag.split(":", 1)[1] if isinstance(tag, str) and tag.startswith("sweep:") else None
+    return param if param in record["config"] and param not in NOT_SWEPT else None
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is not a bool (NumPy's scalars too: the values come back from pandas)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def numeric_sweep(values: Iterable[Any]) -> bool:
+    """Whether swept values can stand on a numeric axis: every one a finite number. Any
+    other sweep (strings, bools, or a NaN among numbers) is categorical: one place per
+    value, in :func:`value_order`, none left out."""
+    return all(is_number(v) and math.isfinite(v) for v in values)
+
+
+def value_key(value: Any) -> str:
+    """One swept value as a key: equal exactly for equal JSON values (1 and 1.0 are one)."""
+    value = value.item() if hasattr(value, "item") else value
+    return json.dumps(_normal(value))
+
+
+def value_order(value: Any) -> tuple[int, Any]:
+    """Numbers first, by size; then every other value by its text."""
+    if is_number(value) and not math.isnan(value):
+        return (0, value)
+    return (1, value_text(value))
+
+
+def value_text(value: Any, thousands: bool = False) -> str:
+    """A swept value as written: 50, not 50.0 (pandas may hold a column as floats), 0.1,
+    ``sgd``, ``True``; plain text, to be escaped for where it goes."""
+    if not is_number(value):
+        return str(value)
+    separator = "," if thousands else ""
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):{separator}}"
+    number = float(value)
+    return f"{int(number):{separator}}" if number.is_integer() else f"{number:g}"
+
+
+# the measures of a sweep's table, each a column per cell x backend/impl (bench.report.sweep_tables)
+SWEEP_MEASURES = ("loss_vs_baseline", "solved_at_update", "grad_ratio_init", "grad_ratio_final", "accuracy")
+
+
+def sweep_columns(table: Any, param: str,
+                  who: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+    """Each (cell, backend/impl) of a sweep's table by its columns' name, in order of cell:
+    ``who`` as :func:`bench.report.sweep_tables` gives it, or read from the column names of a table made
+    by hand (``<cell> <backend>/<impl> <measure>``)."""
+    if who is None:
+        names = {c.rsplit(" ", 1)[0] for c in table.columns if c != param and c.rsplit(" ", 1)[-1] in SWEEP_MEASURES}
+        who = {name: tuple(name.split(" ", 1)) if " " in name else (name, "") for name in names}
+    return dict(sorted(who.items(), key=lambda item: (item[1][0], item[0])))
+
+
+def value_labels(values: Sequence[Any]) -> list[str]:
+    """Each of a sweep's values as :func:`value_text`, except that values which read alike
+    (the string "1" and the number 1) are told apart by their JSON."""
+    texts = [value_text(v) for v in values]
+    return [value_key(v) if texts.count(t) > 1 else t for t, v in zip(texts, values)]
 
 
 def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
@@ -114,27 +198,41 @@ def _text(value: Any) -> str:
 def closest_preset(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
     """The preset of the record's task from which the fewest settings differ (the first
     such preset on a tie; any preset if none is of the task)."""
-    values = settings(config, ignore)
+    return _closest(json.dumps(settings(config, ignore), sort_keys=True), tuple(ignore))
+
+
+# A report asks these of every record, and most records share their configuration with
+# many others (seeds, cells, backends): answered once per configuration, from its key.
+@lru_cache(maxsize=2**14)
+def _closest(key: str, ignore: tuple[str, ...]) -> str:
+    values = json.loads(key)
     known = presets()
-    candidates = [name for name, preset in known.items() if preset.get("task") == config.get("task")] or list(known)
+    candidates = [name for name, preset in known.items() if preset.get("task") == values.get("task")] or list(known)
     return min(candidates, key=lambda name: len(_differences(values, name, ignore)))
+
+
+@lru_cache(maxsize=2**14)
+def _described(key: str, preset: str | None, ignore: tuple[str, ...]) -> str:
+    values = json.loads(key)
+    known = presets()
+    if preset not in known or known[preset].get("task") != values.get("task"):
+        preset = _closest(key, ignore)
+    return ", ".join([preset, *_differences(values, preset, ignore)])
 
 
 def describe(config: dict[str, Any], preset: str | None = None, ignore: Sequence[str] = ()) -> str:
     """The configuration for people: its preset and what differs from it, e.g.
     ``ptb-small, learning_rate=0.1``. ``preset`` is the one the record names (schema 2),
     used when it is known and of the record's task; else the closest is inferred."""
-    known = presets()
-    if preset not in known or known[preset].get("task") != config.get("task"):
-        preset = closest_preset(config, ignore)
-    return ", ".join([preset, *_differences(settings(config, ignore), preset, ignore)])
+    return _described(json.dumps(settings(config, ignore), sort_keys=True), preset, tuple(ignore))
 
 
-def cell_variant(config: dict[str, Any], preset: str | None = None) -> str:
+def cell_variant(config: dict[str, Any], preset: str | None = None, ignore: Sequence[str] = ()) -> str:
     """The cell that ran, with the values of its own options where they differ from what
-    the configuration's preset gives it: ``rnn``, ``rnn (activation=sigmoid)``."""
+    the configuration's preset gives it: ``rnn``, ``rnn (activation=sigmoid)``; options in
+    ``ignore`` (a sweep's setting, shown in its own column) are left out."""
     name = config.get("cell")
-    options = _cell_options().get(name, ())
+    options = [o for o in _cell_options().get(name, ()) if o.name not in ignore]
     known = presets()
     if preset not in known or known[preset].get("task") != config.get("task"):
         preset = closest_preset(config)

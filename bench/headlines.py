@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from bench.grouping import numeric_sweep, sweep_columns, value_key, value_order, value_text
 from bench.mdtext import code, text
 from bench.seeds import with_spread, within_spread
 from bench.tasks import SOLVED_FRACTION
@@ -98,44 +99,52 @@ def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]
 
 def solved_sentences(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], runs: pd.DataFrame) -> list[str]:
     """Per sweep of a task with a memoryless baseline: the largest swept value each cell
-    solved (loss below SOLVED_FRACTION x baseline) and when; per echo lag sweep: the largest
-    lag each cell remembered (accuracy >= ECHO_REMEMBERS)."""
+    solved (loss below SOLVED_FRACTION x baseline) and when, or for a sweep of strings or
+    bools, which values it solved; per echo lag sweep: the largest lag each cell
+    remembered (accuracy >= ECHO_REMEMBERS)."""
     lines = []
     for about, table in sweeps:
         param, values = about["param"], list(table[about["param"]])
-        solved_columns = [c for c in table.columns if c.endswith(" loss_vs_baseline")]
-        accuracy_columns = [c for c in table.columns if c.endswith(" accuracy")]
+        numeric = numeric_sweep(values)
+        combinations = sweep_columns(table, param, about.get("who"))
+        solved_columns = [w for w in combinations if f"{w} loss_vs_baseline" in table]
+        accuracy_columns = [w for w in combinations if f"{w} accuracy" in table]
         if solved_columns:
-            who = [c[: -len(" loss_vs_baseline")] for c in solved_columns]
             verdicts = []
-            for cell in sorted({w.split(" ")[0] for w in who}):
-                mine = [w for w in who if w.split(" ")[0] == cell]
-                best: tuple[float, str, float] | None = None
-                for w in mine:
-                    ratios = table[f"{w} loss_vs_baseline"]
-                    for value, ratio in zip(values, ratios):
-                        if ratio is not None and not pd.isna(ratio) and ratio < SOLVED_FRACTION:
-                            if best is None or float(value) > best[0]:
-                                best = (float(value), w.split(" ", 1)[1], ratio)
-                if best is None:
-                    lowest = min(((r, v) for w in mine for v, r in zip(values, table[f"{w} loss_vs_baseline"])
-                                  if r is not None and not pd.isna(r)), default=None)
-                    closest = f" (closest: {lowest[0]:.2f} x the baseline at {text(param)} = {_plain_value(lowest[1])})" \
-                        if lowest else ""
+            for cell in sorted({combinations[w][0] for w in solved_columns}):
+                mine = [w for w in solved_columns if combinations[w][0] == cell]
+                points = [(value, combinations[w][1], ratio) for w in mine
+                          for value, ratio in zip(values, table[f"{w} loss_vs_baseline"])
+                          if ratio is not None and not pd.isna(ratio)]
+                solved = [point for point in points if point[2] < SOLVED_FRACTION]
+                if not solved:
+                    lowest = min(points, key=lambda point: point[2], default=None)
+                    closest = (f" (closest: {lowest[2]:.2f} x the baseline at {text(param)} = {_plain_value(lowest[0])})"
+                               if lowest else "")
                     verdicts.append(f"the {text(cell)} solved none{closest}")
-                else:
-                    verdicts.append(f"the {text(cell)} solved up to {text(param)} = {_plain_value(best[0])} ({text(best[1])}, "
-                                    f"{best[2]:.3f} x the baseline)")
+                elif numeric:  # the largest value solved (the first backend to solve it)
+                    best = max(solved, key=lambda point: float(point[0]))
+                    verdicts.append(f"the {text(cell)} solved up to {text(param)} = {_plain_value(best[0])} "
+                                    f"({text(best[1])}, {best[2]:.3f} x the baseline)")
+                else:  # no value is larger than another: each one solved, with its best backend
+                    by_value: dict[str, tuple[Any, str, float]] = {}
+                    for point in solved:
+                        key = value_key(point[0])
+                        if key not in by_value or point[2] < by_value[key][2]:
+                            by_value[key] = point
+                    listed = ", ".join(f"{_plain_value(v)} ({text(who)}, {ratio:.3f} x the baseline)"
+                                       for v, who, ratio in sorted(by_value.values(), key=lambda p: value_order(p[0])))
+                    verdicts.append(f"the {text(cell)} solved it with {text(param)} = {listed}")
             task = about.get("task", "")
             lines.append(f"- **Memory ({text(task or param)}).** Within the run's budget ({text(about['configuration'])}), "
                          f"{'; '.join(verdicts)}. Solved: test loss below {SOLVED_FRACTION:g} x the memoryless "
                          f"baseline.{_anchor_link(about)}")
-        elif param == "echo_step" and accuracy_columns:
+        elif param == "echo_step" and accuracy_columns and numeric:
             verdicts = []
-            for column in accuracy_columns:
-                remembered = [v for v, a in zip(values, table[column]) if a is not None and not pd.isna(a)
+            for w in accuracy_columns:
+                remembered = [v for v, a in zip(values, table[f"{w} accuracy"]) if a is not None and not pd.isna(a)
                               and a >= ECHO_REMEMBERS]
-                name = text(column[: -len(" accuracy")])
+                name = text(w)
                 verdicts.append(f"{name} up to lag {_plain_value(max(remembered, key=float))}" if remembered
                                 else f"{name} at no lag")
             lines.append(f"- **Memory (echo lag).** Test accuracy >= {ECHO_REMEMBERS:g}: {'; '.join(verdicts)} "
@@ -148,8 +157,8 @@ def _anchor_link(about: dict[str, Any]) -> str:
 
 
 def _plain_value(value: Any) -> str:
-    number = float(value)
-    return f"{int(number):,}" if number.is_integer() else f"{number:g}"
+    """A swept value in a sentence: 1,000, 0.1, ``sgd`` (escaped: a string is a record's)."""
+    return text(value_text(value, thousands=True))
 
 
 def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]) -> list[str]:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.grouping import file_stems, slug
+from bench.grouping import file_stems, numeric_sweep, slug, value_key, value_labels, value_order
+from bench.storage import atomic_write_bytes
 
 # Beyond this a value is no measurement (a diverged loss) and breaks matplotlib's scales;
 # such values, and non-finite ones, are left out and counted in a note on the plot.
@@ -24,6 +25,7 @@ SAMPLE_STEPS = 100  # bars drawn per row of an echo sample
 MAX_FIGURE_WIDTH = 30.0  # inches: a wider canvas exhausts memory, not the reader
 MAX_LEGEND = 20  # entries; a group holds at most a dozen backend x impl x cell runs
 GRADIENT_DECADES = 15  # a gradient plot shows this many decades below its highest value
+MAX_SEED_LINES = 5  # seeds of one cell x backend/impl drawn one line each; beyond, their median and range
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38: float32's smallest normal number
 
 
@@ -99,6 +101,22 @@ def draw_all(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grad
     return [str(f) for f in _draw_groups(records, runs, epochs, grads, names) + _draw_sweeps(runs, epochs, grads, names)]
 
 
+class _Rows:
+    """The rows of a frame that belong to some runs, in the frame's order: found through an
+    index of each run's rows built once, not by a scan of every row per group (which made
+    the plots quadratic in the records where each group is small)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.positions = frame.groupby("path", sort=False).indices if len(frame) else {}
+
+    def __call__(self, paths: set[str]) -> pd.DataFrame:
+        found = [self.positions[p] for p in paths if p in self.positions]
+        if not found:
+            return self.frame.iloc[0:0]
+        return self.frame.iloc[np.sort(np.concatenate(found))]
+
+
 class _Names:
     """File names in ``out``, each used once: a name taken already (two groups whose
     readable names coincide) gets a number."""
@@ -122,6 +140,7 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
     groups = list(shown.groupby(["set", "config_key"], sort=True))
     stems = file_stems([(s, g["configuration"].iloc[0], k) for (s, k), g in groups])
     by_path = {r.get("_path", r["run_id"]): r for r in records}
+    epochs_of, grads_of = _Rows(epochs), _Rows(grads)
     files: list[Path] = []
     for ((set_name, _), group), stem in zip(groups, stems):
         # the latest run of each seed of each combination: seeds are repeats, drawn together
@@ -130,10 +149,10 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
         where = _where(set_name, group["configuration"].iloc[0])
         task = _plain(group["task"].iloc[0])
         paths = set(latest["path"])
-        group_grads = grads[grads["path"].isin(paths)]
+        group_grads = grads_of(paths)
         if not group_grads.empty:
             files.append(gradient_plot(group_grads, latest, task, where, names("gradients", stem)))
-        group_epochs = epochs[epochs["path"].isin(paths)]
+        group_epochs = epochs_of(paths)
         if not group_epochs.empty:
             files.append(curves_plot(group_epochs, latest, task, where, names("curves", stem)))
         files.append(throughput_plot(latest, task, where, names("throughput", stem)))
@@ -152,6 +171,7 @@ def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, 
     baseline (copy, adding), the loss over the baseline against the swept value, the validation
     curves per value, and the gradient norms over the whole sequence per value."""
     files: list[Path] = []
+    epochs_of, grads_of = _Rows(epochs), _Rows(grads)
     echo = runs[(runs["sweep"] == "echo_step") & (runs["status"] == "completed")]
     groups = list(echo.groupby(["set", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, k), g in groups])
@@ -163,16 +183,17 @@ def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, 
     groups = list(swept.groupby(["set", "sweep", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, _, k), g in groups])
     for ((set_name, param, _), group), stem in zip(groups, stems):
-        latest = group.sort_values("started_at", kind="stable").groupby(
-            ["backend", "impl", "cell", "sweep_value", "seed"]).tail(1)  # every seed: repeats, drawn together
+        # every seed: repeats, drawn together; by the value's key, so that no value (a NaN) is lost
+        latest = group.assign(_value=group["sweep_value"].map(value_key)).sort_values("started_at", kind="stable")
+        latest = latest.groupby(["backend", "impl", "cell", "_value", "seed"]).tail(1).drop(columns="_value")
         task = _plain(group["task"].iloc[0])
         where = _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept")
         completed = latest[latest["status"] == "completed"]
         if len(completed):
             files.append(baseline_sweep_plot(completed, task, param, where, names("sweep", param, stem)))
-        files.append(sweep_curves_plot(epochs[epochs["path"].isin(set(latest["path"]))], latest, task, param, where,
+        files.append(sweep_curves_plot(epochs_of(set(latest["path"])), latest, task, param, where,
                                        names("sweep-curves", param, stem)))
-        sweep_grads = grads[grads["path"].isin(set(latest["path"]))]
+        sweep_grads = grads_of(set(latest["path"]))
         if not sweep_grads.empty:
             files.append(sweep_gradient_plot(sweep_grads, latest, task, param, where,
                                              names("sweep-gradients", param, stem)))
@@ -202,19 +223,25 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.4))
     dropped = 0
+    ordered, positions, numeric = _sweep_axis(runs["sweep_value"])
     for (cell, backend, impl), group in runs.groupby(["cell", "backend", "impl"], sort=True):
-        group = group.groupby("sweep_value", as_index=False)["loss_vs_baseline"].mean()  # over seeds
-        values, n_values = _plottable(group["sweep_value"])
-        ratios, n_ratios = _plottable(group["loss_vs_baseline"], log=True)
+        keys = group["sweep_value"].map(value_key)
+        means = pd.to_numeric(group["loss_vs_baseline"], errors="coerce").groupby(keys.to_numpy()).mean()  # over seeds
+        values = np.array([positions[key] for key in means.index], dtype=float)
+        ratios, n_ratios = _plottable(means, log=True)
         order = np.argsort(values, kind="stable")
-        dropped += n_values + n_ratios
+        dropped += n_ratios
         style, marker = _style(backend, impl)
         ax.semilogy(values[order], ratios[order], linestyle=style, marker=marker, color=_colour(cell),
                     label=_plain(f"{cell} {backend}/{impl}", 60))
     ax.axhline(1.0, color="grey", linestyle="--", label="memoryless baseline")
     ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", label=f"solved ({SOLVED_FRACTION:g} x baseline)")
-    ax.set_xticks(sorted({float(v) for v in runs["sweep_value"]}))
-    ax.set(xlabel=f"{param} (T)", ylabel="test loss / memoryless baseline")
+    if numeric:
+        ax.set_xticks([float(v) for v in ordered])
+    else:  # strings or bools: one place per value, in order, each named
+        ax.set_xticks(range(len(ordered)), [_plain(label, 30) for label in value_labels(ordered)])
+        ax.set_xlim(-0.5, len(ordered) - 0.5)
+    ax.set(xlabel=_plain(param) + (" (T)" if numeric else ""), ylabel="test loss / memoryless baseline")
     ax.set_title(f"{task}: loss against the baseline as the memory needed grows", fontsize=10)
     _note_dropped(ax, dropped, log=True)
     ax.grid(True, which="both", alpha=0.3)
@@ -223,10 +250,20 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
     return _save(fig, path)
 
 
-def _value_text(value: Any) -> str:
-    """A swept value as written: 50, not 50.0 (pandas holds the column as floats)."""
-    number = float(value)
-    return str(int(number)) if number.is_integer() else f"{number:g}"
+def _sweep_axis(values: pd.Series) -> tuple[list[Any], dict[str, float], bool]:
+    """The distinct swept values in order, each one's place on the x axis by its
+    :func:`~bench.grouping.value_key`, and whether the axis is numeric (the values
+    themselves) or categorical (0, 1, 2, ... for strings, bools, or a NaN among numbers)."""
+    distinct = {value_key(v): v for v in values}
+    ordered = sorted(distinct.values(), key=value_order)
+    numeric = numeric_sweep(ordered)
+    positions = {value_key(v): float(v) if numeric else float(i) for i, v in enumerate(ordered)}
+    return ordered, positions, numeric
+
+
+def _value_titles(param: str, values: list[Any]) -> list[str]:
+    """``param = value`` as each panel's title: 50, not 50.0; a string as written."""
+    return [_plain(f"{param} = {label}", 60) for label in value_labels(values)]
 
 
 def _shared_legend(axes: list[Any]) -> None:
@@ -276,12 +313,13 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
     from bench.tasks import SOLVED_FRACTION
 
     plt = _pyplot()
-    values = sorted(runs["sweep_value"].unique(), key=float)
+    values, _, _ = _sweep_axis(runs["sweep_value"])
+    keys = runs["sweep_value"].map(value_key)
     fig, axes = _panels(values, plt)
     valid = epochs[epochs["split"] == "valid"]
-    for ax, value in zip(axes, values):
+    for ax, value, title in zip(axes, values, _value_titles(param, values)):
         dropped = 0
-        for _, run in runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).iterrows():
+        for _, run in runs[keys == value_key(value)].sort_values(["cell", "backend", "impl"]).iterrows():
             curve = valid[valid["path"] == run["path"]].sort_values("epoch")
             if curve.empty:
                 continue
@@ -292,7 +330,7 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
                         color=_colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", linewidth=0.8)
-        _finish_panel(ax, f"{param} = {_value_text(value)}", "training updates", dropped)
+        _finish_panel(ax, title, "training updates", dropped)
     title = f"{task}: validation loss against the memoryless baseline (grey dashed; grey dotted: solved)"
     return _finish_panels(fig, axes, "valid loss / memoryless baseline", f"{title}\n{where}", path)
 
@@ -303,12 +341,13 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
     value, each cell at initialisation (solid) and after training (dashed), from the first
     backend/impl of each cell (the others agree to float rounding: docs/gradient-norms.md)."""
     plt = _pyplot()
-    values = sorted(runs["sweep_value"].unique(), key=float)
+    values, _, _ = _sweep_axis(runs["sweep_value"])
+    keys = runs["sweep_value"].map(value_key)
     fig, axes = _panels(values, plt, height=3.4)
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
-    for ax, value in zip(axes, values):
+    for ax, value, title in zip(axes, values, _value_titles(param, values)):
         dropped, lowest = 0, np.inf
-        chosen = runs[runs["sweep_value"] == value].sort_values(["cell", "backend", "impl"]).groupby("cell").head(1)
+        chosen = runs[keys == value_key(value)].sort_values(["cell", "backend", "impl"]).groupby("cell").head(1)
         for _, run in chosen.iterrows():
             curves = top[top["path"] == run["path"]]
             if curves.empty:
@@ -324,19 +363,33 @@ def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, para
             # a float32 run's norms end in subnormals and flush at 1.4e-45: a floor of the
             # arithmetic, not of the cell
             ax.axhspan(lowest / 10, FLOAT32_TINY, color="grey", alpha=0.12, label="below float32's normal range")
-        _finish_panel(ax, f"{param} = {_value_text(value)}", "time step t (loss at the last step)", dropped)
+        _finish_panel(ax, title, "time step t (loss at the last step)", dropped)
     title = f"{task}: how much of the last step's error reaches step t"
     return _finish_panels(fig, axes, "||dL_T / dh_t||, mean over the batch", f"{title}\n{where}", path)
 
 
 def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """||dL_T/dh_t|| against t (top layer, log scale): at initialisation and after training."""
+    """||dL_T/dh_t|| against t (top layer, log scale): at initialisation and after training,
+    one line per run; a cell x backend/impl with more than MAX_SEED_LINES seeds as the
+    median over its seeds with their range as a band (a thousand seeds would be a thousand
+    lines, no more readable and slower to draw than the report's every other part)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5.4))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
     dropped = 0
-    cells = runs.set_index("path")["cell"]
+    by_path = runs.set_index("path")
+    cells = by_path["cell"]
+    combination = dict(zip(by_path.index, zip(by_path["cell"].astype(str), by_path["backend"], by_path["impl"])))
+    members: dict[tuple, list[str]] = {}
+    for run_path in top["path"].unique():
+        members.setdefault(combination[run_path], []).append(run_path)
+    banded = {key: paths for key, paths in members.items() if len(paths) > MAX_SEED_LINES}
     for run_path, run in top.groupby("path", sort=False):
+        key = combination[run_path]
+        if key in banded:
+            if banded[key][0] == run_path:  # drawn once, where its first run would be
+                dropped += _seed_band(ax, top[top["path"].isin(set(banded[key]))], key[0])
+            continue
         cell = str(cells[run_path])
         color = _colour(cell)
         cell = _plain(cell)
@@ -350,7 +403,10 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     in_plot = set(top["path"])
     drawn = sorted({f"{r['backend']}/{r['impl']}" for _, r in runs.iterrows() if r["path"] in in_plot})
     seeds = runs[runs["path"].isin(in_plot)]["seed"].nunique() if "seed" in runs else 1
-    if seeds > 1:
+    if banded:
+        overlap = (f"one line per backend/impl ({{}}) and seed ({seeds} seeds: different initial weights); over "
+                   f"{MAX_SEED_LINES} seeds of one, the median over them, the band their range")
+    elif seeds > 1:
         overlap = f"one line per backend/impl ({{}}) and seed ({seeds} seeds: different initial weights)"
     else:
         overlap = "one line per backend/impl ({}); they overlap" if len(drawn) > 1 else "backend/impl: {}"
@@ -371,6 +427,24 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
+
+
+def _seed_band(ax: Any, curves: pd.DataFrame, cell: str) -> int:
+    """The median over the runs in ``curves`` (one cell x backend/impl's seeds) at
+    initialisation and after training, each with a band from the lowest to the highest run;
+    returns how many values could not be drawn."""
+    dropped = 0
+    color, name = _colour(cell), _plain(cell)
+    for pick, style, when in (("min", "-", "at init"), ("max", "--", "trained")):
+        chosen = curves[curves["epoch"] == curves.groupby("path")["epoch"].transform(pick)]
+        norms, n = _plottable(chosen["norm"], log=True)
+        dropped += n
+        stats = pd.DataFrame({"t": chosen["t"].to_numpy(dtype=float), "norm": norms}).groupby("t")["norm"].agg(
+            ["median", "min", "max"])
+        t = stats.index.to_numpy(dtype=float)
+        ax.semilogy(t, stats["median"].to_numpy(), style, color=color, alpha=0.9, label=f"{name} {when}")
+        ax.fill_between(t, stats["min"].to_numpy(), stats["max"].to_numpy(), color=color, alpha=0.12, linewidth=0)
+    return dropped
 
 
 def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> str:
@@ -602,6 +676,8 @@ def _save(fig: Any, path: Path) -> Path:
     buffer.seek(0)
     with Image.open(buffer) as image:
         # the octree keeps the cells' colours as drawn (median cut turned tab10's orange brown)
-        image.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE).save(path, "PNG",
-                                                                                                optimize=True)
+        palette = image.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
+    png = io.BytesIO()
+    palette.save(png, "PNG", optimize=True)
+    atomic_write_bytes(path, png.getvalue())  # never through a link at the plot's name
     return path

@@ -82,12 +82,19 @@ def kind_of(path: Path, document: Any) -> str:
 
 def check(document: Any, kind: str) -> None:
     """Raise :class:`Unreadable` naming the field that breaks the ``kind`` schema (the
-    library's best match when several do)."""
+    library's best match when several do).
+
+    A document is first put to :func:`is_valid`, the schema compiled to plain Python
+    checks (a report reads thousands of records, and the library's validator spent a
+    millisecond on each); what that does not pass goes to the library, which finds and
+    words the error. The two agree on every document (tests/faults/test_report.py)."""
     if kind == "record" and isinstance(document, dict):
         version = document.get("schema_version")
         if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
             raise Unreadable(f"schema version {_short(version)}, this cellbench reads {readable}")
+    if is_valid(document, kind):
+        return
     validator = _validator(kind)
     try:
         error = next(validator.iter_errors(document), None)
@@ -237,34 +244,28 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _validator(kind: str) -> Any:
-    """A Draft 2020-12 validator for ``kind``. References are resolved once, here, and
-    leaf values (a number, a string) are checked in place rather than through a nested
-    validator: a record holds thousands of them, and the stock path made a report of the
-    reference results twice as slow. Anything not a plain leaf takes the stock path, so
-    the errors and their messages are the library's."""
+    """The library's Draft 2020-12 validator for ``kind``, with :data:`_TYPES`, built once
+    (references resolved once, here, by inlining them)."""
     from jsonschema import Draft202012Validator, validators
 
     schema = load_schema(kind)
-    stock = Draft202012Validator.VALIDATORS
-
-    def items(validator: Any, subschema: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        leaf = _leaf_check(subschema)
-        if leaf is not None and type(instance) is list and all(map(leaf, instance)):
-            return
-        yield from stock["items"](validator, subschema, instance, schema)
-
-    def properties(validator: Any, subschemas: Any, instance: Any, schema: Any) -> Iterator[Any]:
-        if type(instance) is not dict:
-            return
-        for name, subschema in subschemas.items():
-            if name in instance:
-                leaf = _leaf_check(subschema)
-                if leaf is None or not leaf(instance[name]):
-                    yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
-
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many(_TYPES)
-    cls = validators.extend(Draft202012Validator, {"items": items, "properties": properties}, type_checker=checker)
-    return cls(_inline_refs(schema, schema.get("$defs", {})))
+    return validators.extend(Draft202012Validator, type_checker=checker)(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def is_valid(document: Any, kind: str) -> bool:
+    """Whether ``document`` matches the ``kind`` schema, as the library's validator would
+    say (the same keywords, :data:`_TYPES` for the types), without its error machinery."""
+    return _compiled(kind)(document)
+
+
+@lru_cache(maxsize=None)
+def _compiled(kind: str) -> Callable[[Any], bool]:
+    schema = load_schema(kind)
+    test = _compile(_inline_refs(schema, schema.get("$defs", {})))
+    if test is None:  # a keyword the compiler does not know: the library decides every time
+        return _validator(kind).is_valid
+    return test
 
 
 def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
@@ -281,31 +282,134 @@ def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
     return {k: _inline_refs(v, definitions) for k, v in node.items() if k != "$defs"}
 
 
-_leaf_checks: dict[int, Callable[[Any], bool] | None] = {}
+_ANNOTATIONS = {"$schema", "$id", "title", "description", "$comment", "default", "examples"}
 
 
-def _leaf_check(subschema: Any) -> Callable[[Any], bool] | None:
-    """For a schema of only ``type`` (and ``minimum``), a predicate that is true exactly
-    when the stock validator finds no error; None for any other schema."""
-    key = id(subschema)
-    if key not in _leaf_checks:
-        _leaf_checks[key] = _make_leaf_check(subschema)
-    return _leaf_checks[key]
-
-
-def _make_leaf_check(subschema: Any) -> Callable[[Any], bool] | None:
-    if not isinstance(subschema, dict) or "type" not in subschema or not set(subschema) <= {"type", "minimum"}:
+def _compile(schema: Any) -> Callable[[Any], bool] | None:
+    """A predicate true exactly when ``schema`` (without ``$ref``) holds, for the keywords
+    our schemas use; None if it has any other, or a form of one this does not handle."""
+    if schema is True or schema == {}:
+        return lambda value: True
+    if not isinstance(schema, dict):
         return None
-    names = [subschema["type"]] if isinstance(subschema["type"], str) else subschema["type"]
+    tests: list[Callable[[Any], bool]] = []
+    for keyword, argument in schema.items():
+        if keyword in _ANNOTATIONS or keyword in ("then", "else", "additionalProperties"):
+            continue  # annotations; the rest are read with their partner below
+        make = _KEYWORDS.get(keyword)
+        test = make(argument, schema) if make else None
+        if test is None:
+            return None
+        tests.append(test)
+    if "additionalProperties" in schema:
+        known = set(schema.get("properties", {}))
+        extra = _compile(schema["additionalProperties"])
+        if extra is None or "patternProperties" in schema:
+            return None
+        tests.append(lambda v: type(v) is not dict or all(extra(x) for k, x in v.items() if k not in known))
+    if len(tests) == 1:
+        return tests[0]
+    return lambda value: all(test(value) for test in tests)
+
+
+def _type(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    names = [argument] if isinstance(argument, str) else argument
+    if not isinstance(names, list) or not all(name in _TYPES for name in names):
+        return None
     tests = [_TYPES[name] for name in names]
-    low = subschema.get("minimum")
+    if len(tests) == 1:
+        only = tests[0]
+        return lambda value: only(None, value)
+    return lambda value: any(test(None, value) for test in tests)
 
-    def leaf(value: Any) -> bool:
-        if not any(test(None, value) for test in tests):
-            return False
-        return low is None or not _is_number(None, value) or not value < low
 
-    return leaf
+def _enum(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    """Members that are strings or integers only (JSON equality: 1.0 is 1, True is not)."""
+    if not isinstance(argument, list) or not all(type(m) in (str, int) for m in argument):
+        return None
+    strings = {m for m in argument if type(m) is str}
+    numbers = {m for m in argument if type(m) is int}
+    return lambda v: (type(v) is str and v in strings) or (type(v) in (int, float) and v in numbers)
+
+
+def _const(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    return _enum([argument], schema)
+
+
+def _bound(within: Callable[[Any, Any], bool]) -> Callable[[Any, Any], Callable[[Any], bool] | None]:
+    """A numeric bound: only numbers are held to it (NaN passes, as in the library)."""
+    def make(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+        if not _is_number(None, argument):
+            return None
+        return lambda v: not _is_number(None, v) or within(v, argument)
+    return make
+
+
+def _size(kind: type, within: Callable[[int, int], bool]) -> Callable[[Any, Any], Callable[[Any], bool] | None]:
+    """A bound on the length of a list or the fields of an object."""
+    def make(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+        if type(argument) is not int:
+            return None
+        return lambda v: type(v) is not kind or within(len(v), argument)
+    return make
+
+
+def _required(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    if not isinstance(argument, list):
+        return None
+    return lambda v: type(v) is not dict or all(name in v for name in argument)
+
+
+def _dependent_required(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    if not isinstance(argument, dict):
+        return None
+    pairs = list(argument.items())
+    return lambda v: type(v) is not dict or all(all(d in v for d in needs) for name, needs in pairs if name in v)
+
+
+def _properties(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    if not isinstance(argument, dict):
+        return None
+    pairs = [(name, _compile(sub)) for name, sub in argument.items()]
+    if any(test is None for _, test in pairs):
+        return None
+    return lambda v: type(v) is not dict or all(test(v[name]) for name, test in pairs if name in v)
+
+
+def _items(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    test = _compile(argument)
+    if test is None or "prefixItems" in schema:
+        return None
+    return lambda v: type(v) is not list or all(map(test, v))
+
+
+def _any_of(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    tests = [_compile(sub) for sub in argument] if isinstance(argument, list) and argument else [None]
+    return None if None in tests else (lambda v: any(test(v) for test in tests))
+
+
+def _all_of(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    tests = [_compile(sub) for sub in argument] if isinstance(argument, list) and argument else [None]
+    return None if None in tests else (lambda v: all(test(v) for test in tests))
+
+
+def _if(argument: Any, schema: Any) -> Callable[[Any], bool] | None:
+    condition = _compile(argument)
+    then, otherwise = (_compile(schema.get(k, True)) for k in ("then", "else"))
+    if condition is None or then is None or otherwise is None:
+        return None
+    return lambda v: then(v) if condition(v) else otherwise(v)
+
+
+_KEYWORDS: dict[str, Callable[[Any, Any], Callable[[Any], bool] | None]] = {
+    "type": _type, "enum": _enum, "const": _const,
+    "minimum": _bound(lambda v, b: not v < b), "maximum": _bound(lambda v, b: not v > b),
+    "exclusiveMinimum": _bound(lambda v, b: not v <= b), "exclusiveMaximum": _bound(lambda v, b: not v >= b),
+    "minItems": _size(list, lambda n, b: n >= b), "maxItems": _size(list, lambda n, b: n <= b),
+    "minProperties": _size(dict, lambda n, b: n >= b), "maxProperties": _size(dict, lambda n, b: n <= b),
+    "required": _required, "dependentRequired": _dependent_required,
+    "properties": _properties, "items": _items, "anyOf": _any_of, "allOf": _all_of, "if": _if,
+}
 
 
 def _reason(error: Any) -> str:

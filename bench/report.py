@@ -19,9 +19,14 @@ import pandas as pd
 
 from bench import mdtext
 from bench.errors import BenchError
-from bench.grouping import cell_variant, configuration_key, describe, slug, swept_settings
+from bench.grouping import (
+    SWEEP_MEASURES, cell_variant, configuration_key, describe, slug, sweep_columns, sweep_param, swept_settings,
+    value_key, value_labels, value_order,
+)
 from bench.reading import read_results
+from bench.roofline import find_roofline
 from bench.seeds import pool, with_spread
+from bench.storage import atomic_write_bytes, refuse_link
 from bench.tasks import SOLVED_FRACTION
 
 RUN_COLUMNS = [
@@ -81,13 +86,6 @@ def solved_at_update(record: dict[str, Any]) -> int | None:
     return None
 
 
-def _sweep(record: dict[str, Any]) -> str | None:
-    """The setting a ``sweep:<setting>`` run varied, if the record has that setting."""
-    tag = record.get("tag") or ""
-    param = tag.split(":", 1)[1] if tag.startswith("sweep:") else None
-    return param if param in record["config"] else None
-
-
 def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per run: where it lies and what it ran, how well, how fast, and how the
     gradient decays. ``path`` identifies a run (a run id can lie in two sets)."""
@@ -101,7 +99,8 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
         grads = r.get("gradient_norms") or []
         rate = train.get("tokens_per_s_median") or train.get("tokens_per_s")
         eval_split = test or valid
-        sweep = _sweep(r)
+        sweep = sweep_param(r)
+        fixed = swept_settings(config, sweep) if sweep else ()
         baseline = _baseline(r)
         test_loss = eval_split.get("loss")
         row = {
@@ -113,7 +112,7 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "task": config["task"],
             "backend": r["backend"]["name"],
             "impl": r["backend"]["impl"],
-            "cell": cell_variant(config, r.get("preset")),
+            "cell": cell_variant(config, r.get("preset"), ignore=fixed),
             "learning_rate": config["learning_rate"],
             "device": r["backend"].get("device", config.get("device")),
             "dtype": config.get("dtype", "float32"),
@@ -143,8 +142,8 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "tag": r.get("tag"),
             "sweep": sweep,
             "sweep_value": config[sweep] if sweep else None,
-            "sweep_key": configuration_key(config, ignore=swept_settings(config, sweep)) if sweep else None,
-            "sweep_configuration": describe(config, r.get("preset"), ignore=swept_settings(config, sweep)) if sweep else None,
+            "sweep_key": configuration_key(config, ignore=fixed) if sweep else None,
+            "sweep_configuration": describe(config, r.get("preset"), ignore=fixed) if sweep else None,
         }
         peak = (peaks or {}).get(f"{row['cpu']}|{row['threads']}")
         row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
@@ -278,47 +277,62 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
     return tables
 
 
-def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, str], pd.DataFrame]]:
+def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """Per sweep (set, swept setting and the configuration it leaves fixed): one row per
     value, a column per (cell, backend) with the accuracy and the gradient ratio after
     training (the latest completed run of each); for a task with a memoryless baseline, the
     test loss over the baseline, the update at which it was solved and the gradient ratio
-    at initialisation and after training instead of the accuracy."""
+    at initialisation and after training instead of the accuracy. The values may be of any
+    type (numbers in order, then strings and bools); ``about["who"]`` names each column's
+    cell and backend/impl."""
     tables = []
     swept = runs[runs["sweep"].notna() & (runs["status"] == "completed")]
     for (set_name, param, sweep_key), group in swept.groupby(["set", "sweep", "sweep_key"], sort=True):
         latest: dict[tuple[str, str], dict[Any, dict]] = {}  # (who, value) -> seed -> its latest run
-        values = {}
+        values: dict[str, Any] = {}
+        labels: dict[tuple[str, str, str], str] = {}  # (cell, backend, impl) -> its columns' name
         for row in group.sort_values("started_at", kind="stable").to_dict("records"):
-            key = _value_key(row["sweep_value"])
-            latest.setdefault((f"{row['cell']} {row['backend']}/{row['impl']}", key), {})[row["seed"]] = row
+            key = value_key(row["sweep_value"])
+            combination = (str(row["cell"]), str(row["backend"]), str(row["impl"]))
+            if combination not in labels:
+                name = label = f"{combination[0]} {combination[1]}/{combination[2]}"
+                k = 1
+                while label in labels.values():  # names with spaces can coincide: each keeps its own columns
+                    k += 1
+                    label = f"{name} ({k})"
+                labels[combination] = label
+            latest.setdefault((labels[combination], key), {})[row["seed"]] = row
             values[key] = row["sweep_value"]
-        keys = sorted(values, key=lambda k: _value_order(values[k]))
+        keys = sorted(values, key=lambda k: value_order(values[k]))
         columns = {param: [values[k] for k in keys]}
-        measures = (("loss_vs_baseline", "solved_at_update", "grad_ratio_init", "grad_ratio_final")
-                    if group["baseline"].notna().any() else ("accuracy", "grad_ratio_final"))
+        measures = (SWEEP_MEASURES[:4] if group["baseline"].notna().any() else ("accuracy", "grad_ratio_final"))
         for what in measures:
             for who in sorted({who for who, _ in latest}):
                 columns[f"{who} {what}"] = [_seed_mean(latest.get((who, k)), what) for k in keys]
         seeds = max(len(by_seed) for by_seed in latest.values())
         about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0],
-                 "task": group["task"].iloc[0], "seeds": seeds, "anchor": anchor(set_name, param, sweep_key)}
+                 "task": group["task"].iloc[0], "seeds": seeds, "anchor": anchor(set_name, param, sweep_key),
+                 "who": {label: (cell, f"{backend}/{impl}") for (cell, backend, impl), label in labels.items()}}
         tables.append((about, pd.DataFrame(columns)))
     return tables
 
 
-def sweep_pivots(param: str, table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def sweep_heads(param: str, values: list[Any]) -> list[str]:
+    """A column head per swept value, ``param = value``."""
+    return [f"{param} = {label}" for label in value_labels(values)]
+
+
+def sweep_pivots(param: str, table: pd.DataFrame,
+                 who: dict[str, tuple[str, str]] | None = None) -> list[tuple[str, pd.DataFrame]]:
     """A sweep's wide table as people read it: one row per cell x backend/impl, one column
     per swept value; the result (with the update at which it was solved, in brackets), then
     the gradient ratio at initialisation -> after training."""
-    who = sorted({c.rsplit(" ", 1)[0] for c in table.columns if c != param},
-                 key=lambda w: (w.split(" ")[0], w))
-    heads = [f"{param} = {_value_text(v)}" for v in table[param]]
+    combinations = sweep_columns(table, param, who)
+    heads = sweep_heads(param, list(table[param]))
 
     def pivot(text: Any) -> pd.DataFrame:
         rows = []
-        for w in who:
-            cell, impl = w.split(" ", 1)
+        for w, (cell, impl) in combinations.items():
             rows.append({"cell": cell, "backend/impl": impl, **{h: text(w, i) for i, h in enumerate(heads)}})
         return pd.DataFrame(rows)
 
@@ -346,13 +360,6 @@ def sweep_pivots(param: str, table: pd.DataFrame) -> list[tuple[str, pd.DataFram
     return tables
 
 
-def _value_text(value: Any) -> str:
-    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if number is None:
-        return _cell(str(value))
-    return str(int(number)) if number.is_integer() else f"{number:g}"
-
-
 def _seed_mean(by_seed: dict[Any, dict] | None, what: str) -> float | None:
     """The mean of ``what`` over the seeds of one sweep point (None where none has it)."""
     runs = list((by_seed or {}).values())
@@ -360,16 +367,6 @@ def _seed_mean(by_seed: dict[Any, dict] | None, what: str) -> float | None:
     if what == "solved_at_update" and len(values) < len(runs):
         return None  # solved by some seeds only: no update at which "it" was solved
     return sum(values) / len(values) if values else None
-
-
-def _value_key(value: Any) -> str:
-    return json.dumps(value.item() if hasattr(value, "item") else value)
-
-
-def _value_order(value: Any) -> tuple[int, Any]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
-        return (0, value)
-    return (1, str(value))
 
 
 def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -436,9 +433,11 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     _prepare_out(out)
     results = read_results(directory)
     records = results.records
+    peak_note = find_roofline(directory, results.rooflines)  # adds the roofline.json above when none is under it
     runs = runs_frame(records, load_peaks(results.rooflines))
     table = comparison_table(runs) if len(runs) else runs
-    runs.drop(columns=[c for c in _INTERNAL_COLUMNS if c in runs]).to_csv(out / "report.csv", index=False)
+    csv = runs.drop(columns=[c for c in _INTERNAL_COLUMNS if c in runs]).to_csv(index=False)
+    atomic_write_bytes(out / "report.csv", csv.encode("utf-8"))  # never through a link at its name
     from bench import plots
 
     figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
@@ -446,8 +445,8 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     pooled = pool(runs[runs["sweep"].isna()]) if len(runs) else pd.DataFrame()
     published = published_table(records)
     speeds = speed_tables(results.speeds)
-    text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled)
-    (out / "report.md").write_text(text, encoding="utf-8")
+    text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled) + f"\n## GEMM peak\n\n{_cell(peak_note)}\n"
+    atomic_write_bytes(out / "report.md", text.encode("utf-8"))
     from bench.report_html import write_html
 
     write_html(text, out, out / "report.html")
@@ -466,7 +465,9 @@ def summary_of(text: str) -> str:
 
 
 def _prepare_out(out: Path) -> None:
-    """Create ``out`` if needed and prove it writable, before any work."""
+    """Create ``out`` if needed and prove it writable, before any work; a link there is
+    refused (the report would be written wherever it points)."""
+    refuse_link(out, "; pass --out DIR")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
@@ -506,7 +507,7 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
     compact = compact_tables(pooled) if len(pooled) else []
     lines = [
         "# cellbench report", "",
-        f"Generated by `python -m bench report {directory}` from {len(records)} record(s) in {len(sets)} set(s); "
+        f"Generated by {_code(f'python -m bench report {directory}')} from {len(records)} record(s) in {len(sets)} set(s); "
         "every number below comes from those records. Each run belongs to a **set** (its directory under the "
         "report's root; `.` is the root) and a **configuration** (every setting but backend, impl, cell and seed: "
         "the preset it starts from and what differs from it). Runs are compared only within one set and "
@@ -549,7 +550,7 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
         lines += [f'<a id="{about["anchor"]}"></a>', "",
                   f"## Sweep over {_cell(about['param'])}: set {_code(about['set'])}, {_cell(about['configuration'])}",
                   "", what, ""]
-        for title, frame in sweep_pivots(about["param"], sweep):
+        for title, frame in sweep_pivots(about["param"], sweep, about.get("who")):
             lines += [f"{title[0].upper()}{title[1:]}:", "", markdown_table(frame), ""]
     for name, (data, frame) in (speeds or {}).items():
         peak = data.get("peak_gflops")
@@ -638,7 +639,7 @@ def _sample_section(runs: list[dict[str, Any]]) -> list[str]:
             word = words[i] if i < len(words) else ""
             cells.append(f"**{_cell(word)}**" if word == truth and word else _cell(word))
         lines.append("| " + " | ".join(cells) + " |")
-    right = ", ".join(f"{r['config']['cell']} {_right(r['sample'], rows)}/{rows}" for r in runs)
+    right = ", ".join(f"{_cell(str(r['config']['cell']))} {_right(r['sample'], rows)}/{rows}" for r in runs)
     return lines + ["", f"Right in these {rows} words: {right}.", ""]
 
 

@@ -54,7 +54,7 @@ def test_write_report_makes_markdown_csv_and_plots(results, tmp_path):
 
 def test_matrix_summary_fails_when_a_combination_failed(capsys):
     assert print_outcomes([Outcome("a", "completed", 1.0), Outcome("b", "skipped", 0.0, "no torch")]) == 0
-    assert print_outcomes([Outcome("a", "completed", 1.0), Outcome("b", "diverged", 1.0)]) == 1
+    assert print_outcomes([Outcome("a", "completed", 1.0), Outcome("b", "diverged", 1.0)]) == 3
     assert "diverged" in capsys.readouterr().out
 
 
@@ -151,3 +151,88 @@ def test_durations_are_given_in_human_units():
     from bench.report import human_duration
 
     assert [human_duration(h) for h in (6.85e-03, 0.05, 0.6, 1.35, 2.0, None)] == ["25 s", "3 min", "36 min", "81 min", "2.0 h", None]
+
+
+# --- sweeps of any value type; tags that name no sweep ------------------------------------
+
+@pytest.fixture
+def ticks(monkeypatch):
+    """Each figure's file name and x tick labels, the figure still rendered and saved."""
+    from bench import plots
+
+    seen: dict[str, list[str]] = {}
+    save = plots._save
+
+    def capture(fig, path):
+        fig.canvas.draw()  # tick labels are set when drawn
+        seen[path.name] = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    return seen
+
+
+def test_a_sweep_of_a_string_setting_is_reported_as_the_issue_ran_it(tmp_path, capsys, ticks):
+    """`bench sweep --param optimizer --values sgd,adagrad --cells rnn --epochs 1`, then
+    `bench report`: it crashed converting 'sgd' to a float."""
+    from bench.cli import main
+
+    results = tmp_path / "results"
+    assert main(["sweep", "--param", "optimizer", "--values", "sgd,adagrad", "--cells", "rnn", "--epochs", "1",
+                 "--total-series-length", "1500", "--results-dir", str(results), "--quiet"]) == 0
+    assert main(["report", str(results), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Sweep over optimizer: set `.`" in text
+    assert "| cell | backend/impl | optimizer = adagrad | optimizer = sgd |" in text
+    assert "- **Memory (echo).**" in text and "at optimizer = " in text  # the headline names a value
+    swept = {name: labels for name, labels in ticks.items() if name.startswith("sweep-optimizer")}
+    assert swept and all(labels == ["adagrad", "sgd"] for labels in swept.values()), ticks  # a categorical axis
+    assert any(name.startswith("sweep-curves-optimizer") for name in ticks)
+
+
+def _point(record, tag, **config):
+    point = json.loads(json.dumps(record))
+    point.update(tag=tag, run_id=f"{tag}-{config}")
+    point["config"].update(config)
+    return point
+
+
+@pytest.mark.parametrize("param, values, heads", [
+    ("flag", [True, False], ["flag = False", "flag = True"]),
+    ("hidden_size", [8, 4], ["hidden_size = 4", "hidden_size = 8"]),
+    ("keep_prob", [1.0, 0.5], ["keep_prob = 0.5", "keep_prob = 1"]),
+    ("optimizer", ["sgd", "$x^$ `a|b`"], ["optimizer = $x^$ `a|b`", "optimizer = sgd"]),
+    ("mixed", [1, "1", float("nan")], ['mixed = 1', 'mixed = "1"', "mixed = nan"]),
+])
+def test_sweeps_of_bools_ints_floats_and_strings_are_tabled_headlined_and_drawn(tmp_path, results, ticks, param,
+                                                                              values, heads):
+    record = json.loads(next(results.glob("*.json")).read_text())
+    for k, value in enumerate(values):
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / f"{k}.json").write_text(json.dumps(_point(record, f"sweep:{param}", **{param: value})))
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    (about, table), = out["sweeps"]
+    assert about["param"] == param and len(table) == len(values)
+    from bench.report import sweep_heads
+
+    assert sweep_heads(param, list(table[param])) == heads
+    assert f"- **Memory (echo).** Within the run's budget" in out["summary"]
+    drawn = {name: labels for name, labels in ticks.items() if name.startswith(f"sweep-{param}-")}
+    assert len(drawn) == 1
+    numeric = param in ("hidden_size", "keep_prob")
+    labels, = drawn.values()
+    assert numeric or len(labels) == len(values), labels  # one place per value, none dropped
+    panels = [name for name in ticks if name.startswith(f"sweep-curves-{param}-")]
+    assert len(panels) == 1
+
+
+@pytest.mark.parametrize("param", ["cell", "backend", "impl", "task", "seed", "no_such_setting"])
+def test_a_tag_naming_a_setting_no_sweep_varies_is_an_ordinary_run(tmp_path, results, param):
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    for k, record in enumerate(records):
+        record["tag"] = f"sweep:{param}"
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / f"{k}.json").write_text(json.dumps(record))
+    out = write_report(tmp_path / "results", tmp_path / "out")
+    assert out["sweeps"] == [] and len(out["table"]) == len(records)
+    assert sorted(out["table"]["cell"]) == ["lstm", "rnn"]

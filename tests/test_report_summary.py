@@ -268,6 +268,51 @@ def test_markdown_text_escapes_what_would_be_markup(raw, shown):
     assert mdtext.text(raw) == shown
 
 
+@pytest.mark.parametrize("raw, shown", [
+    ("plain", "`plain`"), ("a`b", "`` a`b ``"), ("a``b", "` a``b `"), ("`a` ``b``", "``` `a` ``b`` ```"),
+    ("`", "`` ` ``"), ("a|b", "a\\|b"), ("", "` `"), ("bell\x07", "`bell\\x07`"),
+])
+def test_markdown_code_fences_past_every_backtick_run_in_the_value(raw, shown):
+    assert mdtext.code(raw) == shown
+
+
+class _Rendered(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+_MARKUP = st.text(alphabet=st.sampled_from(list("`*_[]()<>!#&|\\-+.=:;'\" 1ax/\n\t\x00\x02\x03\x07\u202e")), max_size=24)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(_MARKUP, st.text(max_size=12)), where=st.sampled_from(["list", "cell", "sentence"]),
+       as_code=st.booleans())
+def test_any_string_renders_as_itself_and_makes_no_markup(value, where, as_code):
+    """Whatever the string, Python-Markdown (as report.html uses it) shows it as written, on
+    one line (invisible characters as escapes), and makes no element of it but the code span."""
+    import markdown
+
+    shown = mdtext.code(value) if as_code else mdtext.text(value)
+    document = {"list": f"- {shown}", "cell": f"| a | b |\n|---|---|\n| {shown} | x |",
+                "sentence": f"Set {shown}, then more."}[where]
+    page = _Rendered()
+    page.feed(markdown.markdown(document, extensions=["tables"]))
+    framing = {"list": {"ul", "li"}, "cell": {"table", "thead", "tbody", "tr", "th", "td"}, "sentence": {"p"}}[where]
+    assert set(page.tags) <= framing | {"code"}, (document, page.tags)
+    expected = mdtext.one_line(value)
+    assert expected in page.text, (document, page.text)
+    if where == "cell":
+        assert page.tags.count("td") == 2, document  # the value stayed in its cell
+
+
 # --- sweeps as people read them ------------------------------------------------------------
 
 def _adding_sweep() -> pd.DataFrame:

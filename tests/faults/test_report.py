@@ -4,11 +4,14 @@ configurations never share a row group, a plot or the test sample unannounced.""
 from __future__ import annotations
 
 import copy
+import html.parser
 import json
 import math
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 import tracemalloc
@@ -607,20 +610,236 @@ def test_every_committed_reference_file_validates_quickly():
     assert time.perf_counter() - start < 10
 
 
-def test_the_fast_leaf_checks_agree_with_the_stock_validator():
-    """The validator checks plain leaves in place; on every walk mutant it must give the
-    verdict the library's own validator gives."""
+def _stock(kind: str) -> Any:
+    """The library's validator on the schema as shipped (its own reference resolution)."""
     from jsonschema import Draft202012Validator, validators
 
     from bench.reading import _TYPES
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many(_TYPES)
-    stock = validators.extend(Draft202012Validator, type_checker=checker)(load_schema("record"))
-    for path, value in WALK[::5]:
+    return validators.extend(Draft202012Validator, type_checker=checker)(load_schema(kind))
+
+
+@pytest.mark.parametrize("kind", ["record", "speed", "roofline"])
+def test_every_schema_compiles_so_no_report_falls_back_to_the_slow_path(kind):
+    from bench.reading import _compile, _inline_refs
+
+    schema = load_schema(kind)
+    assert _compile(_inline_refs(schema, schema.get("$defs", {}))) is not None
+
+
+def test_the_compiled_schema_agrees_with_the_library_on_every_walk_mutant():
+    """``check`` trusts the compiled predicate when it passes a document; on every field of
+    the template removed or of each wrong type, it must say what the library says."""
+    from bench.reading import is_valid
+
+    stock = _stock("record")
+    verdicts = set()
+    for path, value in WALK:
         mutant = _mutant(path, value)
-        try:
-            check(mutant, "record")
-            fast = True
-        except Unreadable:
-            fast = False
-        assert fast == stock.is_valid(mutant), _walk_id((path, value))
+        verdicts.add(is_valid(mutant, "record"))
+        assert is_valid(mutant, "record") == stock.is_valid(mutant), _walk_id((path, value))
+    assert verdicts == {True, False}
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_compiled_schema_agrees_with_the_library_on_random_documents(data):
+    from bench.reading import is_valid
+
+    kind = data.draw(st.sampled_from(["record", "speed", "roofline"]), label="kind")
+    document = copy.deepcopy({"record": TEMPLATE, "speed": SPEED_TEMPLATE, "roofline": ROOFLINE_TEMPLATE}[kind])
+    for _ in range(data.draw(st.integers(0, 3), label="mutations")):
+        paths = list(_paths(document))
+        if not paths:
+            break
+        path = data.draw(st.sampled_from(paths), label="path")
+        parent = _at(document, path[:-1])
+        if data.draw(st.booleans(), label="remove"):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(_like(parent[path[-1]]), label="value")
+    assert is_valid(document, kind) == _stock(kind).is_valid(document)
+
+
+MACHINE_LOAD = {"logical_cpus": 2, "threads": 1, "seconds": 1.5, "loadavg_before": [0.5, 0.4, 0.3],
+                "loadavg_after": [0.6, 0.4, 0.3], "others_cpu_s": 0.1, "others_cores": 0.05, "busy": False}
+SPEED_TEMPLATE = {"preset": "echo", "cpu": "x", "threads": 1, "peak_gflops": 10.0, "rounds": 1, "steps": 2,
+                  "machine_load": MACHINE_LOAD,
+                  "measured_at": "now", "peaks_per_round": [1.0],
+                  "skipped": [{"backend": "a", "impl": "b", "cell": "c", "reason": "d"}],
+                  "rows": [{"backend": "numpy", "impl": "cell", "cell": "lstm", "train_tok_s": 1.0, "error": "e",
+                            "kernel": None, "extra": True}]}
+ROOFLINE_TEMPLATE = {"measurements": [{"cpu": "x", "threads": 1, "gflops": {"512": 10.0}, "machine_load": MACHINE_LOAD}]}
+
+
+# --- hostile strings: every string the report prints is text, in markdown and in a browser ---
+
+# each tries to run `document.title = "PWNED"` (written so that the page's own text never
+# holds the word) or to make markup: a code span closed early, raw HTML, markdown links
+# and images, entities, Python-Markdown's own placeholders, control and bidi characters
+PWN = "document.title='PW'+'NED'"
+PAYLOADS = [
+    f's`` <img src=x onerror="{PWN}">',
+    f'`` s`` <img src=x onerror="{PWN}"> ``',
+    f'x ``` s ``` <svg onload="{PWN}">',
+    f'`<img src=x onerror="{PWN}">`',
+    f"<script>{PWN}</script>",
+    f'<a href="javascript:{PWN}">click</a>',
+    f"[link](javascript:{PWN})",
+    f'![image](x" onerror="{PWN})',
+    f"<iframe srcdoc='<script>{PWN}</script>'>",
+    "&lt;script&gt; &amp; AT&T",
+    "*em* _u_ __strong__ # heading > quote",
+    "- item 1. list",
+    "a|b | c",
+    "\\`<b>bold</b>\\`",
+    "\x02wzxhzdk:0\x03 and \x02klzzwxh:1\x03",
+    "ctrl \x00 \x07 \x1b[31m red \x7f \x9b",
+    "right-to-left \u202eevil\u202c end",
+    "<!-- comment --><style>body{display:none}</style>",
+    "javascript:void(0)",
+]
+
+
+def _safe_name(payload: str) -> str:
+    """The payload as one file or directory name (no slash, no NUL, not too long)."""
+    return payload.replace("/", "∕").replace("\x00", "NUL")[:120]
+
+
+def _payload_tree(root: Path, record: dict[str, Any]) -> None:
+    """Every payload in every string a report prints: a set's directory, a skipped file's
+    name, run id, cell, backend, impl, CPU, a configuration setting's name and value, a
+    swept string value, the name of a swept setting, PTB sample words, a speed table's
+    fields and file name."""
+    ptb = json.loads(PTB_RECORD.read_text())
+    for k, payload in enumerate(PAYLOADS):
+        directory = root / f"{k} {_safe_name(payload)}"
+        mine = copy.deepcopy(record)
+        mine.update(run_id=payload)
+        mine["config"].update(cell=payload, **{payload: payload})
+        mine["backend"].update(name=payload, impl=payload)
+        mine["environment"]["cpu"] = payload
+        write(directory / "run.json", mine)
+        other = copy.deepcopy(mine)  # a second cell, so the headlines rank and compare
+        other["config"]["cell"] = "rnn"
+        write(directory / "rnn.json", other)
+        for value in (payload, "sgd"):
+            point = copy.deepcopy(record)
+            point.update(tag="sweep:optimizer", run_id=f"{payload} {value}")
+            point["config"].update(optimizer=value)
+            point["backend"]["name"] = payload
+            write(directory / "sweep" / f"{_safe_name(value)}.json", point)
+        for value in (1, 2):
+            point = copy.deepcopy(record)
+            point.update(tag=f"sweep:{payload}")
+            point["config"][payload] = value
+            write(directory / "sweep-named" / f"{value}.json", point)
+        words = copy.deepcopy(ptb)
+        words.update(run_id=payload, tag=payload)
+        words["config"]["cell"] = payload if k % 2 else "lstm"
+        words["sample"].update(input_words=[payload] * 3, target_words=[payload, "x", payload],
+                               predicted_words=[payload, payload, "y"])
+        write(directory / "ptb.json", words)
+        write(directory / f"{_safe_name(payload)}.json", {"preset": payload, "rows": [
+            {"backend": payload, "impl": payload, "cell": payload, "train_tok_s": 1.0, "error": payload}],
+            "peak_gflops": None, "rounds": 1, "steps": 1, "cpu": payload, "threads": 1,
+            "skipped": [{"backend": payload, "impl": payload, "cell": payload, "reason": payload}]})
+        (directory / f"skipped {_safe_name(payload)}.json").write_text("not JSON")
+
+
+class _Elements(html.parser.HTMLParser):
+    """Every element, attribute and piece of text of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += [(tag, name, value or "") for name, value in attrs]
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def payload_report(record, tmp_path_factory) -> Path:
+    """The report of the payload tree, plots drawn but not rendered (their text is the
+    plots' own business: tests above), under a root whose name is a payload too."""
+    root = tmp_path_factory.mktemp("payloads") / f"results {_safe_name(PAYLOADS[0])}"
+    _payload_tree(root, record)
+    with pytest.MonkeyPatch.context() as patch:
+        def no_render(fig: Any, path: Path) -> Path:
+            plots._pyplot().close(fig)
+            Image.new("P", (1, 1)).save(path, "PNG")
+            return path
+
+        patch.setattr(plots, "_save", no_render)
+        out = write_report(root)
+    assert out["records"] == 7 * len(PAYLOADS) and len(out["bad"]) == len(PAYLOADS), out["bad"][:3]
+    return root
+
+
+def test_hostile_strings_are_text_in_report_html_and_nothing_else(payload_report):
+    from bench.mdtext import one_line
+    from bench.report_html import ALLOWED_TAGS
+
+    page = _Elements()
+    page.feed((payload_report / "report.html").read_text(encoding="utf-8"))
+    own = {"html", "head", "meta", "title", "style", "body"}  # the page's frame, not from markdown
+    assert set(page.tags) <= ALLOWED_TAGS | own, set(page.tags) - ALLOWED_TAGS - own
+    assert page.tags.count("style") == 1 and "script" not in page.tags and "iframe" not in page.tags
+    for tag, name, value in page.attributes:
+        assert not name.startswith("on"), (tag, name, value)
+        assert "javascript:" not in value.lower(), (tag, name, value)
+        if name == "href":
+            assert value.startswith("#"), value
+        if name == "src":
+            assert tag == "img" and value.startswith("data:image/png;base64,"), value[:80]
+    shown = "".join(page.text)
+    for payload in PAYLOADS:  # each shown as written: one line, invisible characters as escapes
+        assert one_line(payload) in shown, payload
+
+
+def test_hostile_strings_keep_every_table_row_to_its_columns(payload_report):
+    """No payload ends a table cell or a code span early: each row of report.md has as many
+    cells as its table's head, as Python-Markdown reads it."""
+    import markdown
+
+    body = markdown.markdown((payload_report / "report.md").read_text(), extensions=["tables"])
+    page = _Elements()
+    page.feed(body)
+    # a table whose rows split differently from its head would have rows of other lengths;
+    # the parser gives cells in order, so count them per row
+    rows, current = [], None
+    for tag in page.tags:
+        if tag == "tr":
+            current = []
+            rows.append(current)
+        elif tag in ("td", "th") and current is not None:
+            current.append(tag)
+    heads = [len(r) for r in rows if r and r[0] == "th"]
+    assert heads and all(len(r) in heads for r in rows)
+    text = (payload_report / "report.md").read_text()
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            assert not any(c in line for c in "\x00\x07\x1b\x7f\x02\x03\u202e"), line[:120]
+
+
+def test_hostile_strings_run_nothing_in_a_headless_browser(payload_report, tmp_path):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless browser installed (apt-get install chromium); the structure tests above still run")
+    page = payload_report / "report.html"
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+                             "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert "<h1>cellbench report</h1>" in result.stdout, result.stderr[-2000:]
+    assert "PWNED" not in result.stdout  # no payload's script ran (it sets the title)
+    assert "<title>cellbench report</title>" in result.stdout
