@@ -135,7 +135,7 @@ COVERS: dict[str, Bench | Check] = {
     ".venv/bin/pip install -q -e '.[all,test]' -e examples/mingru": Check(
         "needs the network; here: the extras it names are declared and the plugin is a project",
         _installable("all", "test")),
-    ".venv/bin/python -m pytest -q tests examples/mingru/tests": Check(
+    ".venv/bin/python -m pytest -q -n auto tests examples/mingru/tests": Check(
         "the whole suite (CI runs this line, .ci/run); here: the paths it names hold tests", _test_paths_exist),
     ".venv/bin/python -m bench run --backend numpy --cell lstm": Bench(ECHO_QUICK, "one epoch of a short series", records=1),
     "python -m bench list": Bench(says="presets:"),
