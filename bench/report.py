@@ -433,8 +433,8 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     _prepare_out(out)
     results = read_results(directory)
     records = results.records
-    peak_note = find_roofline(directory, results.rooflines)  # adds the roofline.json above when none is under it
-    runs = runs_frame(records, load_peaks(results.rooflines))
+    rooflines, peak_note = find_roofline(directory, results.rooflines)  # or the roofline.json above
+    runs = runs_frame(records, load_peaks(rooflines))
     table = comparison_table(runs) if len(runs) else runs
     csv = runs.drop(columns=[c for c in _INTERNAL_COLUMNS if c in runs]).to_csv(index=False)
     atomic_write_bytes(out / "report.csv", csv.encode("utf-8"))  # never through a link at its name
@@ -445,7 +445,7 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     pooled = pool(runs[runs["sweep"].isna()]) if len(runs) else pd.DataFrame()
     published = published_table(records)
     speeds = speed_tables(results.speeds)
-    text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled) + f"\n## GEMM peak\n\n{_cell(peak_note)}\n"
+    text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled, peak_note)
     atomic_write_bytes(out / "report.md", text.encode("utf-8"))
     from bench.report_html import write_html
 
@@ -501,7 +501,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFrame]], records: list[dict],
               bad: list[tuple[str, str]], figures: list[str], directory: Path, published: pd.DataFrame | None = None,
-              speeds: dict[str, tuple[dict, pd.DataFrame]] | None = None, pooled: pd.DataFrame | None = None) -> str:
+              speeds: dict[str, tuple[dict, pd.DataFrame]] | None = None, pooled: pd.DataFrame | None = None,
+              peak_note: str = "") -> str:
     sets = sorted({r.get("_set", ".") for r in records})
     pooled = pooled if pooled is not None else pd.DataFrame()
     compact = compact_tables(pooled) if len(pooled) else []
@@ -513,6 +514,8 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
         "the preset it starts from and what differs from it). Runs are compared only within one set and "
         "configuration; runs that differ only in their seed are pooled (mean ± standard deviation).", "",
     ]
+    if peak_note:  # before the first sentence that quotes a % of the GEMM peak
+        lines += [_cell(peak_note), ""]
     lines += _headline_section(pooled, compact, sweeps, published, speeds or {})
     if compact:
         lines += ["## Results by task", "",

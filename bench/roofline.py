@@ -92,10 +92,10 @@ def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     return path
 
 
-def find_roofline(records_dir: str | Path, rooflines: list[dict[str, Any]]) -> str:
-    """Where a report of ``records_dir`` takes its GEMM peaks from, as one plain-text
-    sentence, or why "% of peak" is absent; ``rooflines`` (those read under ``records_dir``)
-    gets the file from above appended when none was there.
+def find_roofline(records_dir: str | Path, rooflines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The roofline measurements a report of ``records_dir`` takes its GEMM peaks from
+    (``rooflines``, those read under ``records_dir``, or the file from above when none was
+    there), and where they came from as one plain-text sentence, or why "% of peak" is absent.
 
     The roofline files under ``records_dir`` come first; without one there, the
     ``roofline.json`` in the directory above is taken: ``bench roofline`` writes
@@ -105,18 +105,17 @@ def find_roofline(records_dir: str | Path, rooflines: list[dict[str, Any]]) -> s
     records_dir = Path(records_dir)
     matched = "; a run is matched by its CPU model and thread count"
     if rooflines:
-        return (f"% of peak: against the float32 GEMM peaks recorded under {records_dir} (bench roofline), "
+        return rooflines, (f"% of peak: against the float32 GEMM peaks recorded under {records_dir} (bench roofline), "
                 f"{_measured(rooflines)}{matched}.")
     above = Path(os.path.normpath(records_dir / os.pardir)) / ROOFLINE_FILE
     if not os.path.lexists(above):
-        return (f"No % of peak: no {ROOFLINE_FILE} under {records_dir} or in {above.parent}; "
+        return rooflines, (f"No % of peak: no {ROOFLINE_FILE} under {records_dir} or in {above.parent}; "
                 f"python -m bench roofline --results-dir {records_dir} on the runs' machine adds one.")
     try:
         data = read_measurements(above)
     except BenchError as exc:
-        return f"No % of peak: {str(exc).split('; ')[0]}."  # the finding, not bench roofline's advice
-    rooflines.append(data)
-    return f"% of peak: against the float32 GEMM peaks in {above} (bench roofline), {_measured(rooflines)}{matched}."
+        return rooflines, f"No % of peak: {str(exc).split('; ')[0]}."  # the finding, not bench roofline's advice
+    return [data], f"% of peak: against the float32 GEMM peaks in {above} (bench roofline), {_measured([data])}{matched}."
 
 
 def _measured(rooflines: list[dict[str, Any]]) -> str:

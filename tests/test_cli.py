@@ -138,7 +138,8 @@ def _report_of_one_run(tmp_path, capsys, roofline_dir: str | None) -> tuple[str,
     text = (tmp_path / "results" / "runs" / "report.md").read_text()
     with open(tmp_path / "results" / "runs" / "report.csv") as f:
         (row,) = csv.DictReader(f)
-    return row["efficiency_pct"], text.rstrip().splitlines()[-1]
+    (note,) = [line for line in text.splitlines() if line.startswith(("% of peak: ", "No % of peak: "))]
+    return row["efficiency_pct"], note
 
 
 @pytest.mark.parametrize("where,says", [
