@@ -14,11 +14,11 @@ from bench.config import (
     preset_source, with_derived,
 )
 from bench.errors import BenchError
-from bench.preflight import SPEED_BOUNDS
-from bench.records import DEFAULT_RESULTS_DIR
+from bench.fanout.preflight import SPEED_BOUNDS
+from bench.run.records import DEFAULT_RESULTS_DIR
 from bench.run_flags import CHECKPOINT_POLICY, add_run_arguments
 from bench.exits import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_USER_ERROR
-from bench.runner import RunOptions, run
+from bench.run.runner import RunOptions, run
 from bench.storage import EnvironmentFault, fault_reason
 
 EVERY_BACKEND = "every installed backend (`bench list`)"
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 def _resumed_config(args: argparse.Namespace) -> Config:
     """The checkpointed run's settings, with any flags given now applied on top (the runner
     then refuses every change but ``--epochs``)."""
-    from bench.checkpoints import read_checkpoint
+    from bench.run.checkpoints import read_checkpoint
 
     if args.preset:
         raise BenchError("--resume takes the settings from the checkpoint; drop --preset")
@@ -295,9 +295,9 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from bench.executors import check_executor, make_executor
-    from bench.matrix import print_outcomes, run_matrix
-    from bench.preflight import check_matrix, grid, seed_list
+    from bench.fanout.executors import check_executor, make_executor
+    from bench.fanout.jobs import print_outcomes, run_matrix
+    from bench.fanout.preflight import check_matrix, grid, seed_list
 
     given, passthrough = passthrough, _with_seed(args, passthrough)
     check_executor(args.executor, args.address)
@@ -310,9 +310,9 @@ def _matrix(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 
 def _sweep(args: argparse.Namespace, passthrough: list[str]) -> int:
-    from bench.executors import check_executor, make_executor
-    from bench.matrix import print_outcomes, run_sweep
-    from bench.preflight import check_sweep, items, seed_list
+    from bench.fanout.executors import check_executor, make_executor
+    from bench.fanout.jobs import print_outcomes, run_sweep
+    from bench.fanout.preflight import check_sweep, items, seed_list
     from bench.registry import cell_names
 
     given, passthrough = passthrough, _with_seed(args, passthrough)
@@ -334,7 +334,7 @@ def _with_seed(args: argparse.Namespace, passthrough: list[str]) -> list[str]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench.report import markdown_table, write_report
+    from bench.report.build import markdown_table, write_report
 
     interrupts.check()  # after the imports (pandas, matplotlib): the longest part of a small report
     result = write_report(args.directory, args.out)
@@ -349,9 +349,9 @@ def _report(args: argparse.Namespace) -> int:
 def _roofline(args: argparse.Namespace) -> int:
     import os
 
-    from bench.metrics import LoadMeter
-    from bench.preflight import check_roofline
-    from bench.roofline import measure_peak, record_peak
+    from bench.run.metrics import LoadMeter
+    from bench.fanout.preflight import check_roofline
+    from bench.measure.roofline import measure_peak, record_peak
 
     check_roofline(args)
     load = LoadMeter(args.threads or os.cpu_count() or 1)
@@ -370,11 +370,11 @@ def _speed(args: argparse.Namespace) -> int:
     import shutil
     import statistics
 
-    from bench.matrix import combinations
-    from bench.metrics import LoadMeter
-    from bench.preflight import check_speed, grid
-    from bench.records import cpu_model, utc_now
-    from bench.speed import heading, run_speed, terminal_table
+    from bench.fanout.jobs import combinations
+    from bench.run.metrics import LoadMeter
+    from bench.fanout.preflight import check_speed, grid
+    from bench.run.records import cpu_model, utc_now
+    from bench.measure.speed import heading, run_speed, terminal_table
 
     backends, cells, impls = grid(args)
     check_speed(args, backends, cells, impls)
@@ -403,7 +403,7 @@ def _speed(args: argparse.Namespace) -> int:
 
 
 def _warn_if_busy(load: dict) -> None:
-    from bench.metrics import busy_warning
+    from bench.run.metrics import busy_warning
 
     if warning := busy_warning(load):
         print(warning, file=sys.stderr)

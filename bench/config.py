@@ -261,7 +261,7 @@ def validate(config: Config) -> None:
     """Reject every invalid value before anything is trained or written: each setting's type,
     choices and bound (the options' as their cell and task declare them), the names, then
     the rules that join settings (the task's, the learning-rate schedule). Depends on the
-    config alone, never on the machine (``bench.budget`` checks memory)."""
+    config alone, never on the machine (``bench.run.budget`` checks memory)."""
     dtype = config.dtype if isinstance(config.dtype, str) else "float32"
     core_options()["dtype"].check(config.dtype)
     for name, option in core_options().items():

@@ -112,7 +112,7 @@ def stop_asked() -> str | None:
 
 def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     """The interrupt that caused ``exc``, if any. Ours come from :func:`check`, in our own
-    frames; but where our handlers are not installed (``bench.runner.run`` called from a
+    frames; but where our handlers are not installed (``bench.run.runner.run`` called from a
     script or notebook) Python's own SIGINT handler raises one wherever the process is, and
     some libraries catch it there (TensorFlow's, while it traces a function) and raise an
     error of their own from it. Such an error is the interrupt, not a bug."""

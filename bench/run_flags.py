@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from bench.config import add_config_arguments
-from bench.records import DEFAULT_RESULTS_DIR
+from bench.run.records import DEFAULT_RESULTS_DIR
 
 CHECKPOINT_POLICY = (
     "a run's checkpoint (RESULTS_DIR/checkpoints/RUN_ID.npz, replaced after every epoch) is deleted when the run "

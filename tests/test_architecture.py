@@ -114,7 +114,7 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_the_walk_sees_lazy_imports():
     """The runner imports its factory at the top, the factory the registry; and a lazy
     import inside a function (the torch backend's build) is seen too."""
-    assert "bench.factory" in GRAPH["bench.runner"] and "bench.registry" in GRAPH["bench.factory"]
+    assert "bench.run.factory" in GRAPH["bench.run.runner"] and "bench.registry" in GRAPH["bench.run.factory"]
     assert any(name.startswith("backends.torch.") for name in GRAPH["backends.torch"])
 
 

@@ -96,7 +96,7 @@ def test_list_says_which_fused_layers_compute_each_cell(capsys):
 
 
 def test_matrix_and_sweep_summaries_show_each_runs_test_metric():
-    from bench.matrix import final_result
+    from bench.fanout.jobs import final_result
 
     ptb = ["epoch 13/13 | ...", "final: valid ppl 119.72 acc 0.2500, test ppl 114.60 acc 0.2610", "test sample ..."]
     adding = ["final: valid loss 0.0323 (0.194 x baseline), test loss 0.0310 (0.186 x baseline)"]
@@ -111,7 +111,7 @@ def test_matrix_and_sweep_summaries_show_each_runs_test_metric():
 ], ids=["matrix", "sweep"])
 def test_matrix_and_sweep_without_results_dir_write_where_bench_run_does(argv, tmp_path, monkeypatch, capsys):
     """Issue 23: without --results-dir the preflight crashed on None (exit 1)."""
-    from bench.records import DEFAULT_RESULTS_DIR
+    from bench.run.records import DEFAULT_RESULTS_DIR
 
     monkeypatch.chdir(tmp_path)
     assert main([*argv, *ECHO_QUICK, "--threads", "1"]) == 0, capsys.readouterr().err
@@ -120,7 +120,7 @@ def test_matrix_and_sweep_without_results_dir_write_where_bench_run_does(argv, t
 
 
 def _brief_peak(threads: int) -> dict:
-    from bench.roofline import measure_peak
+    from bench.measure.roofline import measure_peak
 
     return measure_peak(threads, n=128, seconds=0.02)
 
@@ -128,7 +128,7 @@ def _brief_peak(threads: int) -> dict:
 def _report_of_one_run(tmp_path, capsys, roofline_dir: str | None) -> tuple[str, str]:
     """(the run's efficiency_pct in report.csv, report.md's last line) for a run in
     results/runs and, when given, this machine's peak recorded in ``roofline_dir``."""
-    from bench.roofline import record_peak
+    from bench.measure.roofline import record_peak
 
     assert main(["run", *ECHO_QUICK, "--cell", "rnn", "--threads", "1"]) == 0
     if roofline_dir:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.report import load_records
+from bench.report.build import load_records
 
 
 def test_ten_concurrent_runs_write_ten_valid_records(tmp_path):
@@ -26,7 +26,7 @@ def test_ten_concurrent_runs_write_ten_valid_records(tmp_path):
 
 def test_record_has_no_home_paths(tmp_path, monkeypatch):
     from bench.config import make_config
-    from bench.runner import RunOptions, run
+    from bench.run.runner import RunOptions, run
 
     home = Path.home()
     argv = ["python", "-m", "bench", "run", "--results-dir", str(home / "somewhere")]
@@ -42,7 +42,7 @@ def test_results_are_created_with_the_users_default_permissions(tmp_path):
     import stat
 
     from bench.config import make_config
-    from bench.runner import RunOptions, run
+    from bench.run.runner import RunOptions, run
 
     old = os.umask(0o027)
     try:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.matrix import Outcome, run_matrix, run_sweep
-from bench.preflight import seed_list
+from bench.fanout.jobs import Outcome, run_matrix, run_sweep
+from bench.fanout.preflight import seed_list
 from tests.faults.helpers import leftovers, records_in
 
 ECHO = ["--total-series-length", "1500", "--threads", "1"]
@@ -66,7 +66,7 @@ def test_fan_out_flags_fail_in_one_line_before_any_run(capsys, tmp_path, argv, m
 
 
 def test_ray_executor_without_ray_installed_names_the_install_command(capsys, monkeypatch):
-    import bench.executors as executors
+    import bench.fanout.executors as executors
 
     real = executors.importlib.util.find_spec
     monkeypatch.setattr(executors.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
@@ -162,7 +162,7 @@ def test_an_address_where_something_else_listens_fails_in_one_line_within_second
     address), where nothing listens; where Ray does connect, the listener never answers the
     HTTP/2 preface a Ray head answers at once."""
     pytest.importorskip("ray")
-    from bench.executors import ray_cluster
+    from bench.fanout.executors import ray_cluster
 
     monkeypatch.setattr(ray_cluster, "PROBE_SECONDS", 1.0)
     host = "127.0.0.1" if where == "127.0.0.1" else _where_ray_connects("127.0.0.1:1").rpartition(":")[0]
@@ -185,7 +185,7 @@ def test_a_grpc_server_that_is_not_ray_is_refused_in_one_line(capsys, tmp_path, 
     grpc = pytest.importorskip("grpc")
     from concurrent import futures
 
-    from bench.executors import ray_cluster
+    from bench.fanout.executors import ray_cluster
 
     monkeypatch.setattr(ray_cluster, "PROBE_SECONDS", 1.0)
     host = _where_ray_connects("127.0.0.1:1").rpartition(":")[0]
@@ -205,8 +205,8 @@ def test_a_grpc_server_that_is_not_ray_is_refused_in_one_line(capsys, tmp_path, 
 
 def test_ctrl_c_while_ray_starts_lists_every_run_as_not_run(monkeypatch, capsys):
     pytest.importorskip("ray")
-    from bench.executors.ray_cluster import RayExecutor
-    from bench.matrix import print_outcomes
+    from bench.fanout.executors.ray_cluster import RayExecutor
+    from bench.fanout.jobs import print_outcomes
 
     def interrupted(self):
         raise KeyboardInterrupt("SIGINT")
@@ -289,7 +289,7 @@ def _differences(a, b, path=()):
 
 
 def test_ray_records_equal_the_local_executors_but_for_timing_and_environment(ray_address, tmp_path, capsys):
-    from bench.executors.ray_cluster import RayExecutor
+    from bench.fanout.executors.ray_cluster import RayExecutor
 
     runs = {}
     for name, executor in (("local", None), ("ray", RayExecutor())):
@@ -320,8 +320,8 @@ def test_records_that_come_back_to_a_read_only_directory_are_kept_elsewhere(ray_
     says `completed` and where each record is, and a checkpoint that came back too is named
     by its record where it is."""
     import bench.storage as storage
-    from bench.executors.ray_cluster import RayExecutor
-    from bench.records import rescue_dir
+    from bench.fanout.executors.ray_cluster import RayExecutor
+    from bench.run.records import rescue_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     results = tmp_path / "results"
@@ -354,7 +354,7 @@ def test_records_that_come_back_to_a_read_only_directory_are_kept_elsewhere(ray_
 def test_the_ptb_corpus_travels_to_the_workers_through_ray(ray_address, tmp_path, ptb_dir, capsys):
     """The driver reads the corpus and sends it; the run checks it on the worker, and its
     record names the corpus directory the driver was given, as a local run's would."""
-    from bench.executors.ray_cluster import RayExecutor
+    from bench.fanout.executors.ray_cluster import RayExecutor
 
     args = ["--preset", "ptb-tiny", "--data-dir", str(ptb_dir), "--threads", "1", "--epochs", "1",
             "--results-dir", str(tmp_path)]
@@ -414,7 +414,7 @@ def _killer(marker: str, kills: dict[str, int], worker_kills: dict[str, int], do
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the runs to kill in /proc")
 def test_a_killed_run_is_run_again_and_recorded_lost_if_it_dies_again(ray_address, tmp_path, capsys):
-    from bench.executors.ray_cluster import RayExecutor
+    from bench.fanout.executors.ray_cluster import RayExecutor
 
     marker = f"killed-{uuid.uuid4().hex[:8]}"
     kills = {"rnn 0": 2, "lstm 0": 1}  # one run dies at both attempts, one at its first

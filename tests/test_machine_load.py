@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import bench.metrics
-import bench.roofline
+import bench.run.metrics
+import bench.measure.roofline
 from bench.cli import main
-from bench.metrics import LoadMeter
-from bench.reading import Unreadable, check, read_document
-from bench.speed import terminal_table
+from bench.run.metrics import LoadMeter
+from bench.report.reading import Unreadable, check, read_document
+from bench.measure.speed import terminal_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOAD_FIELDS = {"logical_cpus", "threads", "seconds", "loadavg_before", "loadavg_after", "others_cpu_s", "others_cores",
@@ -27,8 +27,8 @@ SPEED = ["speed", "--preset", "echo", "--backends", "numpy", "--cells", "rnn,lst
 @pytest.fixture
 def brief_peak(monkeypatch):
     """The GEMM yardstick measured for a moment (its figure is not what these tests check)."""
-    real = bench.roofline.measure_peak
-    monkeypatch.setattr(bench.roofline, "measure_peak",
+    real = bench.measure.roofline.measure_peak
+    monkeypatch.setattr(bench.measure.roofline, "measure_peak",
                         lambda threads=None, n=2048, seconds=3.0: real(threads, n=128, seconds=0.02))
 
 
@@ -36,7 +36,7 @@ def brief_peak(monkeypatch):
 def quiet_machine(monkeypatch):
     """Nothing but us on the machine: the system's busy time is exactly our own."""
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.4, 0.3))
-    monkeypatch.setattr(bench.metrics, "_system_busy_seconds", bench.metrics._own_seconds)
+    monkeypatch.setattr(bench.run.metrics, "_system_busy_seconds", bench.run.metrics._own_seconds)
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def busy_machine(monkeypatch):
     """Other processes keep every core busy, and one more: busy whatever the thread count."""
     cores = os.cpu_count() or 1
     monkeypatch.setattr(os, "getloadavg", lambda: (3.9, 3.5, 3.0))
-    monkeypatch.setattr(bench.metrics, "_system_busy_seconds",
-                        lambda: bench.metrics._own_seconds() + (cores + 1) * time.perf_counter())
+    monkeypatch.setattr(bench.run.metrics, "_system_busy_seconds",
+                        lambda: bench.run.metrics._own_seconds() + (cores + 1) * time.perf_counter())
 
 
 def _width(monkeypatch, columns: int) -> None:
@@ -101,21 +101,21 @@ def test_roofline_records_the_load_and_warns_only_when_busy(tmp_path, capsys, re
 
 def test_the_system_busy_time_counts_our_own_work():
     """/proc/stat is read right: CPU time we burn shows in the machine's busy time."""
-    before = bench.metrics._system_busy_seconds()
+    before = bench.run.metrics._system_busy_seconds()
     if before is None:
         pytest.skip("no /proc/stat on this platform")
-    own = bench.metrics._own_seconds()
-    while bench.metrics._own_seconds() - own < 0.3:
+    own = bench.run.metrics._own_seconds()
+    while bench.run.metrics._own_seconds() - own < 0.3:
         pass
-    assert bench.metrics._system_busy_seconds() - before >= 0.2  # jiffies of 10 ms: well within 0.1 s
+    assert bench.run.metrics._system_busy_seconds() - before >= 0.2  # jiffies of 10 ms: well within 0.1 s
 
 
 def test_a_load_of_the_other_cores_alone_is_not_busy(monkeypatch):
     """Others on the cores our threads leave free compete with nothing; one core more does."""
     cores = os.cpu_count() or 1
     for others, busy in ((cores - 1, False), (cores - 1 + 1.0, True)):
-        monkeypatch.setattr(bench.metrics, "_system_busy_seconds",
-                            lambda others=others: bench.metrics._own_seconds() + others * time.perf_counter())
+        monkeypatch.setattr(bench.run.metrics, "_system_busy_seconds",
+                            lambda others=others: bench.run.metrics._own_seconds() + others * time.perf_counter())
         meter = LoadMeter(threads=1)
         time.sleep(0.05)
         assert meter.finish()["busy"] is busy

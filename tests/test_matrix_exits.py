@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import bench.matrix as matrix
+import bench.fanout.jobs as matrix
 from bench.cli import main
 from bench.exits import fan_out_exit
 from tests.faults.helpers import records_in
@@ -28,7 +28,7 @@ DIVERGES = "1e38"  # as a learning rate, with --max-grad-norm 0: the loss overfl
 def _at_final_evaluation(fault: str) -> str:
     """Code that makes ``fault`` (a statement) happen in place of the run's second
     evaluation: the final one of a 1-epoch run, after epoch 1's record was written."""
-    return ("import bench.runner as r\nevaluate, calls = r.evaluate, []\n"
+    return ("import bench.run.runner as r\nevaluate, calls = r.evaluate, []\n"
             "def at_final(*args, **kwargs):\n    calls.append(1)\n"
             f"    if len(calls) == 2:\n        {fault}\n    return evaluate(*args, **kwargs)\n"
             "r.evaluate = at_final")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bench.config import make_config
-from bench.runner import RunOptions, run
+from bench.run.runner import RunOptions, run
 
 _FAULTS = """
 import resource, sys
@@ -16,7 +16,7 @@ from backends.base import TrainSettings
 from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 if sys.argv[1] == "keep":
-    from bench.memory import keep_freed_memory
+    from bench.run.memory import keep_freed_memory
     keep_freed_memory()
 # a ptb-small-sized NumPy LSTM: each step allocates and frees tens of MB of temporaries
 spec = ModelSpec(make_cell("lstm"), "tokens", 10_000, 200, 2, 10_000)

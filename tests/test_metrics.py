@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.metrics import StretchTimer, flops_per_token, gradient_summary
+from bench.run.metrics import StretchTimer, flops_per_token, gradient_summary
 from backends.spec import ModelSpec
 from cells import GRUCell, LSTMCell, RNNCell
 from cells.base import CellSpec

@@ -261,7 +261,7 @@ def _bench_argv(command: str) -> list[str]:
 def _prepare(needs: tuple[str, ...], argv: list[str], tmp_path: Path, monkeypatch, request) -> list[str]:
     """Make what the command reads, as a user would have it; returns the argv with the
     README's placeholder filled in."""
-    from bench import roofline
+    from bench.measure import roofline
 
     short_peak = roofline.measure_peak
 

@@ -98,7 +98,7 @@ def option_plugin(tmp_path, monkeypatch):
 def test_a_plugin_cells_option_is_a_flag_a_setting_and_recorded(option_plugin, tmp_path, capsys):
     from bench.cli import build_parser
     from bench.config import make_config
-    from bench.runner import RunOptions, run
+    from bench.run.runner import RunOptions, run
 
     assert "--leak" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     config = make_config("echo", cell="leaky", leak=0.25, epochs=1, total_series_length=1500)
@@ -116,7 +116,7 @@ def test_a_plugin_cells_option_is_a_flag_a_setting_and_recorded(option_plugin, t
 def test_a_plugin_cell_is_in_the_conformance_grid_and_runs_in_matrix_by_default(option_plugin):
     import argparse
 
-    from bench.preflight import grid as matrix_grid
+    from bench.fanout.preflight import grid as matrix_grid
     from tests.conformance_cases import grid
 
     assert {"numpy-cell-leaky", "torch-cell-leaky", "torch-fused-leaky"} <= {p.id for p in grid()}

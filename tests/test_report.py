@@ -3,9 +3,9 @@ import json
 import pytest
 
 from bench.config import make_config
-from bench.matrix import Outcome, print_outcomes
-from bench.report import load_records, runs_frame, write_report
-from bench.runner import RunOptions, run
+from bench.fanout.jobs import Outcome, print_outcomes
+from bench.report.build import load_records, runs_frame, write_report
+from bench.run.runner import RunOptions, run
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_matrix_summary_fails_when_a_combination_failed(capsys):
 
 
 def test_matrix_carries_on_past_a_failing_combination(monkeypatch):
-    import bench.matrix as matrix
+    import bench.fanout.jobs as matrix
 
     calls = []
 
@@ -74,7 +74,7 @@ def test_matrix_carries_on_past_a_failing_combination(monkeypatch):
 
 
 def test_sweep_runs_each_value_in_its_own_process_and_tags_records(tmp_path):
-    from bench.matrix import run_sweep
+    from bench.fanout.jobs import run_sweep
 
     outcomes = run_sweep("echo_step", ["1", "2"], ["rnn"], "numpy", None,
                          ["--epochs", "1", "--total-series-length", "1500", "--results-dir", str(tmp_path), "--quiet"])
@@ -85,7 +85,7 @@ def test_sweep_runs_each_value_in_its_own_process_and_tags_records(tmp_path):
 
 
 def test_matrix_records_divergence_and_carries_on(tmp_path, ptb_dir):
-    from bench.matrix import run_matrix
+    from bench.fanout.jobs import run_matrix
 
     args = ["--preset", "ptb-tiny", "--data-dir", str(ptb_dir), "--learning-rate", "1e38", "--max-grad-norm", "0",
             "--results-dir", str(tmp_path), "--quiet"]
@@ -100,7 +100,7 @@ def test_published_table_matches_runs_of_a_published_configuration(results):
     """A ptb-small LSTM record (any eval window length) is set beside 120.7 / 114.5; an RNN, a
     changed setting or a token cap is not; the distance is test / published - 1."""
     from bench.config import make_config, published_preset
-    from bench.report import published_table
+    from bench.report.build import published_table
 
     config = make_config("ptb-small", cell="lstm", backend="torch", impl="fused", threads=1, seed=3).as_dict()
     assert published_preset(config) == "ptb-small"
@@ -148,7 +148,7 @@ def test_combinations_a_speed_table_skipped_are_listed_with_the_reason(tmp_path)
 
 
 def test_durations_are_given_in_human_units():
-    from bench.report import human_duration
+    from bench.report.build import human_duration
 
     assert [human_duration(h) for h in (6.85e-03, 0.05, 0.6, 1.35, 2.0, None)] == ["25 s", "3 min", "36 min", "81 min", "2.0 h", None]
 
@@ -158,7 +158,7 @@ def test_durations_are_given_in_human_units():
 @pytest.fixture
 def ticks(monkeypatch):
     """Each figure's file name and x tick labels, the figure still rendered and saved."""
-    from bench import plots
+    from bench.report import plots
 
     seen: dict[str, list[str]] = {}
     save = plots._save
@@ -213,7 +213,7 @@ def test_sweeps_of_bools_ints_floats_and_strings_are_tabled_headlined_and_drawn(
     out = write_report(tmp_path / "results", tmp_path / "out")
     (about, table), = out["sweeps"]
     assert about["param"] == param and len(table) == len(values)
-    from bench.report import sweep_heads
+    from bench.report.build import sweep_heads
 
     assert sweep_heads(param, list(table[param])) == heads
     assert f"- **Memory (echo).** Within the run's budget" in out["summary"]

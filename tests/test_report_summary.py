@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bench import mdtext
+from bench.report import mdtext
 from bench.config import make_config
-from bench.report import runs_frame, write_report
-from bench.runner import RunOptions, run
-from bench.seeds import pool, within_spread
+from bench.report.build import runs_frame, write_report
+from bench.run.runner import RunOptions, run
+from bench.report.seeds import pool, within_spread
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,7 @@ def _adding_sweep() -> pd.DataFrame:
 
 
 def test_a_sweep_reads_as_cells_by_values_with_the_solving_update():
-    from bench.report import sweep_pivots
+    from bench.report.build import sweep_pivots
 
     (result_title, result), (gradient_title, gradient) = sweep_pivots("adding_length", _adding_sweep())
     assert list(result.columns) == ["cell", "backend/impl", "adding_length = 50", "adding_length = 100"]
@@ -337,7 +337,7 @@ def test_a_sweep_reads_as_cells_by_values_with_the_solving_update():
 
 
 def test_memory_headline_names_the_largest_value_solved_and_the_closest_miss():
-    from bench.headlines import solved_sentences
+    from bench.report.headlines import solved_sentences
 
     about = {"param": "adding_length", "configuration": "adding, threads=1", "task": "adding", "anchor": "x"}
     (line,) = solved_sentences([(about, _adding_sweep())], None)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import bench.factory as factory
+import bench.run.factory as factory
 from bench.config import make_config
 from bench.registry import get_backend, make_cell
-from bench.reading import load_record
-from bench.runner import EXIT_INTERRUPTED, RunOptions, run
+from bench.report.reading import load_record
+from bench.run.runner import EXIT_INTERRUPTED, RunOptions, run
 from tests.conformance_cases import grid
 
 METRICS = ("loss", "accuracy", "tokens")

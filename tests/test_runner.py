@@ -11,8 +11,8 @@ import pytest
 
 from backends.numpy.model import NumpyModel
 from bench.config import make_config
-from bench.reading import load_record
-from bench.runner import EXIT_DIVERGED, EXIT_INTERRUPTED, RunOptions, run
+from bench.report.reading import load_record
+from bench.run.runner import EXIT_DIVERGED, EXIT_INTERRUPTED, RunOptions, run
 
 
 def _echo(**overrides):
@@ -146,11 +146,11 @@ def test_eval_window_length_changes_speed_not_perplexity(ptb_dir, backend, impl,
 
     from backends.base import TrainSettings
     from backends.spec import init_params
-    from bench.factory import model_spec
+    from bench.run.factory import model_spec
     from bench.tasks import Shape
     from bench.registry import get_backend
-    from bench.progress import Bar
-    from bench.runner import evaluate
+    from bench.run.progress import Bar
+    from bench.run.runner import evaluate
     from bench.tasks import make_task
 
     if backend != "numpy":

@@ -2,9 +2,9 @@
 import json
 
 from bench.cli import main
-from bench.records import cpu_model
+from bench.run.records import cpu_model
 from bench.registry import cell_names
-from bench.roofline import measure_peak, record_peak
+from bench.measure.roofline import measure_peak, record_peak
 
 
 def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
@@ -48,9 +48,9 @@ def test_speed_measures_the_peak_in_every_round(tmp_path):
 
 def test_model_gemms_count_the_same_flops_as_the_analytic_count():
     """The ceiling's products are the analytic FLOP count's matrix products, no more, no less."""
-    from bench.metrics import flops_per_token
-    from bench.roofline import model_gemms
-    from bench.speed import preset_spec
+    from bench.run.metrics import flops_per_token
+    from bench.measure.roofline import model_gemms
+    from bench.measure.speed import preset_spec
 
     for preset in ("ptb-small", "echo"):
         for cell in cell_names():  # a cell with no recurrent weights (minGRU) counts none

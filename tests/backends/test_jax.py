@@ -19,7 +19,7 @@ from backends.numpy import NumpyBackend  # noqa: E402
 from backends.spec import ModelSpec, init_params  # noqa: E402
 from bench.config import make_config  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
-from bench.runner import RunOptions, run  # noqa: E402
+from bench.run.runner import RunOptions, run  # noqa: E402
 from cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from cells.base import CellSpec  # noqa: E402
 from tests.conformance_cases import rel_err  # noqa: E402

@@ -72,7 +72,7 @@ def write_records(root: Path, n: int, strings: bool = True) -> None:
 
 
 def report_seconds(root: Path, out: Path) -> float:
-    from bench.report import write_report
+    from bench.report.build import write_report
 
     start = time.perf_counter()
     write_report(root, out)

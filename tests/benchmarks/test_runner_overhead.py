@@ -14,10 +14,10 @@ import pytest
 from backends.base import TrainSettings
 from bench.config import make_config
 from backends.spec import init_params
-from bench.factory import model_spec
+from bench.run.factory import model_spec
 from bench.registry import get_backend
-from bench.progress import Reporter
-from bench.runner import _Progress, train_epoch
+from bench.run.progress import Reporter
+from bench.run.runner import _Progress, train_epoch
 from bench.tasks import make_task
 
 pytestmark = pytest.mark.benchmark

@@ -15,8 +15,8 @@ import pytest
 
 from backends.base import TrainSettings
 from bench.config import make_config
-from bench.memory import keep_freed_memory
-from bench.metrics import flops_per_token
+from bench.run.memory import keep_freed_memory
+from bench.run.metrics import flops_per_token
 from backends.spec import ModelSpec, init_params
 from bench.registry import get_backend, make_cell
 from tests.conformance_cases import grid
@@ -26,7 +26,7 @@ VOCAB = 10_000
 
 
 def _model(backend_name, impl, cell_name, preset):
-    keep_freed_memory()  # as `bench run` and `bench speed` do (bench/memory.py)
+    keep_freed_memory()  # as `bench run` and `bench speed` do (bench/run/memory.py)
     config = make_config(preset)
     cell = make_cell(cell_name, forget_bias=config.forget_bias)
     if why := get_backend(backend_name).unsupported(cell, impl):

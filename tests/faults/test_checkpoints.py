@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from backends.base import checkpoint_layout
-from bench.checkpoints import META_FIELDS, META_KEY, read_checkpoint
+from bench.run.checkpoints import META_FIELDS, META_KEY, read_checkpoint
 from bench.config import make_config
 from bench.errors import BenchError
-from bench.runner import RunOptions, run
+from bench.run.runner import RunOptions, run
 from tests.faults.helpers import cli, records_in
 
 ECHO = dict(epochs=1, total_series_length=1500)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.runner import EXIT_ABORTED, EXIT_USER_ERROR
+from bench.run.runner import EXIT_ABORTED, EXIT_USER_ERROR
 from bench.storage import SpaceReserve
 from tests.faults.helpers import cli, leftovers, records_in
 
@@ -143,9 +143,9 @@ def test_too_little_space_for_a_checkpoint_is_exit_2_up_front(tmp_path, capsys, 
 # -- faults mid-run ----------------------------------------------------------------------
 
 def _failing_on(monkeypatch, name: str, exc: BaseException, calls: set[int]):
-    """bench.<name> (``module.function``, or a function of bench.runner) raises ``exc`` on the
+    """bench.run.<name> (``module.function``, or a function of bench.run.runner) raises ``exc`` on the
     given 1-based calls."""
-    module = importlib.import_module(f"bench.{name.rsplit('.', 1)[0]}" if "." in name else "bench.runner")
+    module = importlib.import_module(f"bench.run.{name.rsplit('.', 1)[0]}" if "." in name else "bench.run.runner")
     name = name.rsplit(".", 1)[-1]
     original = getattr(module, name)
     count = {"n": 0}
@@ -260,7 +260,7 @@ def test_a_real_full_disk_keeps_every_completed_epoch_and_resumes(small_disk, tm
 @pytest.mark.parametrize("content", ["{", "[]", '{"measurements": 3}', "\xff", "[" * 50_000 + "]" * 50_000])
 def test_a_roofline_file_that_is_not_ours_is_refused_never_overwritten(tmp_path, content):
     from bench.errors import BenchError
-    from bench.roofline import record_peak
+    from bench.measure.roofline import record_peak
 
     path = tmp_path / "roofline.json"
     path.write_text(content, errors="surrogateescape") if content != "\xff" else path.write_bytes(b"\xff")

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-import bench.runner as runner
-from bench.runner import EXIT_INTERRUPTED
+import bench.run.runner as runner
+from bench.run.runner import EXIT_INTERRUPTED
 from bench.storage import STALE_AFTER_SECONDS, remove_stale_temporaries, writer_tag
 from tests.faults.helpers import cli, leftovers, records_in
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
-from bench.runner import EXIT_USER_ERROR
+from bench.run.runner import EXIT_USER_ERROR
 from bench.storage import LINK_REFUSAL, SpaceReserve, atomic_write_bytes, reserve_path, writer_tag
 from tests.faults.helpers import cli, leftovers, records_in
 
@@ -192,10 +192,10 @@ MEASUREMENT = {"cpu": "test cpu", "threads": 1, "gflops": {"numpy": 1.0}}
 
 
 def test_a_link_at_roofline_json_is_refused(tmp_path, capsys, monkeypatch):
-    import bench.roofline
+    import bench.measure.roofline
 
-    monkeypatch.setattr(bench.roofline, "measure_peak", lambda threads: dict(MEASUREMENT))
-    bench.roofline.record_peak(tmp_path / "outside", dict(MEASUREMENT))  # a real roofline file: readable
+    monkeypatch.setattr(bench.measure.roofline, "measure_peak", lambda threads: dict(MEASUREMENT))
+    bench.measure.roofline.record_peak(tmp_path / "outside", dict(MEASUREMENT))  # a real roofline file: readable
     target = tmp_path / "outside" / "roofline.json"
     outside = target.read_bytes()
     (tmp_path / "results").mkdir()
@@ -207,10 +207,10 @@ def test_a_link_at_roofline_json_is_refused(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("dangling", [False, True])
 def test_a_link_at_speed_out_is_refused(tmp_path, capsys, monkeypatch, dangling):
-    import bench.speed
+    import bench.measure.speed
 
     row = {"backend": "numpy", "impl": "cell", "cell": "rnn", "tok_s": 1.0}
-    monkeypatch.setattr(bench.speed, "run_speed", lambda *args, **kwargs: ([row], [1.0]))
+    monkeypatch.setattr(bench.measure.speed, "run_speed", lambda *args, **kwargs: ([row], [1.0]))
     target = tmp_path / "outside" / "speed.json"
     if not dangling:
         target = _outside(tmp_path, "speed.json")
@@ -224,12 +224,12 @@ def test_a_link_at_speed_out_is_refused(tmp_path, capsys, monkeypatch, dangling)
 @pytest.mark.parametrize("command", ["matrix", "sweep"])
 def test_a_matrix_or_sweep_into_a_linked_results_directory_is_refused_before_any_run(tmp_path, capsys, monkeypatch,
                                                                                       command):
-    import bench.matrix
+    import bench.fanout.jobs
 
     def no_run(*args, **kwargs):
         raise AssertionError("a run started before the results directory was checked")
 
-    monkeypatch.setattr(bench.matrix.subprocess, "Popen", no_run)
+    monkeypatch.setattr(bench.fanout.jobs.subprocess, "Popen", no_run)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "results").symlink_to(elsewhere, target_is_directory=True)

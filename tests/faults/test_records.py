@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import bench.runner as runner
+import bench.run.runner as runner
 import bench.storage as storage
 from bench.exits import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
-from bench.matrix import _outcome
-from bench.records import rescue_dir, status_of_misplaced
+from bench.fanout.jobs import _outcome
+from bench.run.records import rescue_dir, status_of_misplaced
 from tests.faults.helpers import cli, leftovers, records_in
 
 ECHO = ["--total-series-length", "1500", "--threads", "1", "--quiet"]

@@ -24,14 +24,14 @@ from PIL import Image
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bench import plots
+from bench.report import plots
 from bench.config import make_config
-from bench.reading import MAX_JSON_BYTES, Unreadable, check, load_schema
-from bench.report import (
+from bench.report.reading import MAX_JSON_BYTES, Unreadable, check, load_schema
+from bench.report.build import (
     _markdown, comparison_table, epochs_frame, gradients_frame, load_records, published_table, runs_frame,
     sweep_tables, write_report,
 )
-from bench.runner import RunOptions, run
+from bench.run.runner import RunOptions, run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = REPO_ROOT / "results" / "reference"
@@ -464,12 +464,12 @@ def test_report_of_a_file_is_exit_2_and_creates_nothing(tmp_path, capsys):
 
 @pytest.mark.parametrize("out", ["a-file/out", "a-file"])
 def test_an_unwritable_out_is_exit_2_before_any_work(tmp_path, capsys, monkeypatch, out):
-    import bench.report
+    import bench.report.build
 
     def no_reading(*args: Any) -> None:
         raise AssertionError("read the results before checking --out")
 
-    monkeypatch.setattr(bench.report, "read_results", no_reading)
+    monkeypatch.setattr(bench.report.build, "read_results", no_reading)
     write(tmp_path / "results" / "r.json", json.loads(PTB_RECORD.read_text()))
     (tmp_path / "a-file").write_text("")
     code, err = _report_cli(capsys, str(tmp_path / "results"), "--out", str(tmp_path / out))
@@ -479,7 +479,7 @@ def test_an_unwritable_out_is_exit_2_before_any_work(tmp_path, capsys, monkeypat
 
 def test_report_reads_the_users_runs_by_default_not_the_reference():
     from bench.cli import build_parser
-    from bench.records import DEFAULT_RESULTS_DIR
+    from bench.run.records import DEFAULT_RESULTS_DIR
 
     assert build_parser().parse_args(["report"]).directory == DEFAULT_RESULTS_DIR
     assert not (REFERENCE.resolve().is_relative_to((REPO_ROOT / DEFAULT_RESULTS_DIR).resolve()))
@@ -614,7 +614,7 @@ def _stock(kind: str) -> Any:
     """The library's validator on the schema as shipped (its own reference resolution)."""
     from jsonschema import Draft202012Validator, validators
 
-    from bench.reading import _TYPES
+    from bench.report.reading import _TYPES
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many(_TYPES)
     return validators.extend(Draft202012Validator, type_checker=checker)(load_schema(kind))
@@ -622,7 +622,7 @@ def _stock(kind: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["record", "speed", "roofline"])
 def test_every_schema_compiles_so_no_report_falls_back_to_the_slow_path(kind):
-    from bench.reading import _compile, _inline_refs
+    from bench.report.reading import _compile, _inline_refs
 
     schema = load_schema(kind)
     assert _compile(_inline_refs(schema, schema.get("$defs", {}))) is not None
@@ -631,7 +631,7 @@ def test_every_schema_compiles_so_no_report_falls_back_to_the_slow_path(kind):
 def test_the_compiled_schema_agrees_with_the_library_on_every_walk_mutant():
     """``check`` trusts the compiled predicate when it passes a document; on every field of
     the template removed or of each wrong type, it must say what the library says."""
-    from bench.reading import is_valid
+    from bench.report.reading import is_valid
 
     stock = _stock("record")
     verdicts = set()
@@ -645,7 +645,7 @@ def test_the_compiled_schema_agrees_with_the_library_on_every_walk_mutant():
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_compiled_schema_agrees_with_the_library_on_random_documents(data):
-    from bench.reading import is_valid
+    from bench.report.reading import is_valid
 
     kind = data.draw(st.sampled_from(["record", "speed", "roofline"]), label="kind")
     document = copy.deepcopy({"record": TEMPLATE, "speed": SPEED_TEMPLATE, "roofline": ROOFLINE_TEMPLATE}[kind])
@@ -787,8 +787,8 @@ def payload_report(record, tmp_path_factory) -> Path:
 
 
 def test_hostile_strings_are_text_in_report_html_and_nothing_else(payload_report):
-    from bench.mdtext import one_line
-    from bench.report_html import ALLOWED_TAGS
+    from bench.report.mdtext import one_line
+    from bench.report.html import ALLOWED_TAGS
 
     page = _Elements()
     page.feed((payload_report / "report.html").read_text(encoding="utf-8"))

@@ -26,10 +26,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-import bench.runner as runner
-import bench.speed as speed
+import bench.run.runner as runner
+import bench.measure.speed as speed
 from bench import interrupts
-from bench.runner import EXIT_INTERRUPTED
+from bench.run.runner import EXIT_INTERRUPTED
 from tests.faults.helpers import cli, leftovers, records_in
 
 ECHO = ["--epochs", "3", "--total-series-length", "1500", "--quiet"]
@@ -39,8 +39,8 @@ LINUX = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads
 # -- every phase, in-process: the handling is the same whatever raised the interrupt -----
 
 def _raise_in(monkeypatch, name: str, when=lambda *a, **k: True):
-    """``name`` (in bench.runner, or ``module.function``) raises KeyboardInterrupt when ``when`` says."""
-    module = importlib.import_module(f"bench.{name.rsplit('.', 1)[0]}" if "." in name else "bench.runner")
+    """``name`` (in bench.run.runner, or ``module.function`` of bench.run) raises KeyboardInterrupt when ``when`` says."""
+    module = importlib.import_module(f"bench.run.{name.rsplit('.', 1)[0]}" if "." in name else "bench.run.runner")
     name = name.rsplit(".", 1)[-1]
     original = getattr(module, name)
 
@@ -62,7 +62,7 @@ def _nth_call(n: int):
 
 
 PHASES = {
-    # name: (function in bench.runner, when, expected phase, expected epoch)
+    # name: (function in bench.run.runner, when, expected phase, expected epoch)
     "first gradient probe": ("measure_gradient_norms", _nth_call(1), "gradient-probe", 1),
     "training step": ("train_epoch", _nth_call(2), "train", 2),
     "per-epoch evaluation": ("evaluate", _nth_call(2), "evaluate:valid", 2),
@@ -211,7 +211,7 @@ def test_a_signal_swallowed_inside_a_step_stops_the_run_at_the_next_window(tmp_p
 
 
 def test_a_signal_while_an_epoch_is_saved_lands_after_its_checkpoint(tmp_path, capsys, monkeypatch):
-    import bench.runfiles as runfiles
+    import bench.run.runfiles as runfiles
 
     save = runfiles.save_checkpoint
 

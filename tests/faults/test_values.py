@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import budget, preflight
+from bench.run import budget
+from bench.fanout import preflight
 from bench.cli import main
 from bench.config import all_options, make_config, presets, validate
 from bench.registry import backend_names, cell_names
@@ -21,7 +22,7 @@ from cells.options import DTYPES
 from bench.data import echo_windows
 from bench.errors import BenchError
 from bench.registry import get_backend
-from bench.runner import EXIT_DIVERGED, EXIT_OK, RunOptions, run
+from bench.run.runner import EXIT_DIVERGED, EXIT_OK, RunOptions, run
 
 F32_MAX, F32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38  # float32's largest, smallest normal
 F64_MAX, F64_TINY = 1.7976931348623157e308, 2.2250738585072014e-308
@@ -208,7 +209,7 @@ def test_every_backend_builds_and_trains_at_the_largest_seed(backend, impl):
     int64 dropout seed all take it (dropout on, so the seed is used)."""
     from backends.base import TrainSettings
     from backends.spec import init_params
-    from bench.factory import model_spec
+    from bench.run.factory import model_spec
     from bench.tasks import Shape
     from bench.tasks import SEED_DROPOUT, SEED_INIT, SEED_TRAIN_DATA, rng_for
 
@@ -279,7 +280,7 @@ def test_a_test_split_of_few_windows_still_gives_a_sample(tmp_path):
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_gradient_summaries_of_overflowed_norms_are_nan_without_a_warning():
-    from bench.metrics import gradient_summary
+    from bench.run.metrics import gradient_summary
 
     assert all(math.isnan(v) for v in gradient_summary(np.full(4, np.inf)).values())
     assert math.isnan(gradient_summary(np.array([np.inf, 1.0, 2.0]))["ratio"])
@@ -293,16 +294,16 @@ def test_gradient_summaries_of_overflowed_norms_are_nan_without_a_warning():
 @pytest.fixture
 def no_children(monkeypatch):
     """Fail the test if a child process or a measurement starts."""
-    import bench.matrix
-    import bench.roofline
-    import bench.speed
+    import bench.fanout.jobs
+    import bench.measure.roofline
+    import bench.measure.speed
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the input was checked")
 
-    monkeypatch.setattr(bench.matrix.subprocess, "run", refuse)
-    monkeypatch.setattr(bench.speed.subprocess, "run", refuse)
-    monkeypatch.setattr(bench.roofline, "measure_peak", refuse)
+    monkeypatch.setattr(bench.fanout.jobs.subprocess, "run", refuse)
+    monkeypatch.setattr(bench.measure.speed.subprocess, "run", refuse)
+    monkeypatch.setattr(bench.measure.roofline, "measure_peak", refuse)
 
 
 def _one_line_error(capsys, argv, message, results_dir):

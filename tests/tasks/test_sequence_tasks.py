@@ -12,8 +12,8 @@ import pytest
 from bench.cli import main
 from bench.config import make_config
 from bench.errors import BenchError
-from bench.reading import load_record
-from bench.runner import RunOptions, evaluate, run
+from bench.report.reading import load_record
+from bench.run.runner import RunOptions, evaluate, run
 from bench.tasks import make_task
 from tests.test_registry import _install
 
@@ -80,7 +80,7 @@ def test_training_draws_fresh_sequences_each_update_and_epoch_and_held_out_sets_
 def test_every_window_of_independent_sequences_starts_from_zeros():
     """Scoring a held-out set equals scoring each of its batches alone from the zero state:
     nothing carries over from one batch of sequences to the next."""
-    from bench.factory import build_model, model_spec
+    from bench.run.factory import build_model, model_spec
 
     config = make_config("copy-tiny", cell="gru", threads=1)
     task = make_task(config)
@@ -171,8 +171,8 @@ def test_a_plugin_task_is_listed_its_option_is_a_flag_and_it_runs(parity_plugin,
 def test_an_interrupted_sequence_run_resumes_to_the_same_numbers(preset, tmp_path, monkeypatch):
     """Fresh training sequences are drawn from the seed and the epoch, so a run interrupted
     in epoch 2 and resumed from its checkpoint ends exactly as an uninterrupted one."""
-    import bench.factory as factory
-    from bench.runner import EXIT_INTERRUPTED
+    import bench.run.factory as factory
+    from bench.run.runner import EXIT_INTERRUPTED
     from tests.test_resume_all_backends import _interrupting
 
     config = make_config(preset, epochs=3, threads=1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from bench import interrupts
 from bench.errors import BenchError
-from bench.records import atomic_write_bytes, cpu_model, utc_now
+from bench.run.records import atomic_write_bytes, cpu_model, utc_now
 
 ROOFLINE_FILE = "roofline.json"  # in a results directory: `bench roofline` writes it, `bench report` reads it
 
@@ -71,7 +71,7 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
 def read_measurements(path: Path) -> dict[str, Any]:
     """The measurements recorded in ``path`` (none if it does not exist yet); a file that is
     not such a record is refused before measuring, not after."""
-    from bench.reading import Unreadable, read_document
+    from bench.report.reading import Unreadable, read_document
 
     if not os.path.lexists(path):
         return {"measurements": []}
@@ -128,7 +128,7 @@ def _measured(rooflines: list[dict[str, Any]]) -> str:
 
 def model_gemms(spec: Any, batch: int, steps: int, training: bool) -> list[tuple[int, int, int, int]]:
     """The matrix products of one window, as ``(m, k, n, count)``: what any implementation of
-    the model must compute (``bench.metrics.flops_per_token`` counts the same products).
+    the model must compute (``bench.run.metrics.flops_per_token`` counts the same products).
 
     Per layer: the input projection of the whole window (one product), the recurrent product
     at every step; the softmax layer over all the window's tokens. Training adds, per forward

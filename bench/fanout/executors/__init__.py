@@ -1,10 +1,10 @@
 """Where the runs of `bench matrix` and `bench sweep` go. The job list (labels, each run's
-``bench run`` arguments, skips) is built once in :mod:`bench.matrix`; an executor only runs
-it and hands back one :class:`~bench.matrix.Outcome` per job, in order, and never changes
+``bench run`` arguments, skips) is built once in :mod:`bench.fanout.jobs`; an executor only runs
+it and hands back one :class:`~bench.fanout.jobs.Outcome` per job, in order, and never changes
 what a run computes:
 
-- ``local``: :func:`bench.matrix.run_all`, one child process after another on this machine;
-- ``ray``: :class:`bench.executors.ray_cluster.RayExecutor`, each run a Ray task on a
+- ``local``: :func:`bench.fanout.jobs.run_all`, one child process after another on this machine;
+- ``ray``: :class:`bench.fanout.executors.ray_cluster.RayExecutor`, each run a Ray task on a
   cluster (or on a Ray instance started for the call); the records come back to this
   process, which writes them.
 """
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from bench.errors import BenchError
-from bench.matrix import Executor, run_all
+from bench.fanout.jobs import Executor, run_all
 
 RAY_INSTALL = "pip install 'cellbench[ray]'"
 
@@ -52,7 +52,7 @@ def make_executor(name: str, address: str | None = None) -> Iterator[Executor]:
     if name != "ray":
         raise BenchError(f"unknown executor {name!r}; choose local or ray")
     require_ray()
-    from bench.executors.ray_cluster import RayExecutor
+    from bench.fanout.executors.ray_cluster import RayExecutor
 
     executor = RayExecutor(address)
     try:

@@ -24,8 +24,8 @@ import numpy as np
 from backends.spec import ModelSpec
 from bench import interrupts
 from bench.config import make_config
-from bench.factory import build_model, model_spec
-from bench.metrics import flops_per_token
+from bench.run.factory import build_model, model_spec
+from bench.run.metrics import flops_per_token
 from bench.registry import get_task_class
 from bench.testing import random_window
 
@@ -43,7 +43,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
                  "device": job.get("device", "cpu"), "threads": job.get("threads"), "seed": 0}
     config, spec = preset_spec(job["preset"], job["cell"], overrides)
     if job.get("keep_freed_memory", True):
-        from bench.memory import keep_freed_memory
+        from bench.run.memory import keep_freed_memory
 
         keep_freed_memory()  # as bench run does
     if job.get("threads"):
@@ -79,9 +79,9 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
     measures no peak and no ceiling (GPU runs: the CPU's GEMMs are no yardstick there).
 
     Each round on the CPU also measures, per cell, the model's GEMM ceiling
-    (:func:`bench.roofline.gemm_ceiling`); rows get ``*_pct_ceiling`` against its median.
+    (:func:`bench.measure.roofline.gemm_ceiling`); rows get ``*_pct_ceiling`` against its median.
     """
-    from bench.roofline import gemm_ceiling, measure_peak
+    from bench.measure.roofline import gemm_ceiling, measure_peak
 
     samples: dict[tuple[str, str, str], list[dict[str, Any]]] = {c: [] for c in combos}
     failures: dict[tuple[str, str, str], str] = {}
@@ -217,7 +217,7 @@ def _measure_apart(job: dict[str, Any], poll_seconds: float = 0.1) -> subprocess
     """:func:`measure` in a process of its own. The wait looks for a stop between polls (our
     handler only notes a signal, so a plain wait would sit out the whole measurement); on
     one the child is killed: a measurement cut short is worth nothing."""
-    command = [sys.executable, "-m", "bench.speed", json.dumps(job)]
+    command = [sys.executable, "-m", "bench.measure.speed", json.dumps(job)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while True:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.errors import BenchError
-from bench.records import READABLE_SCHEMA_VERSIONS
+from bench.run.records import READABLE_SCHEMA_VERSIONS
 from bench.storage import open_regular
 
 # A 55-epoch ptb-large record is under 1 MiB and an echo record with 1,000-step windows

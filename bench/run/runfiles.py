@@ -10,7 +10,7 @@ Two promises beyond the writes themselves:
   is refused before anything trains, and otherwise the record there is replaced only by one
   with more epochs, or as many and no less finished (a completed record by a completed one).
 - A record that cannot be written where it belongs is written elsewhere
-  (:func:`bench.records.write_elsewhere`), and the run's last line says where, or that it is
+  (:func:`bench.run.records.write_elsewhere`), and the run's last line says where, or that it is
   nowhere and what on disk still holds its epochs.
 
 A completed run deletes its checkpoint (unless kept) only if this process wrote it: a resume
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.checkpoints import read_checkpoint, save_checkpoint
+from bench.run.checkpoints import read_checkpoint, save_checkpoint
 from bench.errors import BenchError
-from bench.records import NOT_WHERE_ASKED, record_bytes, write_elsewhere
-from bench.resume import RunPlace
+from bench.run.records import NOT_WHERE_ASKED, record_bytes, write_elsewhere
+from bench.run.resume import RunPlace
 from bench.storage import RunLock, SpaceReserve, atomic_write_bytes, fault_reason, open_regular, writing
 
 def _rank(epochs: int, status: str | None) -> tuple[int, bool]:

@@ -18,18 +18,19 @@ from typing import Any, Callable
 import numpy as np
 
 from backends.base import Model, StepStats, checkpoint_layout
-from bench import interrupts, memory
-from bench.budget import check_memory
+from bench import interrupts
+from bench.run import memory
+from bench.run.budget import check_memory
 from bench.config import Config, learning_rate_at, validate
 from bench.errors import BenchError
 from bench.exits import EXIT_ABORTED, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
-from bench.factory import build_model, limit_thread_pools, model_spec, train_settings
-from bench.metrics import PassTotals, flops_per_token, gradient_summary, peak_rss_mb
-from bench.progress import Reporter, epoch_line, metric_text
-from bench.records import environment, new_record, new_run_id, utc_now
+from bench.run.factory import build_model, limit_thread_pools, model_spec, train_settings
+from bench.run.metrics import PassTotals, flops_per_token, gradient_summary, peak_rss_mb
+from bench.run.progress import Reporter, epoch_line, metric_text
+from bench.run.records import environment, new_record, new_run_id, utc_now
 from bench.registry import get_backend, make_cell, require_available
-from bench.resume import RunOptions, RunPlace, read_resume
-from bench.runfiles import RunFiles
+from bench.run.resume import RunOptions, RunPlace, read_resume
+from bench.run.runfiles import RunFiles
 from bench.storage import EnvironmentFault, SpaceReserve, fault_reason, prepare_writable_dir, require_free_space
 from bench.tasks import SEED_DROPOUT, Task, make_task, rng_for
 

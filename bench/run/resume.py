@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.checkpoints import Checkpoint, read_checkpoint
+from bench.run.checkpoints import Checkpoint, read_checkpoint
 from bench.data import resolve_data_dir
 from bench.errors import BenchError
-from bench.records import DEFAULT_RESULTS_DIR
+from bench.run.records import DEFAULT_RESULTS_DIR
 
 
 @dataclass

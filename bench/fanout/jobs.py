@@ -13,7 +13,7 @@ from typing import IO, Callable, Sequence
 from bench import interrupts
 from bench.errors import BenchError
 from bench.exits import EXIT_INTERRUPTED, EXIT_OK, FAN_OUT_PRECEDENCE, exit_of_status, fan_out_exit, run_status
-from bench.records import status_of_misplaced
+from bench.run.records import status_of_misplaced
 from bench.registry import get_backend, make_cell
 from cells.base import CellSpec
 
@@ -33,7 +33,7 @@ class Outcome:
 # A label and the `bench run` arguments, or an outcome decided without running (a skip).
 Job = tuple[str, "list[str] | Outcome"]
 # Runs the jobs, returning one outcome each, in their order: `run_all` here (local
-# subprocesses), `bench.executors.ray_cluster.RayExecutor` (tasks on a Ray cluster).
+# subprocesses), `bench.fanout.executors.ray_cluster.RayExecutor` (tasks on a Ray cluster).
 Executor = Callable[[Sequence[Job]], "list[Outcome]"]
 
 

@@ -2,7 +2,7 @@
 pages. The markdown is rendered by Python-Markdown (tables extension); every plot is
 embedded as a data URI, so the page needs no network and no files beside it. The page has
 no scripts: what came from records was escaped when the markdown was written
-(:mod:`bench.mdtext`), and the HTML that markdown made is then sanitized against an
+(:mod:`bench.report.mdtext`), and the HTML that markdown made is then sanitized against an
 allowlist of the elements and attributes a report uses (nh3, the Ammonia sanitizer), so a
 string that escaped the escaping, or a flaw in markdown's handling of one, still runs
 nothing: no script or style element, no event attribute, no link or image to another

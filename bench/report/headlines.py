@@ -1,5 +1,5 @@
 """The report's first section: the few answers the records support, one sentence each,
-generated from the pooled runs (:mod:`bench.seeds`), the sweeps, the speed tables and the
+generated from the pooled runs (:mod:`bench.report.seeds`), the sweeps, the speed tables and the
 published figures, each ending with a link to its evidence. A sentence is written only
 where records back it; where the runs are too few to rank (one seed) or their
 configurations differ, the sentence says so instead of concluding.
@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from bench.grouping import numeric_sweep, sweep_columns, value_key, value_order, value_text
-from bench.mdtext import code, text
-from bench.seeds import with_spread, within_spread
+from bench.report.grouping import numeric_sweep, sweep_columns, value_key, value_order, value_text
+from bench.report.mdtext import code, text
+from bench.report.seeds import with_spread, within_spread
 from bench.tasks import SOLVED_FRACTION
 
 ECHO_REMEMBERS = 0.99  # test accuracy at which the echo task counts as remembered
@@ -298,7 +298,7 @@ def _peak(row: Any) -> str:
 
 
 def _slug(text: str) -> str:
-    from bench.grouping import slug
+    from bench.report.grouping import slug
 
     return slug(text).lower()
 

@@ -4,7 +4,7 @@ backend, impl and cell, the cell's own options included: an RNN with a sigmoid i
 cell to compare, not another experiment). A reference run and a quick check of the same
 backend and cell are different experiments; grouping by anything less mixes them. The seed
 is not part of a configuration either: runs that differ only in it are repeats of one
-experiment, pooled by :mod:`bench.seeds`."""
+experiment, pooled by :mod:`bench.report.seeds`."""
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +23,7 @@ from bench.registry import cell_names, get_cell_class, get_task_class, task_name
 
 COMPARED = ("backend", "impl", "cell")
 REPEATED = ("seed",)  # repeats of one configuration, pooled
-# What a sweep cannot vary (bench sweep refuses them, bench.preflight): the compared
+# What a sweep cannot vary (bench sweep refuses them, bench.fanout.preflight): the compared
 # dimensions, the seed (repeats) and the task (each has its own settings). A record whose
 # tag names one of these is an ordinary run of its configuration, not a sweep point.
 NOT_SWEPT = (*COMPARED, *REPEATED, "task")
@@ -134,14 +134,14 @@ def value_text(value: Any, thousands: bool = False) -> str:
     return f"{int(number):{separator}}" if number.is_integer() else f"{number:g}"
 
 
-# the measures of a sweep's table, each a column per cell x backend/impl (bench.report.sweep_tables)
+# the measures of a sweep's table, each a column per cell x backend/impl (bench.report.build.sweep_tables)
 SWEEP_MEASURES = ("loss_vs_baseline", "solved_at_update", "grad_ratio_init", "grad_ratio_final", "accuracy")
 
 
 def sweep_columns(table: Any, param: str,
                   who: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
     """Each (cell, backend/impl) of a sweep's table by its columns' name, in order of cell:
-    ``who`` as :func:`bench.report.sweep_tables` gives it, or read from the column names of a table made
+    ``who`` as :func:`bench.report.build.sweep_tables` gives it, or read from the column names of a table made
     by hand (``<cell> <backend>/<impl> <measure>``)."""
     if who is None:
         names = {c.rsplit(" ", 1)[0] for c in table.columns if c != param and c.rsplit(" ", 1)[-1] in SWEEP_MEASURES}

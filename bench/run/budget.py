@@ -62,7 +62,7 @@ def _remedy(part: str, task: Any) -> str:
 
 def estimate(config: Config) -> Estimate:
     """The peak resident bytes of ``config``'s run (a validated config)."""
-    from bench.factory import model_spec
+    from bench.run.factory import model_spec
     from bench.registry import get_backend
 
     task = get_task_class(config.task)

@@ -1,7 +1,7 @@
 """Runs that differ only in their seed are repeats of one experiment: pooled, they give a
 mean, a spread and a count for every final metric. Runs that differ in anything else (set,
 any setting, backend, impl or cell) are never pooled: the pooling key is the run's
-configuration without its seed (:func:`bench.grouping.configuration_key`) plus what is
+configuration without its seed (:func:`bench.report.grouping.configuration_key`) plus what is
 compared.
 
 A difference between two pooled results is *within the seed spread* when their means lie

@@ -1,6 +1,6 @@
 """The report's pictures, drawn from the report's DataFrames (never from a live model).
 
-One set of pictures per set and configuration (:mod:`bench.grouping`): each title names
+One set of pictures per set and configuration (:mod:`bench.report.grouping`): each title names
 both, each file name is unique to its group, and the latest run per backend x impl x cell
 is chosen within the group only.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.grouping import file_stems, numeric_sweep, slug, value_key, value_labels, value_order
+from bench.report.grouping import file_stems, numeric_sweep, slug, value_key, value_labels, value_order
 from bench.storage import atomic_write_bytes
 
 # Beyond this a value is no measurement (a diverged loss) and breaks matplotlib's scales;
@@ -252,7 +252,7 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
 
 def _sweep_axis(values: pd.Series) -> tuple[list[Any], dict[str, float], bool]:
     """The distinct swept values in order, each one's place on the x axis by its
-    :func:`~bench.grouping.value_key`, and whether the axis is numeric (the values
+    :func:`~bench.report.grouping.value_key`, and whether the axis is numeric (the values
     themselves) or categorical (0, 1, 2, ... for strings, bools, or a NaN among numbers)."""
     distinct = {value_key(v): v for v in values}
     ordered = sorted(distinct.values(), key=value_order)

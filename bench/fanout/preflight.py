@@ -4,7 +4,7 @@ Each of them runs child processes for minutes or hours; a bad name, an empty lis
 the runs cannot parse or a setting one combination rejects must fail at once, in one line,
 not in the child that reaches it last. So every list is read strictly, every name looked
 up, and every combination's ``bench run`` arguments parsed, validated, sized against the
-memory (:mod:`bench.budget`) and fitted to its data here, in the parent.
+memory (:mod:`bench.run.budget`) and fitted to its data here, in the parent.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def check_names(backends: Sequence[str], cells: Sequence[str], impls: Sequence[s
 
 def check_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None, run_args: list[str]) -> None:
     """Names, the flags passed on, and every combination's settings, memory and data."""
-    from bench.matrix import combinations, matrix_argv
+    from bench.fanout.jobs import combinations, matrix_argv
 
     check_names(backends, cells, impls)
     _passed_on(run_args)
@@ -96,7 +96,7 @@ def check_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend
                 run_args: list[str]) -> None:
     """The setting, its values (each valid, none twice), the cells, the backend, the flags
     passed on, and every point's settings, memory and data."""
-    from bench.matrix import sweep_argv
+    from bench.fanout.jobs import sweep_argv
     from bench.registry import get_backend, make_cell, require_available
 
     settings = setting_names()
@@ -125,8 +125,8 @@ def check_speed(args: argparse.Namespace, backends: Sequence[str], cells: Sequen
                 impls: Sequence[str] | None) -> None:
     """Bounds of the counts, the preset, the names, every combination's memory, and that
     ``--out`` can be written, all before the first measurement."""
-    from bench.budget import check_memory
-    from bench.matrix import combinations
+    from bench.run.budget import check_memory
+    from bench.fanout.jobs import combinations
 
     for option, bound in SPEED_BOUNDS.items():
         value = getattr(args, option[2:])
@@ -142,8 +142,8 @@ def check_speed(args: argparse.Namespace, backends: Sequence[str], cells: Sequen
 
 def check_roofline(args: argparse.Namespace) -> None:
     """``--threads`` in bounds and ``--results-dir`` writable, its peaks readable, before measuring."""
-    from bench.records import prepare_results_dir
-    from bench.roofline import ROOFLINE_FILE, read_measurements
+    from bench.run.records import prepare_results_dir
+    from bench.measure.roofline import ROOFLINE_FILE, read_measurements
 
     if args.threads is not None:
         check_bound("--threads", args.threads, THREADS)
@@ -172,8 +172,8 @@ def _check_runs(runs: dict[str, list[str]]) -> list[Config]:
     """Each run's config (validated), its memory, its data (once per distinct data
     setting), and the results directory: everything a child would refuse at its start.
     ``runs`` maps a label (named in the error) to the run's arguments."""
-    from bench.budget import check_memory
-    from bench.records import DEFAULT_RESULTS_DIR, prepare_results_dir
+    from bench.run.budget import check_memory
+    from bench.run.records import DEFAULT_RESULTS_DIR, prepare_results_dir
     from bench.tasks import make_task
 
     configs, fitted = [], set()

@@ -34,8 +34,8 @@ from typing import Any, Sequence
 from bench import interrupts
 from bench.errors import BenchError
 from bench.exits import run_status
-from bench.matrix import STOP_GRACE_SECONDS, Job, Outcome, final_result
-from bench.records import DEFAULT_RESULTS_DIR, record_bytes, redact_home, write_elsewhere
+from bench.fanout.jobs import STOP_GRACE_SECONDS, Job, Outcome, final_result
+from bench.run.records import DEFAULT_RESULTS_DIR, record_bytes, redact_home, write_elsewhere
 from bench.storage import atomic_write_bytes, fault_reason
 
 POLL_SECONDS = 1.0  # how often a task asks whether to stop, and the driver looks for finished tasks
@@ -73,7 +73,7 @@ def _plan(index: int, label: str, argv: list[str]) -> _Run:
     any connection) where a run cannot say what it needs."""
     from bench.config import config_from_args
     from bench.data.ptb import resolve_data_dir
-    from bench.preflight import parse_run_args
+    from bench.fanout.preflight import parse_run_args
 
     args = parse_run_args(argv)
     config = config_from_args(args)
@@ -112,7 +112,7 @@ class Control:
 
 
 class RayExecutor:
-    """Runs the jobs of :mod:`bench.matrix` as Ray tasks; see the module's docstring."""
+    """Runs the jobs of :mod:`bench.fanout.jobs` as Ray tasks; see the module's docstring."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         import ray
@@ -280,7 +280,7 @@ class RayExecutor:
     def _write(self, run: _Run, result: dict[str, Any]) -> str:
         """The record (and checkpoint) that came back, at the paths a local run would have
         used, naming them as a local run would. What cannot be written there is written
-        elsewhere (:func:`bench.records.write_elsewhere`; the record then names its checkpoint
+        elsewhere (:func:`bench.run.records.write_elsewhere`; the record then names its checkpoint
         where it is): the run's work is never dropped. Returns what was not written where
         asked and where it is instead, said on stderr too ("" when all was)."""
         if result["record"] is None:
@@ -432,7 +432,7 @@ def _checkpoint_here(data: bytes, command: list[str], results_dir: Path, data_di
     ``--resume`` here updates the record here."""
     import numpy as np
 
-    from bench.checkpoints import META_KEY, checkpoint_bytes
+    from bench.run.checkpoints import META_KEY, checkpoint_bytes
 
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         meta = json.loads(str(archive[META_KEY][()]))

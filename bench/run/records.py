@@ -157,7 +157,7 @@ def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any
     """Everything about the machine and software that can move the numbers."""
     import numpy
 
-    from bench import memory
+    from bench.run import memory
 
     return {
         "python": sys.version.split()[0],

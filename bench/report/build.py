@@ -1,9 +1,9 @@
 """Records -> tidy pandas DataFrames -> a comparison table, report.md, report.csv and plots.
 
-Reports read records only, never a live model, and only through :mod:`bench.reading`: a
+Reports read records only, never a live model, and only through :mod:`bench.report.reading`: a
 file that is not a readable record is listed with the reason and skipped, never fatal.
 Every row names its set and configuration, and runs are only compared within one of each
-(:mod:`bench.grouping`).
+(:mod:`bench.report.grouping`).
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import mdtext
+from bench.report import mdtext
 from bench.errors import BenchError
-from bench.grouping import (
+from bench.report.grouping import (
     SWEEP_MEASURES, cell_variant, configuration_key, describe, slug, sweep_columns, sweep_param, swept_settings,
     value_key, value_labels, value_order,
 )
-from bench.reading import read_results
-from bench.roofline import find_roofline
-from bench.seeds import pool, with_spread
+from bench.report.reading import read_results
+from bench.measure.roofline import find_roofline
+from bench.report.seeds import pool, with_spread
 from bench.storage import atomic_write_bytes, refuse_link
 from bench.tasks import SOLVED_FRACTION
 
@@ -232,7 +232,7 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
     """Per set and configuration (sweeps aside): one row per cell x backend/impl with the
     task's main metric (mean ± std over seeds where there are several), the seeds, speed,
     % of peak, gradient ratios and run time; ``about`` names the configuration in full."""
-    from bench.headlines import main_metric
+    from bench.report.headlines import main_metric
 
     tables = []
     for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
@@ -438,7 +438,7 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     table = comparison_table(runs) if len(runs) else runs
     csv = runs.drop(columns=[c for c in _INTERNAL_COLUMNS if c in runs]).to_csv(index=False)
     atomic_write_bytes(out / "report.csv", csv.encode("utf-8"))  # never through a link at its name
-    from bench import plots
+    from bench.report import plots
 
     figures = plots.draw_all(records, runs, epochs_frame(records), gradients_frame(records), out)
     sweeps = sweep_tables(runs) if len(runs) else []
@@ -447,7 +447,7 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
     speeds = speed_tables(results.speeds)
     text = _markdown(table, sweeps, records, results.bad, figures, directory, published, speeds, pooled, peak_note)
     atomic_write_bytes(out / "report.md", text.encode("utf-8"))
-    from bench.report_html import write_html
+    from bench.report.html import write_html
 
     write_html(text, out, out / "report.html")
     return {"records": len(records), "bad": results.bad, "table": table, "sweeps": sweeps, "figures": figures,
@@ -589,7 +589,7 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
 def _headline_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd.DataFrame]],
                       sweeps: list[tuple[dict[str, Any], pd.DataFrame]], published: pd.DataFrame | None,
                       speeds: dict[str, tuple[dict, pd.DataFrame]]) -> list[str]:
-    from bench import headlines
+    from bench.report import headlines
 
     anchors = {(about["set"], about["config_key"]): about["anchor"] for about, _ in compact}
     sentences: list[str] = []

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from bench.metrics import PassTotals
+from bench.run.metrics import PassTotals
 
 
 def metric_text(metrics: dict[str, float], task: Any = None) -> str:

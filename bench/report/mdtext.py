@@ -4,7 +4,7 @@ A record's names (a set's directory, a cell, a configuration value, a PTB word s
 ``<unk>``) are data, not markup: in markdown, ``<unk>`` would vanish as an unknown HTML tag
 and ``[x](javascript:...)`` would become a link, and the HTML version would carry a
 ``<script>`` from a hostile file into a page people open. Every such string goes through
-:func:`text` (or :func:`code`) on its way into the report; :mod:`bench.report_html`
+:func:`text` (or :func:`code`) on its way into the report; :mod:`bench.report.html`
 sanitizes the page besides, so a string that slipped past both would still be inert.
 
 Both keep a value on one line and show it as written: whitespace runs become one space,
