@@ -128,6 +128,28 @@ class CellSpec(ABC):
         """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``
         and the recurrence's parameters (``V``, ...) by name."""
 
+    def numpy_kernel(self) -> Any | None:
+        """The numpy backend's hand-written kernel for this cell, or None (the default) for
+        none of its own: the backend then looks in its table of built-in kernels, keyed by
+        exact cell type (``backends/numpy/kernels.py``), and refuses the cell if it is not
+        there.
+
+        The object runs one layer over a time-major window through two methods:
+
+        - ``forward(P, params, state) -> (hs, final_state, cache)``: ``P = x U + b``
+          ``(steps, batch, blocks*hidden)``, the recurrence's parameters by name
+          (:meth:`recurrent_params`) and the initial state tuple in; every step's output
+          ``(steps, batch, hidden)``, the final state tuple and what the backward needs out;
+        - ``backward(dhs, params, cache, trace) -> (dZ, grads, norms)``: the gradient of the
+          loss with respect to every step's output in; the gradient with respect to ``P``,
+          each recurrent parameter's gradient by name, and with ``trace`` the per-example
+          norms of the gradient with respect to each state at every step
+          (``{"h": (steps, batch)}``, ``"s"`` too for a cell state) out.
+
+        The conformance kit (``bench/testing.py``) holds it to the float64 reference.
+        """
+        return None
+
     def option_values(self) -> dict[str, Any]:
         """This cell's value of each of its declared :attr:`options`."""
         return {option.name: getattr(self, option.name) for option in self.options}

@@ -14,7 +14,7 @@ import bench.run.metrics
 import bench.measure.roofline
 from bench.cli import main
 from bench.run.metrics import LoadMeter
-from bench.report.reading import Unreadable, check, read_document
+from bench.documents import Unreadable, check, read_document
 from bench.measure.speed import terminal_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

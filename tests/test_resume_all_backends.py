@@ -7,7 +7,7 @@ import pytest
 import bench.run.factory as factory
 from bench.config import make_config
 from bench.registry import get_backend, make_cell
-from bench.report.reading import load_record
+from bench.documents import load_record
 from bench.run.runner import EXIT_INTERRUPTED, RunOptions, run
 from tests.conformance_cases import grid
 

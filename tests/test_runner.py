@@ -11,7 +11,7 @@ import pytest
 
 from backends.numpy.model import NumpyModel
 from bench.config import make_config
-from bench.report.reading import load_record
+from bench.documents import load_record
 from bench.run.runner import EXIT_DIVERGED, EXIT_INTERRUPTED, RunOptions, run
 
 

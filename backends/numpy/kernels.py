@@ -19,7 +19,7 @@ The backward pass is the forward read backwards, with the same names prefixed by
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -229,25 +229,40 @@ class GRUKernel:
         return dZ, {"V": dV}, norms
 
 
+# The built-in cells' kernels, cell type -> factory (as the fused tables are keyed). Exact
+# types only: a subclass may change the equations (as a plugin that subclasses the RNN
+# does), and running the parent's BPTT for it would be silently wrong.
+KERNELS: dict[type[CellSpec], Callable[[Any], Any]] = {
+    LSTMCell: lambda cell: LSTMKernel(),
+    RNNCell: lambda cell: RNNKernel(cell.activation),
+    GRUCell: lambda cell: GRUKernel(cell.reset_gate),
+}
+
+
+def find_kernel(cell: CellSpec) -> Any | None:
+    """The kernel for ``cell``: its own :meth:`~cells.base.CellSpec.numpy_kernel` if it
+    brings one, else the built-in one for its exact type, else None."""
+    own = cell.numpy_kernel()
+    if own is not None:
+        return own
+    factory = KERNELS.get(type(cell))
+    return factory(cell) if factory is not None else None
+
+
 def why_no_kernel(cell: CellSpec) -> str | None:
-    """Why the numpy backend cannot run ``cell`` (None when it can). A built-in kernel serves
-    its own cell's exact type only: a subclass may change the equations (as a plugin that
-    subclasses the RNN does), and running the parent's BPTT for it would be silently wrong."""
-    if hasattr(cell, "numpy_kernel") or type(cell) in (LSTMCell, RNNCell, GRUCell):
+    """Why the numpy backend cannot run ``cell`` (None when it can)."""
+    if find_kernel(cell) is not None:
         return None
     return (f"the numpy backend has no hand-written BPTT for cell {cell.name!r}; the cell must define "
             "numpy_kernel() (see README, 'Adding a cell')")
 
 
 def make_kernel(cell: CellSpec) -> Any:
-    """The hand-written kernel for ``cell``; a plugin cell may bring its own as
-    ``cell.numpy_kernel()`` (an object with the two methods above)."""
-    if why := why_no_kernel(cell):
+    """The hand-written kernel for ``cell`` (an object with the two methods above); a
+    BenchError for a cell that has none."""
+    kernel = find_kernel(cell)
+    if kernel is None:
         from cells.errors import BenchError
 
-        raise BenchError(why)
-    if hasattr(cell, "numpy_kernel"):
-        return cell.numpy_kernel()
-    if type(cell) is GRUCell:
-        return GRUKernel(cell.reset_gate)
-    return LSTMKernel() if type(cell) is LSTMCell else RNNKernel(cell.activation)
+        raise BenchError(why_no_kernel(cell))
+    return kernel

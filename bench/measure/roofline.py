@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from bench import interrupts
+from bench.documents import ROOFLINE_FILE  # in a results directory: `bench roofline` writes it, `bench report` reads it
 from bench.errors import BenchError
 from bench.run.records import atomic_write_bytes, cpu_model, utc_now
 
-ROOFLINE_FILE = "roofline.json"  # in a results directory: `bench roofline` writes it, `bench report` reads it
 
 
 @contextmanager
@@ -71,7 +71,7 @@ def measure_peak(threads: int | None = None, n: int = 2048, seconds: float = 3.0
 def read_measurements(path: Path) -> dict[str, Any]:
     """The measurements recorded in ``path`` (none if it does not exist yet); a file that is
     not such a record is refused before measuring, not after."""
-    from bench.report.reading import Unreadable, read_document
+    from bench.documents import Unreadable, read_document
 
     if not os.path.lexists(path):
         return {"measurements": []}
@@ -90,40 +90,6 @@ def record_peak(results_dir: str | Path, measurement: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return path
-
-
-def find_roofline(records_dir: str | Path, rooflines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """The roofline measurements a report of ``records_dir`` takes its GEMM peaks from
-    (``rooflines``, those read under ``records_dir``, or the file from above when none was
-    there), and where they came from as one plain-text sentence, or why "% of peak" is absent.
-
-    The roofline files under ``records_dir`` come first; without one there, the
-    ``roofline.json`` in the directory above is taken: ``bench roofline`` writes
-    ``results/roofline.json`` and ``bench run`` ``results/runs/``, so the two meet by default
-    (and so do ``--results-dir results/cluster`` and a roofline of ``results``).
-    """
-    records_dir = Path(records_dir)
-    matched = "; a run is matched by its CPU model and thread count"
-    if rooflines:
-        return rooflines, (f"% of peak: against the float32 GEMM peaks recorded under {records_dir} (bench roofline), "
-                f"{_measured(rooflines)}{matched}.")
-    above = Path(os.path.normpath(records_dir / os.pardir)) / ROOFLINE_FILE
-    if not os.path.lexists(above):
-        return rooflines, (f"No % of peak: no {ROOFLINE_FILE} under {records_dir} or in {above.parent}; "
-                f"python -m bench roofline --results-dir {records_dir} on the runs' machine adds one.")
-    try:
-        data = read_measurements(above)
-    except BenchError as exc:
-        return rooflines, f"No % of peak: {str(exc).split('; ')[0]}."  # the finding, not bench roofline's advice
-    return [data], f"% of peak: against the float32 GEMM peaks in {above} (bench roofline), {_measured([data])}{matched}."
-
-
-def _measured(rooflines: list[dict[str, Any]]) -> str:
-    """``measured on X at 1 thread, Y at 2 threads`` (each CPU and thread count once)."""
-    seen = dict.fromkeys((m["cpu"], m["threads"]) for data in rooflines for m in data["measurements"])
-    if not seen:
-        return "which hold no measurement yet"
-    return "measured on " + ", ".join(f"{cpu} at {threads} thread{'s' if threads != 1 else ''}" for cpu, threads in seen)
 
 
 def model_gemms(spec: Any, batch: int, steps: int, training: bool) -> list[tuple[int, int, int, int]]:

@@ -23,8 +23,7 @@ from bench.report.grouping import (
     SWEEP_MEASURES, cell_variant, configuration_key, describe, slug, sweep_columns, sweep_param, swept_settings,
     value_key, value_labels, value_order,
 )
-from bench.report.reading import read_results
-from bench.measure.roofline import find_roofline
+from bench.report.reading import find_roofline, read_results
 from bench.report.seeds import pool, with_spread
 from bench.storage import atomic_write_bytes, refuse_link
 from bench.tasks import SOLVED_FRACTION

@@ -3,7 +3,7 @@ atomic writes and loading.
 
 A record is rewritten (atomically: temporary file + rename) after every epoch, so an
 interrupted or killed run still leaves every completed epoch on disk. The schema is
-documented in ``results/README.md``; bump ``SCHEMA_VERSION`` when it changes.
+documented in ``results/README.md``; bump ``bench.documents.SCHEMA_VERSION`` when it changes.
 """
 from __future__ import annotations
 
@@ -19,17 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.documents import SCHEMA_VERSION
 from bench.errors import BenchError
 from bench.storage import atomic_write_bytes, fault_reason, prepare_writable_dir
 
-SCHEMA_VERSION = 4
-# 2 adds the status "aborted", failure.phase/reason, preset, checkpoint; 3 keeps in config
-# only the options of the run's own cell and task (1 and 2 kept every cell's and task's);
-# 4 adds tasks of independent sequences and regression heads: task.head, scored_steps and
-# memoryless_baseline, metrics without accuracy (regression), samples of vectors per step
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 STATUSES = ("running", "completed", "interrupted", "diverged", "aborted", "failed")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # bench/run/records.py -> the checkout
 # Beside, never above, the committed reference runs (results/reference/): a report of the
 # default directory shows the user's own runs only.
 DEFAULT_RESULTS_DIR = "results/runs"

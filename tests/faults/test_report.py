@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from bench.report import plots
 from bench.config import make_config
-from bench.report.reading import MAX_JSON_BYTES, Unreadable, check, load_schema
+from bench.documents import MAX_JSON_BYTES, Unreadable, check, load_schema
 from bench.report.build import (
     _markdown, comparison_table, epochs_frame, gradients_frame, load_records, published_table, runs_frame,
     sweep_tables, write_report,
@@ -614,7 +614,7 @@ def _stock(kind: str) -> Any:
     """The library's validator on the schema as shipped (its own reference resolution)."""
     from jsonschema import Draft202012Validator, validators
 
-    from bench.report.reading import _TYPES
+    from bench.documents import _TYPES
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine_many(_TYPES)
     return validators.extend(Draft202012Validator, type_checker=checker)(load_schema(kind))
@@ -622,7 +622,7 @@ def _stock(kind: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["record", "speed", "roofline"])
 def test_every_schema_compiles_so_no_report_falls_back_to_the_slow_path(kind):
-    from bench.report.reading import _compile, _inline_refs
+    from bench.documents import _compile, _inline_refs
 
     schema = load_schema(kind)
     assert _compile(_inline_refs(schema, schema.get("$defs", {}))) is not None
@@ -631,7 +631,7 @@ def test_every_schema_compiles_so_no_report_falls_back_to_the_slow_path(kind):
 def test_the_compiled_schema_agrees_with_the_library_on_every_walk_mutant():
     """``check`` trusts the compiled predicate when it passes a document; on every field of
     the template removed or of each wrong type, it must say what the library says."""
-    from bench.report.reading import is_valid
+    from bench.documents import is_valid
 
     stock = _stock("record")
     verdicts = set()
@@ -645,7 +645,7 @@ def test_the_compiled_schema_agrees_with_the_library_on_every_walk_mutant():
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_compiled_schema_agrees_with_the_library_on_random_documents(data):
-    from bench.report.reading import is_valid
+    from bench.documents import is_valid
 
     kind = data.draw(st.sampled_from(["record", "speed", "roofline"]), label="kind")
     document = copy.deepcopy({"record": TEMPLATE, "speed": SPEED_TEMPLATE, "roofline": ROOFLINE_TEMPLATE}[kind])

@@ -12,7 +12,7 @@ import pytest
 from bench.cli import main
 from bench.config import make_config
 from bench.errors import BenchError
-from bench.report.reading import load_record
+from bench.documents import load_record
 from bench.run.runner import RunOptions, evaluate, run
 from bench.tasks import make_task
 from tests.test_registry import _install
