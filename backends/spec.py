@@ -198,3 +198,19 @@ def reference_forward(
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
         loss_sum = -np.take_along_axis(log_probs, y[:, scored][..., None], axis=-1).sum()
     return float(loss_sum * spec.loss_scale(batch, steps)), out, state
+
+
+def random_window(spec: ModelSpec, batch: int, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs and targets (for timing a step and for checking one: no data file needed) of ``spec``'s kinds: token ids, bits, one-hot rows (vectors
+    of several features where the targets are classes), uniform values and targets (regression)."""
+    if spec.input_kind == "tokens":
+        x = rng.integers(0, spec.vocab_size, (batch, steps))
+    elif spec.input_kind == "scalar":
+        x = rng.integers(0, 2, (batch, steps)).astype(np.float32)
+    elif spec.head == "classify":
+        x = np.eye(spec.vocab_size, dtype=np.float32)[rng.integers(0, spec.vocab_size, (batch, steps))]
+    else:
+        x = rng.uniform(0, 1, (batch, steps, spec.vocab_size)).astype(np.float32)
+    if spec.head == "regress":
+        return x, rng.uniform(0, 2, (batch, steps, spec.n_classes)).astype(np.float32)
+    return x, rng.integers(0, spec.n_classes, (batch, steps))

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from backends.base import TrainSettings
-from backends.spec import ModelSpec, init_params, reference_forward
+from backends.spec import ModelSpec, init_params, random_window, reference_forward
 from bench.errors import BenchError
 from bench.registry import backend_names, get_backend
 from cells.base import CellSpec
@@ -75,22 +75,6 @@ def small_spec(cell: CellSpec, task: str) -> ModelSpec:
     if task == "adding":
         return ModelSpec(cell, "vector", 2, 16, 2, 1, 1.0, "mean", "regress", (-1,))
     return ModelSpec(cell, "scalar", 1, 16, 2, 2, 1.0, "mean")
-
-
-def random_window(spec: ModelSpec, batch: int, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random inputs and targets of ``spec``'s kinds: token ids, bits, one-hot rows (vectors
-    of several features where the targets are classes), uniform values and targets (regression)."""
-    if spec.input_kind == "tokens":
-        x = rng.integers(0, spec.vocab_size, (batch, steps))
-    elif spec.input_kind == "scalar":
-        x = rng.integers(0, 2, (batch, steps)).astype(np.float32)
-    elif spec.head == "classify":
-        x = np.eye(spec.vocab_size, dtype=np.float32)[rng.integers(0, spec.vocab_size, (batch, steps))]
-    else:
-        x = rng.uniform(0, 1, (batch, steps, spec.vocab_size)).astype(np.float32)
-    if spec.head == "regress":
-        return x, rng.uniform(0, 2, (batch, steps, spec.n_classes)).astype(np.float32)
-    return x, rng.integers(0, spec.n_classes, (batch, steps))
 
 
 def window_stream(spec: ModelSpec, n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -111,6 +111,44 @@ def test_no_module_imports_one_that_imports_it_back():
     assert _cycles() == []
 
 
+# Inside bench/: the command line (cli, __main__; run_flags, the flags of `bench run`, which
+# fan-out passes on to each run) may import anything, and no room imports cli; the rest
+# is in rooms whose arrows point one way. The shared core (config, registry, tasks, data,
+# storage, documents, ...) imports none of the rooms; one run knows nothing of many runs,
+# measurement or the report; the report reads records, never a run, a model or the test kit.
+COMMAND_LINE = {"bench.__main__", "bench.cli", "bench.run_flags"}
+ROOMS = ("bench.run", "bench.fanout", "bench.measure", "bench.report")
+MAY_NOT_IMPORT = {
+    "bench.run": ("bench.fanout", "bench.measure", "bench.report", "bench.testing"),
+    "bench.fanout": ("bench.report", "bench.testing"),
+    "bench.measure": ("bench.fanout", "bench.report", "bench.testing"),
+    "bench.report": ("bench.run", "bench.fanout", "bench.measure", "bench.testing", "backends", "cells"),
+}
+
+
+def _room(module: str) -> str | None:
+    return next((room for room in ROOMS if module == room or module.startswith(room + ".")), None)
+
+
+def _within(module: str, names: tuple[str, ...]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in names)
+
+
+def test_the_shared_core_imports_no_room_and_no_command_line():
+    core = {name for name in GRAPH if name.split(".")[0] == "bench" and _room(name) is None and name not in COMMAND_LINE}
+    assert {name: sorted(d for d in GRAPH[name] if _room(d) or d in COMMAND_LINE) for name in core
+            if any(_room(d) or d in COMMAND_LINE for d in GRAPH[name])} == {}
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_each_room_imports_only_what_it_may(room):
+    members = [name for name in GRAPH if _room(name) == room]
+    assert members, f"no modules in {room}"
+    wrong = {name: sorted(d for d in GRAPH[name] if d in ("bench.__main__", "bench.cli") or _within(d, MAY_NOT_IMPORT[room]))
+             for name in members}
+    assert {name: deps for name, deps in wrong.items() if deps} == {}
+
+
 def test_the_walk_sees_lazy_imports():
     """The runner imports its factory at the top, the factory the registry; and a lazy
     import inside a function (the torch backend's build) is seen too."""

@@ -21,13 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backends.spec import ModelSpec
+from backends.spec import ModelSpec, random_window
 from bench import interrupts
 from bench.config import make_config
+from bench.registry import get_task_class
 from bench.run.factory import build_model, model_spec
 from bench.run.metrics import flops_per_token
-from bench.registry import get_task_class
-from bench.testing import random_window
 
 
 def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
