@@ -13,7 +13,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -251,15 +251,24 @@ def train_epoch(
 ) -> dict[str, float]:
     """One pass over the training windows, the state carried from window to window (zeros
     for each window of independent sequences)."""
-    state = model.zero_state(config.batch_size)
-    totals = PassTotals(flops_per_token(model.spec, training=True), task.reports_perplexity, task.reports_accuracy)
+    return _one_pass(model, task, task.train_windows(epoch), task.n_train_windows, config.batch_size,
+                     lambda x, y, state: model.train_step(x, y, state, lr), True, where, bar)
+
+
+def _one_pass(model: Model, task: Task, windows: Iterable, n_windows: int, batch_size: int,
+              step: Callable, training: bool, where: _Progress, bar: Callable) -> dict[str, float]:
+    """Run ``step(x, y, state) -> (stats, state)`` over ``windows``, the state carried from
+    window to window from zeros (zeros for each window of independent sequences); a window
+    whose loss has diverged (:func:`has_diverged`) stops the run. The pass's totals."""
+    state = model.zero_state(batch_size)
+    totals = PassTotals(flops_per_token(model.spec, training=training), task.reports_perplexity, task.reports_accuracy)
     compiled = model.compile_seconds()
-    with bar(task.n_train_windows) as progress:
-        for step, (x, y) in enumerate(task.train_windows(epoch)):
-            where.window(step + 1)
+    with bar(n_windows) as progress:
+        for index, (x, y) in enumerate(windows):
+            where.window(index + 1)
             if task.independent:
-                state = model.zero_state(config.batch_size)
-            stats, state = model.train_step(x, y, state, lr)
+                state = model.zero_state(batch_size)
+            stats, state = step(x, y, state)
             if has_diverged(stats):
                 raise Diverged(where, stats)
             totals.add(stats, x.shape[0] * x.shape[1])
@@ -279,21 +288,8 @@ def evaluate(
     """Score a whole split with the state carried across it, starting from zeros (or from
     zeros for each window of independent sequences). A window whose loss has diverged
     (:func:`has_diverged`) stops the run: its perplexity is no number."""
-    where = where or _Progress(f"evaluate:{split}")
-    state = model.zero_state(batch_size)
-    totals = PassTotals(flops_per_token(model.spec, training=False), task.reports_perplexity, task.reports_accuracy)
-    compiled = model.compile_seconds()
-    with bar(task.n_eval_windows[split]) as progress:
-        for step, (x, y) in enumerate(task.eval_windows[split]()):
-            where.window(step + 1)
-            if task.independent:
-                state = model.zero_state(batch_size)
-            stats, state = model.eval_step(x, y, state)
-            if has_diverged(stats):
-                raise Diverged(where, stats)
-            totals.add(stats, x.shape[0] * x.shape[1])
-            progress.tick(totals)
-    return totals.summary(_compiling(model, compiled))
+    return _one_pass(model, task, task.eval_windows[split](), task.n_eval_windows[split], batch_size,
+                     model.eval_step, False, where or _Progress(f"evaluate:{split}"), bar)
 
 
 def measure_gradient_norms(model: Model, task: Task, config: Config) -> dict[str, Any]:
