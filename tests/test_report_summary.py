@@ -56,6 +56,13 @@ def headlines(text: str) -> str:
     return text[start:text.index("\n## ", start + 1)]
 
 
+def answer(text: str) -> str:
+    """The answer section, which opens the report (before the headlines)."""
+    start = text.index("## The answer")
+    assert start < text.index("## Headlines") and text.count("\n## ", 0, start) == 0
+    return text[start:text.index("\n## ", start + 1)]
+
+
 # --- seeds: pooled, and nothing else is ----------------------------------------------
 
 def test_runs_differing_only_in_seed_are_pooled_as_mean_std_and_n(record, tmp_path):
@@ -118,15 +125,18 @@ def test_within_spread_needs_a_spread_and_compares_with_both():
 
 # --- headlines --------------------------------------------------------------------------
 
-def test_headlines_rank_cells_state_agreement_and_say_one_seed_is_not_enough(record, tmp_path):
+def test_the_answer_table_ranks_cells_and_headlines_state_agreement_and_say_one_seed_is_not_enough(record, tmp_path):
     root = tmp_path / "r"
     write(root / "l-numpy.json", variant(record, run_id="ln", accuracy=0.95))
     write(root / "l-torch.json", variant(record, run_id="lt", backend="torch", impl="fused", accuracy=0.94))
     write(root / "r-numpy.json", variant(record, run_id="rn", cell="rnn", accuracy=0.60))
-    text = headlines((write_report(root, tmp_path / "out")["out"] / "report.md").read_text())
-    assert "**Cells ranked (echo, set `.`" in text
-    assert "lstm 0.95 (numpy/cell), rnn 0.6 (numpy/cell)" in text
-    assert "One seed per run" in text and "not tested against seed noise" in text
+    report = (write_report(root, tmp_path / "out")["out"] / "report.md").read_text()
+    table = answer(report)
+    row = next(line for line in table.splitlines() if line.startswith("| echo |"))
+    assert ("| test accuracy | lstm 0.95 (numpy/cell) | rnn 0.6 | 0.35 higher | 1, 1 | n/a (one seed) "
+            "| one seed: not tested against seed noise |") in row
+    assert "](#" in row  # links to its table
+    text = headlines(report)
     assert "**Backends agree (echo, set `.`).** lstm test accuracy 0.94 to 0.95 over 2 backend/impls (1.06%)" in text
     assert "**Gradient over time (echo).**" in text and "lstm" in text and "rnn" in text
     assert "**How sure.** Every run above is one seed" in text
@@ -137,18 +147,23 @@ def test_headlines_rank_cells_state_agreement_and_say_one_seed_is_not_enough(rec
 
 
 @pytest.mark.parametrize("rnn_accuracies, verdict", [
-    ((0.93, 0.95, 0.91), "within the seed spread"),
-    ((0.50, 0.52, 0.48), "differ by more than their seed spreads"),
+    ((0.93, 0.95, 0.91), "within the seed spread: not ranked"),
+    ((0.50, 0.52, 0.48), "apart by more than the seed spreads"),
 ])
 def test_a_gap_within_the_seed_spread_is_flagged(record, tmp_path, rnn_accuracies, verdict):
     root = tmp_path / "r"
     for seed, (lstm, rnn) in enumerate(zip((0.94, 0.96, 0.92), rnn_accuracies)):
         write(root / f"l{seed}.json", variant(record, run_id=f"l{seed}", seed=seed, accuracy=lstm))
         write(root / f"r{seed}.json", variant(record, run_id=f"r{seed}", cell="rnn", seed=seed, accuracy=rnn))
-    text = headlines((write_report(root, tmp_path / "out")["out"] / "report.md").read_text())
-    assert verdict in text
-    assert "lstm 0.94 ± 0.02 (numpy/cell)" in text
-    assert "repeat each run over up to 3 seeds" in text
+    report = (write_report(root, tmp_path / "out")["out"] / "report.md").read_text()
+    table = answer(report)
+    assert verdict in table
+    assert "lstm 0.94 ± 0.02 (numpy/cell)" in table
+    # the winner's 95% interval: mean ± t(0.975, n - 1) s / sqrt(n), seeds 0.94, 0.96, 0.92
+    from scipy import stats
+    half = stats.t.ppf(0.975, 2) * 0.02 / 3 ** 0.5
+    assert f"{0.94 - half:.5g} to {0.94 + half:.5g}" in table and "| 3, 3 |" in table
+    assert "repeat each run over up to 3 seeds" in headlines(report)
 
 
 def test_bench_report_prints_the_answers_not_the_detail_table(record, tmp_path, capsys):
@@ -158,7 +173,8 @@ def test_bench_report_prints_the_answers_not_the_detail_table(record, tmp_path, 
     write(tmp_path / "r" / "n.json", variant(record, run_id="n", cell="rnn", accuracy=0.5))
     assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("## Headlines") and "## Results by task" in out and "## Every run" not in out
+    assert out.startswith("## The answer") and "## Headlines" in out and "## Results by task" in out
+    assert "## Every run" not in out
     assert "<a id=" not in out and "\n\n\n" not in out
     assert "report.html" in err and (tmp_path / "out" / "report.html").is_file()
 
@@ -174,8 +190,8 @@ def test_a_configuration_that_differs_is_named_not_ranked(record, tmp_path):
     write(root / "main" / "l.json", variant(record, run_id="l", accuracy=0.9))
     write(root / "main" / "r.json", variant(record, run_id="r", cell="rnn", accuracy=0.5))
     write(root / "tuned" / "r.json", variant(record, run_id="rt", cell="rnn", accuracy=0.97, learning_rate=0.1))
-    text = headlines((write_report(root, tmp_path / "out")["out"] / "report.md").read_text())
-    assert "In other configurations (settings differ, so not ranked here): rnn 0.97 in set `tuned`" in text
+    text = answer((write_report(root, tmp_path / "out")["out"] / "report.md").read_text())
+    assert "in other configurations (settings differ, so not ranked here): rnn 0.97 in set `tuned`" in text
 
 
 # --- samples side by side --------------------------------------------------------------
@@ -344,3 +360,17 @@ def test_memory_headline_names_the_largest_value_solved_and_the_closest_miss():
     assert "the gru solved up to adding_length = 50 (numpy/cell, 0.028 x the baseline)" in line
     assert "the rnn solved none (closest: 0.99 x the baseline at adding_length = 100)" in line
     assert line.endswith("([table](#x))")
+
+
+def test_the_answer_table_gives_a_sweep_the_largest_length_each_cell_reached(record, tmp_path):
+    root = tmp_path / "r"
+    remembered = {"lstm": (1.0, 1.0, 0.995), "rnn": (0.999, 0.7, 0.6)}
+    for cell, accuracies in remembered.items():
+        for lag, accuracy in zip((1, 3, 5), accuracies):
+            r = variant(record, run_id=f"{cell}{lag}", cell=cell, accuracy=accuracy, echo_step=lag)
+            r["tag"] = "sweep:echo_step"
+            write(root / f"{cell}{lag}.json", r)
+    table = answer((write_report(root, tmp_path / "out")["out"] / "report.md").read_text())
+    row = next(line for line in table.splitlines() if line.startswith("| echo |"))
+    assert "| largest echo_step remembered | lstm 5 (numpy/cell) | rnn 1 | 5x longer |" in row
+    assert "one seed per value: not tested against seed noise" in row

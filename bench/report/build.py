@@ -304,7 +304,13 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]
             values[key] = row["sweep_value"]
         keys = sorted(values, key=lambda k: value_order(values[k]))
         columns = {param: [values[k] for k in keys]}
-        measures = (SWEEP_MEASURES[:4] if group["baseline"].notna().any() else ("accuracy", "grad_ratio_final"))
+        if group["baseline"].notna().any():  # and accuracy too where it is the task's main metric (echo)
+            from bench.report.headlines import main_metric
+
+            accuracy = main_metric(str(group["task"].iloc[0]), True)[0] == "accuracy"
+            measures = SWEEP_MEASURES[:4] + (("accuracy",) if accuracy else ())
+        else:
+            measures = ("accuracy", "grad_ratio_final")
         for what in measures:
             for who in sorted({who for who, _ in latest}):
                 columns[f"{who} {what}"] = [_seed_mean(latest.get((who, k)), what) for k in keys]
@@ -454,10 +460,10 @@ def write_report(directory: str | Path, out_dir: str | Path | None = None) -> di
 
 
 def summary_of(text: str) -> str:
-    """The report's answers for a terminal: its headlines and per-task tables, the sections
-    before the evidence."""
+    """The report's answers for a terminal: the answer table, its headlines and per-task
+    tables, the sections before the evidence."""
     sections = text.split("\n## ")
-    kept = [s for s in sections[1:] if s.startswith(("Headlines", "Results by task"))]
+    kept = [s for s in sections[1:] if s.startswith(("The answer", "Headlines", "Results by task"))]
     lines = "\n".join("## " + s.rstrip() + "\n" for s in kept).splitlines()
     kept_lines = [line for line in lines if not line.startswith('<a id="')]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept_lines)).strip()
@@ -513,6 +519,7 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
         "the preset it starts from and what differs from it). Runs are compared only within one set and "
         "configuration; runs that differ only in their seed are pooled (mean ± standard deviation).", "",
     ]
+    lines += _answer_section(pooled, compact, sweeps)
     if peak_note:  # before the first sentence that quotes a % of the GEMM peak
         lines += [_cell(peak_note), ""]
     lines += _headline_section(pooled, compact, sweeps, published, speeds or {})
@@ -585,6 +592,16 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
     return "\n".join(lines)
 
 
+def _answer_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd.DataFrame]],
+                    sweeps: list[tuple[dict[str, Any], pd.DataFrame]]) -> list[str]:
+    from bench.report import answers, headlines
+
+    anchors = {(about["set"], about["config_key"]): about["anchor"] for about, _ in compact}
+    rows = answers.answers(pooled, headlines.main_metric, headlines.elsewhere_note) if len(pooled) else []
+    rows += answers.sweep_answers(sweeps, headlines.main_metric, SOLVED_FRACTION, headlines.ECHO_REMEMBERS)
+    return answers.answer_lines(rows, anchors, SOLVED_FRACTION, headlines.ECHO_REMEMBERS)
+
+
 def _headline_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd.DataFrame]],
                       sweeps: list[tuple[dict[str, Any], pd.DataFrame]], published: pd.DataFrame | None,
                       speeds: dict[str, tuple[dict, pd.DataFrame]]) -> list[str]:
@@ -596,7 +613,6 @@ def _headline_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], 
         sentences += headlines.gradient_sentences(pooled, anchors, _window_steps)
     sentences += headlines.solved_sentences(sweeps, pooled)
     if len(pooled):
-        sentences += headlines.ranking_sentences(pooled, anchors)
         sentences += headlines.agreement_sentences(pooled, anchors)
     sentences += headlines.speed_sentences(speeds)
     sentences += headlines.published_sentences(published if published is not None else pd.DataFrame())

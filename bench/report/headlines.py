@@ -15,7 +15,6 @@ import pandas as pd
 
 from bench.report.grouping import numeric_sweep, sweep_columns, value_key, value_order, value_text
 from bench.report.mdtext import code, text
-from bench.report.seeds import with_spread, within_spread
 from bench.tasks import SOLVED_FRACTION
 
 ECHO_REMEMBERS = 0.99  # test accuracy at which the echo task counts as remembered
@@ -92,8 +91,9 @@ def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]
             gap += "; after training, " + ", ".join(f"{text(cell)} {_ratio(trained[cell])}" for cell in per_cell.index
                                                     if cell in trained)
         lines.append(f"- **Gradient over time ({text(task)}).** At initialisation, the share of the last step's gradient that "
-                     f"reaches the first step {across} (||dL_T/dh_0|| / ||dL_T/dh_T-1||, {over}) is "
-                     f"{parts}{gap}. Set {code(set_name)}, {text(row['configuration'])}.{_link(anchors, row)}")
+                     f"reaches the first step {across} is {parts}{gap} ({over}; the ratio "
+                     f"||dL_T/dh_0|| / ||dL_T/dh_T-1||). Set {code(set_name)}, {text(row['configuration'])}."
+                     f"{_link(anchors, row)}")
     return lines
 
 
@@ -200,42 +200,7 @@ def _percent(value: float) -> str:
     return f"{value:.2f}%" if value >= 0.01 or value == 0 else f"{value:.1e}%"
 
 
-def ranking_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]) -> list[str]:
-    """Per configuration with several cells: the cells in order of their best backend's main
-    metric, with whether the seeds can tell them apart."""
-    lines = []
-    for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
-        if group["cell"].nunique() < 2:
-            continue
-        task = group["task"].iloc[0]
-        column, words, lower = main_metric(task, group["baseline"].notna().any())
-        best = _best_per_cell(group, column, lower)
-        if len(best) < 2:
-            continue
-        ranked = best.sort_values(column, ascending=lower, kind="stable")
-        parts = [f"{text(r['cell'])} {with_spread(r[column], r[f'{column}_std'], r['n'])} ({_who(r)})"
-                 for _, r in ranked.iterrows()]
-        first, second = ranked.iloc[0], ranked.iloc[1]
-        verdict = within_spread(first[column], first[f"{column}_std"], second[column], second[f"{column}_std"])
-        tied = [r["cell"] for _, r in ranked.iterrows() if f"{r[column]:.4g}" == f"{first[column]:.4g}"]
-        if len(tied) > 1 and verdict is None:  # with seeds, their spread decides instead
-            caveat = f" The {', '.join(text(c) for c in tied)} tie at this precision."
-        elif verdict is None:
-            caveat = (" One seed per run: the order is what these runs gave, not tested against seed noise"
-                      + (" (the gap between the first two is within the backends' own spread)."
-                         if _within_backends(group, column, first, second) else "."))
-        elif verdict:
-            caveat = (f" The {text(first['cell'])} and the {text(second['cell'])} are within the seed spread "
-                      f"(n = {first['n']}, {second['n']}): the data do not rank them.")
-        else:
-            caveat = f" The first two differ by more than their seed spreads (n = {first['n']}, {second['n']})."
-        elsewhere = _elsewhere(pooled, group, column, lower)
-        lines.append(f"- **Cells ranked ({text(task)}, set {code(set_name)}, {text(group['configuration'].iloc[0])}).** By {words}, "
-                     f"best backend each: {', '.join(parts)}.{caveat}{elsewhere}{_link(anchors, group.iloc[0])}")
-    return lines
-
-
-def _elsewhere(pooled: pd.DataFrame, group: pd.DataFrame, column: str, lower: bool) -> str:
+def elsewhere_note(pooled: pd.DataFrame, group: pd.DataFrame, column: str, lower: bool) -> str:
     """A cell of ``group`` that did better in another configuration of the same task and
     epochs (another learning rate, say): named, since its rank here depends on settings
     tuned for another cell, and the configurations differ, so no ranking is claimed."""
@@ -251,13 +216,7 @@ def _elsewhere(pooled: pd.DataFrame, group: pd.DataFrame, column: str, lower: bo
         best = there.iloc[0]
         if (best[column] < here) if lower else (best[column] > here):
             notes.append(f"{text(cell)} {best[column]:.4g} in set {code(best['set'])} ({text(best['configuration'])})")
-    return (f" In other configurations (settings differ, so not ranked here): {'; '.join(notes)}." if notes else "")
-
-
-def _within_backends(group: pd.DataFrame, column: str, first: Any, second: Any) -> bool:
-    """Whether two cells' best values differ by less than one cell's spread over backends."""
-    spreads = [values.max() - values.min() for _, values in group.groupby("cell")[column] if values.notna().sum() > 1]
-    return bool(spreads) and abs(first[column] - second[column]) <= max(spreads)
+    return (f"in other configurations (settings differ, so not ranked here): {'; '.join(notes)}." if notes else "")
 
 
 def speed_sentences(speeds: dict[str, tuple[dict[str, Any], pd.DataFrame]]) -> list[str]:
