@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_fan_out_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the runs of matrix and sweep go, and how many seeds each combination gets."""
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+    from bench.registry import executor_names
+
+    parser.add_argument("--executor", choices=executor_names(), default="local",
                         help="local: one process after another on this machine; ray: each run a Ray task reserving "
                         "--threads CPUs (and a GPU with --device gpu), records written here (default: local)")
     parser.add_argument("--address", help="with --executor ray: the cluster to join, auto (the one `ray start` made "

@@ -1,14 +1,18 @@
-"""Backends, cells and tasks, discovered through packaging entry points.
+"""Backends, cells, tasks and executors, discovered through packaging entry points.
 
-Registry keys = CLI names = entry-point names (groups ``bench.backends``, ``bench.cells`` and
-``bench.tasks``), so a separately installed package adds a backend, a cell or a task by
-declaring an entry point; no file here changes. Loading an entry point imports only the
-backend's thin module, never its framework, so listing is cheap. Cells and tasks declare
-their own settings (:class:`cells.options.Option`); :func:`declared_options` gathers them,
-and each becomes a flag of ``bench run``.
+Registry keys = CLI names = entry-point names (groups ``bench.backends``, ``bench.cells``,
+``bench.tasks`` and ``bench.executors``), so a separately installed package adds one by
+declaring an entry point; no file here changes. Each group is one cached :class:`Registry`
+(timm's ``_registry.py``: names, ``get`` with "did you mean", ``list`` with a pattern).
+Loading an entry point imports only the backend's thin module, never its framework, so
+listing is cheap. Cells and tasks declare their own settings (:class:`cells.options.Option`);
+:func:`declared_options` gathers them, and each becomes a flag of ``bench run``. (A
+framework's fused layers are extended through groups ``bench.fused.<backend>``, read by the
+backend's table itself: ``backends/fused.py``.)
 """
 from __future__ import annotations
 
+import fnmatch
 import sys
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -20,26 +24,54 @@ from cells.options import Option
 BACKEND_GROUP = "bench.backends"
 CELL_GROUP = "bench.cells"
 TASK_GROUP = "bench.tasks"
+EXECUTOR_GROUP = "bench.executors"
 
 
-# Scanning the installed distributions' metadata costs milliseconds, and one command asks
-# thousands of times (every config, every record a report reads). The scan is kept per
-# group and import path: a changed sys.path (a plugin installed into a running process, as
-# the registry tests do) is a new key, so what is found is always what is installed.
-_scanned: dict[tuple[str, tuple[str, ...]], dict[str, EntryPoint]] = {}
+class Registry:
+    """The plugins of one entry-point group, by name.
 
+    Scanning the installed distributions' metadata costs milliseconds, and one command asks
+    thousands of times (every config, every record a report reads). The scan is kept per
+    import path: a changed ``sys.path`` (a plugin installed into a running process, as the
+    registry tests do) scans again, so what is found is always what is installed.
+    """
 
-def refresh() -> None:
-    """Forget every scan: the next lookup reads the packaging metadata again (for a
-    distribution installed into a running process on an unchanged ``sys.path``)."""
-    _scanned.clear()
+    def __init__(self, group: str, kind: str) -> None:
+        self.group = group
+        self.kind = kind  # what the error messages call one: "backend", "cell", ...
+        self._key: tuple[str, ...] | None = None
+        self._found: dict[str, EntryPoint] = {}
 
+    def refresh(self) -> None:
+        """Forget the scan: the next lookup reads the packaging metadata again (for a
+        distribution installed into a running process on an unchanged ``sys.path``)."""
+        self._key = None
 
-def _entry_points(group: str) -> dict[str, EntryPoint]:
-    key = (group, tuple(sys.path))
-    if key not in _scanned:
-        _scanned[key] = _scan(group)
-    return dict(_scanned[key])
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return list(self._entry_points())
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """The registered names matching the shell-style ``pattern`` (``"*gru*"``), sorted."""
+        return fnmatch.filter(self.names(), pattern)
+
+    def get(self, name: str) -> Any:
+        """The object registered as ``name``; an unknown name is a BenchError listing the
+        valid ones and suggesting the closest, a broken plugin one naming it."""
+        eps = self._entry_points()
+        if name not in eps:
+            raise unknown_name(self.kind, name, list(eps))
+        try:
+            return eps[name].load()
+        except Exception as exc:  # a broken plugin is reported, not a crash of every command
+            raise BenchError(f"{self.kind} {name!r} ({eps[name].value}) failed to load: {exc}") from exc
+
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        key = tuple(sys.path)
+        if key != self._key:
+            self._found = _scan(self.group)
+            self._key = key
+        return self._found
 
 
 def _scan(group: str) -> dict[str, EntryPoint]:
@@ -52,39 +84,51 @@ def _scan(group: str) -> dict[str, EntryPoint]:
     return dict(sorted(found.items()))
 
 
+BACKENDS = Registry(BACKEND_GROUP, "backend")
+CELLS = Registry(CELL_GROUP, "cell")
+TASKS = Registry(TASK_GROUP, "task")
+EXECUTORS = Registry(EXECUTOR_GROUP, "executor")
+REGISTRIES = {registry.group: registry for registry in (BACKENDS, CELLS, TASKS, EXECUTORS)}
+
+
+def refresh() -> None:
+    """Forget every group's scan (:meth:`Registry.refresh`)."""
+    for registry in REGISTRIES.values():
+        registry.refresh()
+
+
 def backend_names() -> list[str]:
-    return list(_entry_points(BACKEND_GROUP))
+    return BACKENDS.names()
 
 
 def cell_names() -> list[str]:
-    return list(_entry_points(CELL_GROUP))
+    return CELLS.names()
 
 
 def task_names() -> list[str]:
-    return list(_entry_points(TASK_GROUP))
+    return TASKS.names()
 
 
-def _load(group: str, kind: str, name: str) -> Any:
-    eps = _entry_points(group)
-    if name not in eps:
-        raise unknown_name(kind, name, list(eps))
-    try:
-        return eps[name].load()
-    except Exception as exc:  # a broken plugin is reported, not a crash of every command
-        raise BenchError(f"{kind} {name!r} ({eps[name].value}) failed to load: {exc}") from exc
+def executor_names() -> list[str]:
+    return EXECUTORS.names()
 
 
 def get_backend(name: str):  # -> type[Backend]
     """The backend class registered as ``name``; the error lists the valid names."""
-    return _load(BACKEND_GROUP, "backend", name)
+    return BACKENDS.get(name)
 
 
 def get_cell_class(name: str):  # -> type[CellSpec]
-    return _load(CELL_GROUP, "cell", name)
+    return CELLS.get(name)
 
 
 def get_task_class(name: str):  # -> type[TaskSpec]
-    return _load(TASK_GROUP, "task", name)
+    return TASKS.get(name)
+
+
+def get_executor(name: str):  # -> bench.fanout.executors.ExecutorPlugin
+    """What executor ``name``'s entry point loads: how to check its settings and open it."""
+    return EXECUTORS.get(name)
 
 
 def make_cell(name: str, **options: Any):  # -> CellSpec

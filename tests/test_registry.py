@@ -148,3 +148,78 @@ def test_the_scan_is_cached_and_a_new_import_path_is_seen(tmp_path, monkeypatch)
         assert len(calls) == 2
     finally:
         sys.modules.pop("late_plugin", None)
+
+
+def test_each_group_is_one_cached_registry_with_names_list_and_get():
+    assert set(registry.REGISTRIES) == {"bench.backends", "bench.cells", "bench.tasks", "bench.executors"}
+    assert registry.REGISTRIES["bench.cells"] is registry.CELLS and registry.CELLS.names() == registry.cell_names()
+    assert registry.CELLS.list("?ru") == ["gru"] and registry.BACKENDS.list("t*") == ["tf", "torch"]
+    assert registry.CELLS.list() == registry.CELLS.names() and registry.TASKS.list("no-such-*") == []
+    assert registry.CELLS.get("lstm") is registry.get_cell_class("lstm")
+    with pytest.raises(BenchError, match=r"^unknown task 'ecko' \(did you mean 'echo'\?\); choose one of: "):
+        registry.TASKS.get("ecko")
+
+
+def test_a_registry_refreshed_reads_the_metadata_again(monkeypatch):
+    registry.CELLS.names()
+    calls = []
+    real = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", lambda **kw: calls.append(kw["group"]) or real(**kw))
+    registry.TASKS.refresh()
+    registry.TASKS.names()
+    registry.TASKS.names()
+    registry.TASKS.refresh()
+    registry.TASKS.list("e*")
+    registry.CELLS.names()  # not refreshed: its scan is kept
+    assert calls == ["bench.tasks", "bench.tasks"]
+
+
+@pytest.fixture
+def executor_plugin(tmp_path, monkeypatch):
+    """A plugin declaring an executor that skips every job, and one entry that is no executor."""
+    _install(tmp_path, monkeypatch, "skip_executor", '''
+        from contextlib import contextmanager
+
+        from bench.fanout.executors import ExecutorPlugin
+        from bench.fanout.jobs import Outcome
+
+        @contextmanager
+        def _open(address):
+            yield lambda jobs: [Outcome(label, "skipped", 0.0, "skip executor") for label, _ in jobs]
+
+        SKIP = ExecutorPlugin(check=lambda address: None, open=_open)
+        NOT_AN_EXECUTOR = "nothing"
+    ''', "[bench.executors]\nskip = skip_executor:SKIP\nbroken = skip_executor:NOT_AN_EXECUTOR\n")
+    yield
+    sys.modules.pop("skip_executor", None)
+
+
+def test_executors_are_a_group_and_the_clis_choices_come_from_it(executor_plugin):
+    from bench.cli import build_parser
+    from bench.fanout.executors import check_executor, make_executor
+
+    assert {"local", "ray", "skip"} <= set(registry.executor_names())
+    matrix = build_parser()._subparsers._group_actions[0].choices["matrix"]
+    (executor,) = [action for action in matrix._actions if action.dest == "executor"]
+    assert list(executor.choices) == registry.executor_names()
+    check_executor("skip", None)
+    with make_executor("skip") as run_jobs:
+        assert [o.status for o in run_jobs([("a", ["run"]), ("b", ["run"])])] == ["skipped", "skipped"]
+    with pytest.raises(BenchError, match=r"^executor 'broken' is a str, not a bench.fanout.executors.ExecutorPlugin$"):
+        check_executor("broken", None)
+    with pytest.raises(BenchError, match=r"^unknown executor 'locl' \(did you mean 'local'\?\)"):
+        check_executor("locl", None)
+
+
+def test_the_builtin_executors_check_their_settings_as_before():
+    from bench.fanout.executors import check_executor, make_executor
+    from bench.fanout.jobs import run_all
+
+    with pytest.raises(BenchError, match=r"^--address auto joins a Ray cluster: add --executor ray$"):
+        check_executor("local", "auto")
+    with make_executor("local") as run_jobs:
+        assert run_jobs is run_all
+    pytest.importorskip("ray")
+    check_executor("ray", "ray://head:10001")
+    with pytest.raises(BenchError, match=r"^--address must be auto, HOST:PORT or ray://HOST:PORT"):
+        check_executor("ray", "head")

@@ -12,12 +12,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import FUSED_IMPL, Backend, MemoryProfile, Model, TrainSettings
+from backends.base import Backend, MemoryProfile, Model, TrainSettings
 from backends.fused import FusedTable
-from backends.jax.fused import FUSED_LAYERS, GRU_LIMITS
+from backends.jax.fused import FUSED_LAYERS
 from backends.spec import ModelSpec
-from cells import GRUCell
-from cells.base import CellSpec
 
 
 class JaxBackend(Backend):
@@ -38,13 +36,6 @@ class JaxBackend(Backend):
         if importlib.util.find_spec("flax") is None:
             return f"flax is not installed; {cls.install_hint}"
         return None
-
-    @classmethod
-    def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
-        if impl == FUSED_IMPL and type(cell) is GRUCell:
-            options = ", ".join(f"{key}={value!r}" for key, value in cell.option_values().items())
-            return f"jax has no fused layer for cell 'gru' with {options} ({GRU_LIMITS[cell.reset_gate]}); use --impl cell"
-        return super().unsupported(cell, impl)
 
     @classmethod
     def versions(cls) -> dict[str, str]:

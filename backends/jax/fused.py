@@ -5,15 +5,22 @@ cell under ``flax.linen.RNN`` (a ``lax.scan`` over time, time-major), applied to
 variables mapped from the canonical weights inside the compiled step. Flax keeps one
 tensor per gate (``ii``, ``if``, ... of ``OptimizedLSTMCell``): a path with ``{gate}``
 names one such tensor per gate block, in the entry's gate order; a path without it holds
-the whole parameter. The GRU has no entry: ``flax.linen.GRUCell`` has no recurrent bias
-in its r and z gates, which the cell trains (``JaxBackend.unsupported`` says so).
+the whole parameter. The GRU's entry has no layer to build: ``flax.linen.GRUCell`` has no
+recurrent bias in its r and z gates, which the cell trains, and resets after the recurrent
+product; the entry says which, by the cell's ``reset_gate``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from backends.fused import FusedLayer, LayerTensor, fused_table
-from cells import LSTMCell, RNNCell
+from backends.fused import FusedLayer, LayerTensor, NoFusedLayer, fused_table
+from cells import GRUCell, LSTMCell, RNNCell
+
+# why flax.linen.GRUCell computes another function, by the GRU's reset_gate
+GRU_LIMITS = {
+    "after": "flax.linen.GRUCell has a recurrent bias in n only, none in r and z, so it cannot train the cell's b_h",
+    "before": "flax.linen.GRUCell resets after the recurrent product",
+}
 
 
 def _lstm(cell: LSTMCell, hidden_size: int, dtype: Any) -> Any:
@@ -53,9 +60,6 @@ FUSED_LAYERS = fused_table(
         state_order=("h",),
         kernel=lambda cell: f"flax SimpleCell ({cell.activation}) under nn.RNN (lax.scan), XLA",
     ),
+    NoFusedLayer(cell=GRUCell, layer="flax.linen.GRUCell", refuse=lambda cell: GRU_LIMITS[cell.reset_gate]),
+    framework="jax",
 )
-# why flax.linen.GRUCell computes another function, by the GRU's reset_gate
-GRU_LIMITS = {
-    "after": "flax.linen.GRUCell has a recurrent bias in n only, none in r and z, so it cannot train the cell's b_h",
-    "before": "flax.linen.GRUCell resets after the recurrent product",
-}

@@ -96,12 +96,13 @@ FUSED_LAYERS = fused_table(
         cell=GRUCell,
         layer="keras.layers.GRU",
         make=_gru,
-        accepts=lambda cell: cell.reset_gate == "after",
-        limits="Keras's cuDNN-compatible GRU resets after the recurrent product",
+        refuse=lambda cell: (None if cell.reset_gate == "after"
+                             else "Keras's cuDNN-compatible GRU resets after the recurrent product"),
         gates=("z", "r", "n"),  # Keras's z, r, h: its h is our n; h' = z h + (1 - z) n, as the cell
         # bias (2, 3 hidden): the input bias, then the recurrent one
         params={**_PARAMS, "b": LayerTensor("cell.bias", row=0), "b_h": LayerTensor("cell.bias", row=1)},
         state_order=("h",),
         kernel=_gru_kernel,
     ),
+    framework="tf",
 )

@@ -67,8 +67,7 @@ FUSED_LAYERS = fused_table(
         cell=RNNCell,
         layer="torch.nn.RNN",
         make=_rnn,
-        accepts=lambda cell: cell.activation == "tanh",
-        limits="nn.RNN is tanh only",
+        refuse=lambda cell: None if cell.activation == "tanh" else "nn.RNN is tanh only",
         gates=("h",),
         params=_PARAMS,
         frozen_zero=("bias_hh_l0",),
@@ -79,11 +78,11 @@ FUSED_LAYERS = fused_table(
         cell=GRUCell,
         layer="torch.nn.GRU",
         make=_gru,
-        accepts=lambda cell: cell.reset_gate == "after",
-        limits="nn.GRU resets after the recurrent product",
+        refuse=lambda cell: None if cell.reset_gate == "after" else "nn.GRU resets after the recurrent product",
         gates=("r", "z", "n"),  # W_ir|W_iz|W_in in nn.GRU's docs; h' = (1 - z) n + z h, as the cell
         params={**_PARAMS, "b_h": LayerTensor("bias_hh_l0")},
         state_order=("h",),
         kernel=_kernel,
     ),
+    framework="torch",
 )

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from backends.base import Backend, FUSED_IMPL, TrainSettings
-from backends.fused import FusedLayer, LayerTensor, fused_table, why_no_fused_layer
+from backends.fused import FusedLayer, LayerTensor, NoFusedLayer, fused_table, why_no_fused_layer
 from backends.layout import NUMPY_ARRAYS, ParamLayout
 from backends.spec import ModelSpec, init_params
 from bench.errors import BenchError
 from bench.registry import backend_names, get_backend
-from cells import CellSpec, LSTMCell, RNNCell
+from cells import CellSpec, GRUCell, LSTMCell, RNNCell
 
 
 def _tables() -> list:
@@ -128,7 +128,7 @@ def test_build_refuses_what_unsupported_refuses_before_the_backend_builds_anythi
             FusedLayer(cell=RNNCell, layer="rec", make=lambda *a: None, gates=("h",),
                        params={"U": LayerTensor("u"), "V": LayerTensor("v"), "b": LayerTensor("b")},
                        state_order=("h",), kernel=lambda *a: "rec",
-                       accepts=lambda cell: cell.activation == "tanh", limits="tanh only here")
+                       refuse=lambda cell: None if cell.activation == "tanh" else "tanh only here")
         )
 
         @classmethod
@@ -145,6 +145,29 @@ def test_build_refuses_what_unsupported_refuses_before_the_backend_builds_anythi
     spec = ModelSpec(RNNCell("tanh"), "scalar", 1, 4, 1, 2)
     Recording.build(spec, init_params(spec, 0.1, np.random.default_rng(0)), settings)
     assert built == ["rnn"]
+
+
+def test_jax_gru_refusal_is_data_in_its_table_entry():
+    """Flax's GRUCell computes another function for either reset gate: the table's entry
+    says why, through the same hook and wording as every refused option."""
+    from backends.jax.fused import FUSED_LAYERS, GRU_LIMITS
+
+    assert isinstance(FUSED_LAYERS.entry(GRUCell), NoFusedLayer) and GRUCell not in FUSED_LAYERS
+    for reset_gate in ("after", "before"):
+        why = why_no_fused_layer("jax", FUSED_LAYERS, GRUCell(reset_gate))
+        assert why == (f"jax has no fused layer for cell 'gru' with reset_gate={reset_gate!r} "
+                       f"({GRU_LIMITS[reset_gate]}); use --impl cell")
+        assert Backend.unsupported.__func__(get_backend("jax"), GRUCell(reset_gate), FUSED_IMPL) == why
+
+
+def test_a_closed_table_refuses_two_entries_for_one_cell_naming_both():
+    def layer(name: str) -> FusedLayer:
+        return FusedLayer(cell=RNNCell, layer=name, make=lambda *a: None, gates=("h",), params={},
+                          state_order=("h",), kernel=lambda *a: "")
+
+    with pytest.raises(BenchError, match=r"^two fused layers for cell 'rnn' in the one table: "
+                                         r"first \(built in\) and second \(built in\)$"):
+        fused_table(layer("first"), layer("second"))
 
 
 def test_lstm_layout_for_torch_order_is_the_documented_block_permutation():
@@ -167,7 +190,7 @@ def test_gate_orders_that_are_not_permutations_are_rejected():
 def test_the_refusal_wording_is_one_line_for_every_reason():
     table = fused_table(
         FusedLayer(cell=RNNCell, layer="x", make=lambda *a: None, gates=("h",), params={}, state_order=("h",),
-                   kernel=lambda *a: "", accepts=lambda cell: False, limits="x is tanh only")
+                   kernel=lambda *a: "", refuse=lambda cell: "x is tanh only")
     )
     for cell in (PluginCell(), RNNCell("sigmoid")):
         why = why_no_fused_layer("fw", table, cell)
