@@ -151,12 +151,34 @@ class Model(ABC):
         """Current weights in the canonical names and layout."""
 
     @abstractmethod
-    def checkpoint(self) -> dict[str, np.ndarray]:
-        """Weights and optimizer slots, enough for ``restore`` to continue bit-for-bit."""
+    def optimizer_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        """The optimizer's state per slot (``OPTIMIZER_SLOTS``: Adagrad's accumulator,
+        RMSProp's mean square), each by canonical parameter name and layout; ``{}`` for SGD."""
 
     @abstractmethod
+    def load(self, params: dict[str, np.ndarray], slots: dict[str, dict[str, np.ndarray]]) -> None:
+        """Set every weight and optimizer slot from canonical arrays (checked already: the
+        model's own names, shapes and dtype), so that training continues bit for bit."""
+
+    def checkpoint(self) -> dict[str, np.ndarray]:
+        """Weights and optimizer slots as one flat dict, ``param/<name>`` and
+        ``<slot>/<name>`` (:func:`checkpoint_layout`), enough for :meth:`restore` to
+        continue bit for bit."""
+        arrays = {f"param/{name}": value for name, value in self.get_params().items()}
+        for slot, values in self.optimizer_slots().items():
+            arrays.update({f"{slot}/{name}": value for name, value in values.items()})
+        return arrays
+
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load what ``checkpoint`` returned; implementations call :meth:`check_restorable` first."""
+        """Load what :meth:`checkpoint` returned, after :meth:`check_restorable` refused
+        anything but this model's own layout."""
+        self.check_restorable(arrays)
+        params: dict[str, np.ndarray] = {}
+        slots: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in arrays.items():
+            kind, _, name = key.partition("/")
+            (params if kind == "param" else slots.setdefault(kind, {}))[name] = value
+        self.load(params, slots)
 
     def check_restorable(self, arrays: dict[str, np.ndarray]) -> None:
         """Refuse anything but this model's own checkpoint layout: the exact set of names,

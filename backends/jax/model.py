@@ -381,18 +381,13 @@ class JaxModel(Model):
     def get_params(self) -> dict[str, np.ndarray]:
         return {name: np.array(value) for name, value in self.params.items()}
 
-    def checkpoint(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{name}": value for name, value in self.get_params().items()}
-        for kind, values in self.slots.items():
-            arrays.update({f"{kind}/{name}": np.array(value) for name, value in values.items()})
-        return arrays
+    def optimizer_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        return {kind: {name: np.array(value) for name, value in values.items()} for kind, values in self.slots.items()}
 
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.check_restorable(arrays)
-        for key, value in arrays.items():
-            kind, _, name = key.partition("/")
-            target = self.params if kind == "param" else self.slots[kind]
-            target[name] = self._put(value)
+    def load(self, params: dict[str, np.ndarray], slots: dict[str, dict[str, np.ndarray]]) -> None:
+        self.params.update({name: self._put(value) for name, value in params.items()})
+        for kind, values in slots.items():
+            self.slots[kind].update({name: self._put(value) for name, value in values.items()})
 
     def set_dropout_seed(self, seed: int) -> None:
         self._key = jax.random.PRNGKey(seed % 2**63)

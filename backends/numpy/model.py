@@ -279,18 +279,13 @@ class NumpyModel(Model):
     def get_params(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.params.items()}
 
-    def checkpoint(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{k}": v for k, v in self.params.items()}
-        for slot, values in self.slots.items():
-            arrays.update({f"{slot}/{k}": v for k, v in values.items()})
-        return arrays
+    def optimizer_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        return {slot: dict(values) for slot, values in self.slots.items()}
 
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.check_restorable(arrays)
-        for key, value in arrays.items():
-            kind, name = key.split("/", 1)
-            target = self.params if kind == "param" else self.slots[kind]
-            target[name] = np.array(value, dtype=self.dtype)
+    def load(self, params: dict[str, np.ndarray], slots: dict[str, dict[str, np.ndarray]]) -> None:
+        self.params.update({name: np.array(value, dtype=self.dtype) for name, value in params.items()})
+        for slot, values in slots.items():
+            self.slots[slot].update({name: np.array(value, dtype=self.dtype) for name, value in values.items()})
 
     def set_dropout_seed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

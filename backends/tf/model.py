@@ -388,21 +388,19 @@ class TFModel(Model):
     def get_params(self) -> dict[str, np.ndarray]:
         return {p.name: p.to_canonical(np.array(p.tensor.numpy()), NUMPY_ARRAYS) for p in self.params}
 
-    def checkpoint(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{name}": value for name, value in self.get_params().items()}
-        for slot, variables in self._slots.items():
-            for p in self.params:
-                var = variables[self._var_index[id(p.tensor)]]
-                arrays[f"{slot}/{p.name}"] = p.to_canonical(np.array(var.numpy()), NUMPY_ARRAYS)
-        return arrays
+    def optimizer_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        return {slot: {p.name: p.to_canonical(np.array(variables[self._var_index[id(p.tensor)]].numpy()), NUMPY_ARRAYS)
+                       for p in self.params}
+                for slot, variables in self._slots.items()}
 
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.check_restorable(arrays)
-        for key, value in arrays.items():
-            kind, name = key.split("/", 1)
+    def load(self, params: dict[str, np.ndarray], slots: dict[str, dict[str, np.ndarray]]) -> None:
+        for name, value in params.items():
             p = self._by_name[name]
-            var = p.tensor if kind == "param" else self._slots[kind][self._var_index[id(p.tensor)]]
-            _assign(p, var, value, self.np_dtype)
+            _assign(p, p.tensor, value, self.np_dtype)
+        for slot, values in slots.items():
+            for name, value in values.items():
+                p = self._by_name[name]
+                _assign(p, self._slots[slot][self._var_index[id(p.tensor)]], value, self.np_dtype)
 
     def set_dropout_seed(self, seed: int) -> None:
         self._seed.assign(int(seed))

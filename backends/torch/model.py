@@ -384,33 +384,30 @@ class TorchModel(Model):
         with torch.no_grad():
             return {name: _to_numpy(slot.to_canonical(slot.tensor.detach(), TORCH_ARRAYS)) for name, slot in self._slots.items()}
 
-    def checkpoint(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{name}": value for name, value in self.get_params().items()}
+    def optimizer_slots(self) -> dict[str, dict[str, np.ndarray]]:
+        slots: dict[str, dict[str, np.ndarray]] = {}
         for kind in OPTIMIZER_SLOTS[self.settings.optimizer]:
             # before its first step torch may hold no state yet: the slot's starting value
             start = self.settings.adagrad_initial_accumulator if kind == "adagrad" else 0.0
             with torch.no_grad():
-                for name, slot in self._slots.items():
-                    value = self.optimizer.state.get(slot.tensor, {}).get(_OPTIMIZER_STATE[kind])
-                    arrays[f"{kind}/{name}"] = (
-                        _to_numpy(slot.to_canonical(value, TORCH_ARRAYS))
-                        if value is not None
-                        else np.full(self.spec.param_shapes()[name], start, dtype=self.settings.dtype)
-                    )
-        return arrays
+                slots[kind] = {
+                    name: (_to_numpy(slot.to_canonical(value, TORCH_ARRAYS)) if value is not None
+                           else np.full(self.spec.param_shapes()[name], start, dtype=self.settings.dtype))
+                    for name, slot in self._slots.items()
+                    for value in [self.optimizer.state.get(slot.tensor, {}).get(_OPTIMIZER_STATE[kind])]
+                }
+        return slots
 
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        self.check_restorable(arrays)
+    def load(self, params: dict[str, np.ndarray], slots: dict[str, dict[str, np.ndarray]]) -> None:
         slot_values: dict[int, dict[str, torch.Tensor]] = {}  # by parameter index: torch's state entries
         index = {name: i for i, name in enumerate(self._slots)}
         with torch.no_grad():
-            for key, value in arrays.items():
-                kind, _, name = key.partition("/")
+            for name, value in params.items():
                 slot = self._slots[name]
-                tensor = slot.to_framework(self._tensor(value), TORCH_ARRAYS)
-                if kind == "param":
-                    slot.tensor.copy_(tensor)  # in place: fused weights are views of one buffer
-                else:
+                slot.tensor.copy_(slot.to_framework(self._tensor(value), TORCH_ARRAYS))  # in place: fused weights are views of one buffer
+            for kind, values in slots.items():
+                for name, value in values.items():
+                    tensor = self._slots[name].to_framework(self._tensor(value), TORCH_ARRAYS)
                     slot_values.setdefault(index[name], {})[_OPTIMIZER_STATE[kind]] = tensor
         if slot_values:
             state_dict = self.optimizer.state_dict()
