@@ -18,24 +18,40 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.storage import atomic_write_bytes
 
-# Readable tables without any external stylesheet: wide tables scroll inside their box.
+# Readable tables without any external stylesheet. A table fits the page where it can: its
+# headers wrap (after a `_` or `/` too) and so do its long text cells (a configuration, a
+# CPU name), while numbers stay on one line; one still too wide scrolls in its own box,
+# its first column (what the row is) staying in view.
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; line-height: 1.45; color: #1a1a1a; }
-table { border-collapse: collapse; font-size: 0.85em; display: block; overflow-x: auto; margin: 0.5em 0 1.2em; }
-th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.55em; text-align: left; white-space: nowrap; }
-th { background: #f3f3f3; position: sticky; top: 0; }
+div.table { overflow-x: auto; margin: 0.5em 0 1.2em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #d0d0d0; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
+td { white-space: nowrap; background: #fff; }
+td.long { white-space: normal; min-width: 8em; }
+th { background: #f3f3f3; white-space: normal; min-width: 3em; }
 tr:nth-child(even) td { background: #fafafa; }
+th:first-child, td:first-child { position: sticky; left: 0; }
 code { background: #f3f3f3; padding: 0 0.25em; border-radius: 3px; }
 img { max-width: 100%; height: auto; display: block; margin: 1em 0; border: 1px solid #e5e5e5; }
 h1, h2, h3 { line-height: 1.2; }
 h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 """
-# what report.md's markdown makes, and nothing else (a raw <a id> anchor marks each section)
-ALLOWED_TAGS = {"h1", "h2", "h3", "h4", "p", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "code",
-                "pre", "strong", "em", "a", "img", "hr", "br", "blockquote"}
+# what the page adds after sanitizing, around and inside the tables markdown made
+PAGE_TAGS = {"div", "wbr"}
+# the page's elements: what report.md's markdown makes, and nothing else (a raw <a id>
+# anchor marks each section), which is all the sanitizer lets through, and PAGE_TAGS
+MARKDOWN_TAGS = {"h1", "h2", "h3", "h4", "p", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "code",
+                 "pre", "strong", "em", "a", "img", "hr", "br", "blockquote"}
+ALLOWED_TAGS = MARKDOWN_TAGS | PAGE_TAGS
 ALLOWED_ATTRIBUTES = {"a": {"href", "id"}, "img": {"alt", "src", "title"}, "th": {"align"}, "td": {"align"}}
 _IMAGE = re.compile(r'<img alt="([^"]*)" src="([^"]+)"\s*/?>')
+_HEADER = re.compile(r"(<th\b[^>]*>)(.*?)(</th>)", re.S)
+_CELL = re.compile(r"<td\b([^>]*)>(.*?)</td>", re.S)
+_TAG = re.compile(r"(<[^>]*>)")
+LONG_CELL = 16  # characters beyond which a cell of words may wrap (a number, "1,234 ± 56", never does)
+_WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: words, not 2.5e-10
 # Markdown features report.md never uses: reference-style links and images, <http://...>
 # autolinks and mail links, two-space line breaks. Off, they cannot read a record's string
 # as markup, and a report of 10,000 runs renders a quarter faster (each table cell was put
@@ -57,12 +73,36 @@ def render(markdown_text: str, images: Path) -> str:
             md.inlinePatterns.deregister(name)
     body = md.convert(markdown_text)
     body = _IMAGE.sub(lambda m: _embedded(m.group(1), m.group(2), images), body)
-    body = nh3.clean(body, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes={"data"}, link_rel=None,
+    body = nh3.clean(body, tags=MARKDOWN_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes={"data"}, link_rel=None,
                      attribute_filter=_own_urls)
+    body = _fitted_tables(body)
     title = "cellbench report"
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _fitted_tables(body: str) -> str:
+    """Each table in its own scrolling box, its headers free to break after a ``_`` or
+    ``/`` (``test_vs_published_pct``), its long text cells marked to wrap. Applied to the
+    sanitized page, whose every ``<`` in a record's text is escaped: the patterns see the
+    tags markdown made, never a record's string."""
+    body = body.replace("<table>", '<div class="table"><table>').replace("</table>", "</table></div>")
+    body = _HEADER.sub(lambda m: m.group(1) + _breakable(m.group(2)) + m.group(3), body)
+    return _CELL.sub(_long_cell, body)
+
+
+def _breakable(header: str) -> str:
+    """A header's text with a line-break opportunity after each ``_`` and ``/`` (outside tags)."""
+    return "".join(part if part.startswith("<") else re.sub(r"([_/])(?=\w)", r"\1<wbr>", part)
+                   for part in _TAG.split(header))
+
+
+def _long_cell(match: re.Match) -> str:
+    attributes, content = match.group(1), match.group(2)
+    text = html.unescape(_TAG.sub("", content))
+    wrap = ' class="long"' if len(text) > LONG_CELL and " " in text.strip() and _WORD.search(text) else ""
+    return f"<td{attributes}{wrap}>{content}</td>"
 
 
 def _own_urls(element: str, attribute: str, value: str) -> str | None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.grouping import file_stems, numeric_sweep, slug, value_key, value_labels, value_order
+from bench.report.styles import Styles
 from bench.storage import atomic_write_bytes
 
 # Beyond this a value is no measurement (a diverged loss) and breaks matplotlib's scales;
@@ -27,6 +28,8 @@ MAX_LEGEND = 20  # entries; a group holds at most a dozen backend x impl x cell 
 GRADIENT_DECADES = 15  # a gradient plot shows this many decades below its highest value
 MAX_SEED_LINES = 5  # seeds of one cell x backend/impl drawn one line each; beyond, their median and range
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # 1.2e-38: float32's smallest normal number
+GRADIENT_YLABEL = "||dL_T/dh_t|| / ||dL_T/dh_T-1||"  # at t = 0: the tables' grad ratio
+SUBNORMAL_LABEL = "grey: float32 subnormal (< 1.2e-38)"
 
 
 def _pyplot():
@@ -78,10 +81,18 @@ def _note_dropped(ax: Any, dropped: int, log: bool = False) -> None:
                 ha="right", va="top", color="firebrick")
 
 
+def _say_if_empty(ax: Any, what: str) -> None:
+    """A panel none of whose lines has a point to draw says so, rather than stand empty."""
+    if not any(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any() for line in ax.get_lines()):
+        ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=8, color="dimgrey")
+
+
 def _legend(ax: Any, **kwargs: Any) -> None:
     """The axes' legend, one entry per label (several seeds or backends draw one label's line
     several times), the first MAX_LEGEND of them."""
     unique = dict(zip(*reversed(ax.get_legend_handles_labels())))
+    if SUBNORMAL_LABEL in unique:  # a mark on some curves, after the curves themselves
+        unique[SUBNORMAL_LABEL] = unique.pop(SUBNORMAL_LABEL)
     labels, handles = list(unique), list(unique.values())
     if not handles:
         return
@@ -97,8 +108,9 @@ def draw_all(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grad
     epochs they completed."""
     if runs.empty:
         return []
-    names = _Names(out)
-    return [str(f) for f in _draw_groups(records, runs, epochs, grads, names) + _draw_sweeps(runs, epochs, grads, names)]
+    names, styles = _Names(out), Styles(runs)  # one colour per cell in every figure of the report
+    return [str(f) for f in _draw_groups(records, runs, epochs, grads, names, styles)
+            + _draw_sweeps(runs, epochs, grads, names, styles)]
 
 
 class _Rows:
@@ -135,7 +147,7 @@ class _Names:
 
 
 def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame,
-                 names: _Names) -> list[Path]:
+                 names: _Names, styles: Styles) -> list[Path]:
     shown = runs[(runs["status"] != "failed") & (runs["epochs"] > 0) & runs["sweep"].isna()]
     groups = list(shown.groupby(["set", "config_key"], sort=True))
     stems = file_stems([(s, g["configuration"].iloc[0], k) for (s, k), g in groups])
@@ -151,11 +163,11 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
         paths = set(latest["path"])
         group_grads = grads_of(paths)
         if not group_grads.empty:
-            files.append(gradient_plot(group_grads, latest, task, where, names("gradients", stem)))
+            files.append(gradient_plot(group_grads, latest, task, where, names("gradients", stem), styles))
         group_epochs = epochs_of(paths)
         if not group_epochs.empty:
-            files.append(curves_plot(group_epochs, latest, task, where, names("curves", stem)))
-        files.append(throughput_plot(latest, task, where, names("throughput", stem)))
+            files.append(curves_plot(group_epochs, latest, task, where, names("curves", stem), styles))
+        files.append(throughput_plot(latest, task, where, names("throughput", stem), styles))
         if group["task"].iloc[0] == "echo":
             for cell, cell_runs in latest.groupby("cell", sort=True):  # one per cell: every backend predicts alike
                 cell_runs = cell_runs[cell_runs["seed"] == cell_runs["seed"].min()]
@@ -166,7 +178,8 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
     return files
 
 
-def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, names: _Names) -> list[Path]:
+def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, names: _Names,
+                 styles: Styles) -> list[Path]:
     """The echo lag sweep's accuracy plot; for other sweeps of a task with a memoryless
     baseline (copy, adding), the loss over the baseline against the swept value, the validation
     curves per value, and the gradient norms over the whole sequence per value."""
@@ -176,7 +189,7 @@ def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, 
     groups = list(echo.groupby(["set", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, k), g in groups])
     files += [lag_plot(group, _where(set_name, group["sweep_configuration"].iloc[0] + "; echo_step swept"),
-                       names("sweep-echo_step", stem))
+                       names("sweep-echo_step", stem), styles)
               for ((set_name, _), group), stem in zip(groups, stems)]
     swept = runs[runs["sweep"].notna() & (runs["sweep"] != "echo_step") & runs["baseline"].notna()
                  & (runs["status"] != "failed") & (runs["epochs"] > 0)]
@@ -190,31 +203,17 @@ def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, 
         where = _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept")
         completed = latest[latest["status"] == "completed"]
         if len(completed):
-            files.append(baseline_sweep_plot(completed, task, param, where, names("sweep", param, stem)))
+            files.append(baseline_sweep_plot(completed, task, param, where, names("sweep", param, stem), styles))
         files.append(sweep_curves_plot(epochs_of(set(latest["path"])), latest, task, param, where,
-                                       names("sweep-curves", param, stem)))
+                                       names("sweep-curves", param, stem), styles))
         sweep_grads = grads_of(set(latest["path"]))
         if not sweep_grads.empty:
             files.append(sweep_gradient_plot(sweep_grads, latest, task, param, where,
-                                             names("sweep-gradients", param, stem)))
+                                             names("sweep-gradients", param, stem), styles))
     return files
 
 
-# one colour per cell and one line style per backend/impl, the same in every sweep figure
-CELL_COLOURS = {"rnn": "C0", "lstm": "C1", "gru": "C2", "mingru": "C3"}
-IMPL_STYLES = {"numpy/cell": ("-", "o"), "torch/fused": ("--", "s"), "torch/cell": (":", "^"), "tf/fused": ("-.", "D"),
-               "tf/cell": ((0, (1, 3)), "v")}
-
-
-def _colour(cell: str) -> str:
-    return CELL_COLOURS.setdefault(cell, f"C{len(CELL_COLOURS) % 10}")
-
-
-def _style(backend: str, impl: str) -> tuple[Any, str]:
-    return IMPL_STYLES.get(f"{backend}/{impl}", ("-", "o"))
-
-
-def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, path: Path) -> Path:
+def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, path: Path, styles: Styles) -> Path:
     """Test loss over the memoryless baseline against the swept value (log scale), one line
     per cell and backend/impl: below 1 the model remembers; at 1 it learned what needs no
     memory and nothing more."""
@@ -231,8 +230,8 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
         ratios, n_ratios = _plottable(means, log=True)
         order = np.argsort(values, kind="stable")
         dropped += n_ratios
-        style, marker = _style(backend, impl)
-        ax.semilogy(values[order], ratios[order], linestyle=style, marker=marker, color=_colour(cell),
+        style, marker = styles.line(backend, impl)
+        ax.semilogy(values[order], ratios[order], linestyle=style, marker=marker, color=styles.colour(cell),
                     label=_plain(f"{cell} {backend}/{impl}", 60))
     ax.axhline(1.0, color="grey", linestyle="--", label="memoryless baseline")
     ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", label=f"solved ({SOLVED_FRACTION:g} x baseline)")
@@ -274,7 +273,7 @@ def _shared_legend(axes: list[Any]) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
     if seen:
-        labels = sorted(seen)[:MAX_LEGEND]
+        labels = sorted(seen, key=lambda label: (label == SUBNORMAL_LABEL, label))[:MAX_LEGEND]  # the mark last
         axes[-1].legend([seen[k] for k in labels], labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 
 
@@ -307,7 +306,8 @@ def _panels(values: list[Any], plt: Any, height: float = 3.2) -> tuple[Any, list
     return fig, list(axes.flat[:n])
 
 
-def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str, path: Path) -> Path:
+def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str, path: Path,
+                      styles: Styles) -> Path:
     """Validation loss over the baseline against training updates, one panel per swept
     value: when (and whether) each cell leaves the baseline."""
     from bench.tasks import SOLVED_FRACTION
@@ -325,9 +325,10 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
                 continue
             ratios, n = _plottable(curve["loss"] / run["baseline"], log=True)
             dropped += n
-            style, _ = _style(run["backend"], run["impl"])
+            style, _ = styles.line(run["backend"], run["impl"])
             ax.semilogy(curve["epoch"].to_numpy(dtype=float) * run["updates_per_epoch"], ratios, linestyle=style,
-                        color=_colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
+                        color=styles.colour(run["cell"]), label=_plain(f"{run['cell']} {run['backend']}/{run['impl']}", 60))
+        _say_if_empty(ax, "no validation loss recorded")
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axhline(SOLVED_FRACTION, color="grey", linestyle=":", linewidth=0.8)
         _finish_panel(ax, title, "training updates", dropped)
@@ -335,70 +336,123 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
     return _finish_panels(fig, axes, "valid loss / memoryless baseline", f"{title}\n{where}", path)
 
 
+
+
+def _relative(norms: Any, subnormal_floor: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One curve ||dL_T/dh_t|| (t = 0..T-1, in order) over its value at the last step: the
+    quantity the tables quote as the grad ratio at t = 0. Returns the ratios to draw (NaN
+    where there is none), where the norm underflowed to 0, where it lies below
+    ``subnormal_floor`` (float32's normal range, for a float32 run), and how many other
+    values could not be drawn (not finite, negative, or no last value to divide by)."""
+    values, dropped = _plottable(norms)
+    zeros, subnormal = values == 0, (values > 0) & (values < subnormal_floor)
+    last = values[-1] if len(values) else np.nan
+    if not (np.isfinite(last) and last > 0):  # no ratio at any step: every measured value is lost
+        return np.full(len(values), np.nan), np.zeros(len(values), bool), subnormal & False, \
+            dropped + int((~np.isnan(values)).sum())
+    with np.errstate(over="ignore"):
+        ratios = values / last
+    bad = ~np.isnan(values) & ~zeros & ~(np.isfinite(ratios) & (ratios > 0))
+    ratios[bad | zeros] = np.nan
+    return ratios, zeros, subnormal, dropped + int(bad.sum())
+
+
+def _draw_relative(ax: Any, t: np.ndarray, norms: Any, subnormal_floor: float, **line: Any) -> tuple[int, int]:
+    """Draw one curve as :func:`_relative` makes it, a triangle at the axis floor at each
+    step where it underflowed to 0 and a grey halo where it is subnormal; returns how
+    many values underflowed and how many could not be drawn."""
+    from matplotlib.transforms import blended_transform_factory
+
+    ratios, zeros, subnormal, dropped = _relative(norms, subnormal_floor)
+    ax.semilogy(t, ratios, **line)
+    if zeros.any():  # at the bottom of the axis, whatever its range: x in data, y in axes units
+        ax.plot(t[zeros], np.zeros(int(zeros.sum())), "v", color=line.get("color"), markersize=4, clip_on=False,
+                transform=blended_transform_factory(ax.transData, ax.transAxes))
+    if subnormal.any():  # a grey halo over that stretch of the curve
+        ax.semilogy(t, np.where(subnormal, ratios, np.nan), color="grey", linewidth=4, alpha=0.35, zorder=1,
+                    solid_capstyle="butt", label=SUBNORMAL_LABEL)
+    return int(zeros.sum()), dropped
+
+
+def _underflow_note(underflowed: int, short: bool = False) -> str:
+    if not underflowed:
+        return ""
+    if short:
+        return f"▼ {underflowed} value(s) underflowed to 0"
+    return (f"▼ at the axis floor: {underflowed} value(s) of ||dL_T/dh_t|| underflowed to 0 (below the float "
+            "type's range), so the ratio is 0: no point on a log scale")
+
+
 def sweep_gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, param: str, where: str,
-                        path: Path) -> Path:
-    """||dL_T/dh_t|| over the whole sequence (top layer, log scale), one panel per swept
-    value, each cell at initialisation (solid) and after training (dashed), from the first
-    backend/impl of each cell (the others agree to float rounding: docs/gradient-norms.md)."""
+                        path: Path, styles: Styles) -> Path:
+    """||dL_T/dh_t|| over its value at the last step (top layer, log scale; at t = 0 the
+    tables' gradient ratio), one panel per swept value, each cell at initialisation (solid)
+    and after training (dashed), from the first backend/impl of each cell (the others agree
+    to float rounding: docs/gradient-norms.md)."""
     plt = _pyplot()
     values, _, _ = _sweep_axis(runs["sweep_value"])
     keys = runs["sweep_value"].map(value_key)
     fig, axes = _panels(values, plt, height=3.4)
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
     for ax, value, title in zip(axes, values, _value_titles(param, values)):
-        dropped, lowest = 0, np.inf
+        dropped = underflowed = 0
         chosen = runs[keys == value_key(value)].sort_values(["cell", "backend", "impl"]).groupby("cell").head(1)
         for _, run in chosen.iterrows():
             curves = top[top["path"] == run["path"]]
             if curves.empty:
                 continue
-            for epoch, style, when in ((curves["epoch"].min(), "-", "at init"), (curves["epoch"].max(), "--", "trained")):
-                curve = curves[curves["epoch"] == epoch].sort_values("t")
-                norms, n = _plottable(curve["norm"], log=True)
-                dropped += n
-                lowest = min(lowest, np.nanmin(norms, initial=np.inf))
-                ax.semilogy(curve["t"].to_numpy(dtype=float), norms, linestyle=style, color=_colour(run["cell"]),
-                            label=_plain(f"{run['cell']} {when} ({run['backend']}/{run['impl']})", 60))
-        if lowest < FLOAT32_TINY and (runs["dtype"] == "float32").any():
             # a float32 run's norms end in subnormals and flush at 1.4e-45: a floor of the
             # arithmetic, not of the cell
-            ax.axhspan(lowest / 10, FLOAT32_TINY, color="grey", alpha=0.12, label="below float32's normal range")
+            floor = FLOAT32_TINY if run["dtype"] == "float32" else 0.0
+            for epoch, style, when in ((curves["epoch"].min(), "-", "at init"), (curves["epoch"].max(), "--", "trained")):
+                curve = curves[curves["epoch"] == epoch].sort_values("t")
+                zeros, n = _draw_relative(ax, curve["t"].to_numpy(dtype=float), curve["norm"], floor, linestyle=style,
+                                          color=styles.colour(run["cell"]),
+                                          label=_plain(f"{run['cell']} {when} ({run['backend']}/{run['impl']})", 60))
+                underflowed, dropped = underflowed + zeros, dropped + n
+        _say_if_empty(ax, "no gradient norms recorded")
         _finish_panel(ax, title, "time step t (loss at the last step)", dropped)
-    title = f"{task}: how much of the last step's error reaches step t"
-    return _finish_panels(fig, axes, "||dL_T / dh_t||, mean over the batch", f"{title}\n{where}", path)
+        if underflowed:
+            # under the axis label: the triangles and the lowest curves are at the bottom of the panel
+            ax.annotate(_underflow_note(underflowed, short=True), xy=(0, 0), xycoords="axes fraction", xytext=(0, -30),
+                        textcoords="offset points", fontsize=7, va="top", color="firebrick")
+    title = (f"{task}: how much of the last step's error reaches step t (at t = 0: the tables' gradient ratio; "
+             "▼ at the floor: underflowed to 0)")
+    return _finish_panels(fig, axes, GRADIENT_YLABEL, f"{title}\n{where}", path)
 
 
-def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """||dL_T/dh_t|| against t (top layer, log scale): at initialisation and after training,
-    one line per run; a cell x backend/impl with more than MAX_SEED_LINES seeds as the
-    median over its seeds with their range as a band (a thousand seeds would be a thousand
-    lines, no more readable and slower to draw than the report's every other part)."""
+def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path, styles: Styles) -> Path:
+    """||dL_T/dh_t|| over its value at the last step against t (top layer, log scale; at
+    t = 0 the tables' gradient ratio): at initialisation and after training, one line per
+    run; a cell x backend/impl with more than MAX_SEED_LINES seeds as the median over its
+    seeds with their range as a band (a thousand seeds would be a thousand lines, no more
+    readable and slower to draw than the report's every other part)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9.5, 5.4))
+    fig, ax = plt.subplots(figsize=(9.5, 5.6))
     top = grads[(grads["quantity"] == "dLT_dh") & (grads["layer"] == grads.groupby("path")["layer"].transform("max"))]
-    dropped = 0
+    dropped = underflowed = 0
     by_path = runs.set_index("path")
-    cells = by_path["cell"]
     combination = dict(zip(by_path.index, zip(by_path["cell"].astype(str), by_path["backend"], by_path["impl"])))
+    float32 = {p for p, dtype in by_path["dtype"].items() if dtype == "float32"}
     members: dict[tuple, list[str]] = {}
     for run_path in top["path"].unique():
         members.setdefault(combination[run_path], []).append(run_path)
     banded = {key: paths for key, paths in members.items() if len(paths) > MAX_SEED_LINES}
-    for run_path, run in top.groupby("path", sort=False):
+    order = {p: k for k, p in enumerate(runs["path"])}  # the runs' order: by cell, then backend/impl
+    for run_path, run in sorted(top.groupby("path", sort=False), key=lambda item: order.get(item[0], len(order))):
         key = combination[run_path]
         if key in banded:
             if banded[key][0] == run_path:  # drawn once, where its first run would be
-                dropped += _seed_band(ax, top[top["path"].isin(set(banded[key]))], key[0])
+                zeros, n = _seed_band(ax, top[top["path"].isin(set(banded[key]))], key[0], styles)
+                underflowed, dropped = underflowed + zeros, dropped + n
             continue
-        cell = str(cells[run_path])
-        color = _colour(cell)
-        cell = _plain(cell)
+        floor = FLOAT32_TINY if run_path in float32 else 0.0
         for epoch, style, when in ((run["epoch"].min(), "-", "at init"), (run["epoch"].max(), "--", "trained")):
             curve = run[run["epoch"] == epoch].sort_values("t")
-            norms, n = _plottable(curve["norm"], log=True)
-            dropped += n
             # every line labelled (the legend shows each label once), so a cut curve is named
-            ax.semilogy(curve["t"].to_numpy(dtype=float), norms, style, color=color, alpha=0.7, label=f"{cell} {when}")
+            zeros, n = _draw_relative(ax, curve["t"].to_numpy(dtype=float), curve["norm"], floor, linestyle=style,
+                                      color=styles.colour(key[0]), alpha=0.7, label=f"{_plain(key[0])} {when}")
+            underflowed, dropped = underflowed + zeros, dropped + n
     cut_note = _clip_decades(ax)
     in_plot = set(top["path"])
     drawn = sorted({f"{r['backend']}/{r['impl']}" for _, r in runs.iterrows() if r["path"] in in_plot})
@@ -416,12 +470,12 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time step t (the loss is at the last step, T-1)")
     # the notes go under the axis, where no curve runs
-    ax.annotate(_plain(overlap.format(", ".join(drawn))), xy=(0, 0), xycoords="axes fraction", xytext=(0, -38),
-                textcoords="offset points", fontsize=7, va="top")
-    if cut_note:
-        ax.annotate(cut_note, xy=(0, 0), xycoords="axes fraction", xytext=(0, -49), textcoords="offset points",
-                    fontsize=7, va="top", color="firebrick")
-    ax.set_ylabel("||dL_T / dh_t||, mean over the batch")
+    notes = [(_plain(overlap.format(", ".join(drawn))), "black"), (cut_note, "firebrick"),
+             (_underflow_note(underflowed), "firebrick")]
+    for k, (note, colour) in enumerate((n, c) for n, c in notes if n):
+        ax.annotate(note, xy=(0, 0), xycoords="axes fraction", xytext=(0, -38 - 11 * k), textcoords="offset points",
+                    fontsize=7, va="top", color=colour)
+    ax.set_ylabel(f"{GRADIENT_YLABEL}\n(mean over the batch; at t = 0: the tables' grad ratio)", fontsize=9)
     ax.set_title(f"{task}: how much of the last step's error reaches step t", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -429,22 +483,32 @@ def gradient_plot(grads: pd.DataFrame, runs: pd.DataFrame, task: str, where: str
     return _save(fig, path)
 
 
-def _seed_band(ax: Any, curves: pd.DataFrame, cell: str) -> int:
-    """The median over the runs in ``curves`` (one cell x backend/impl's seeds) at
-    initialisation and after training, each with a band from the lowest to the highest run;
-    returns how many values could not be drawn."""
-    dropped = 0
-    color, name = _colour(cell), _plain(cell)
+def _seed_band(ax: Any, curves: pd.DataFrame, cell: str, styles: Styles) -> tuple[int, int]:
+    """The median over the runs in ``curves`` (one cell x backend/impl's seeds) of each
+    run's ratio to its last step, at initialisation and after training, each with a band
+    from the lowest to the highest run; returns how many values underflowed to 0 and how
+    many others could not be drawn."""
+    from matplotlib.transforms import blended_transform_factory
+
+    underflowed = dropped = 0
+    color, name = styles.colour(cell), _plain(cell)
     for pick, style, when in (("min", "-", "at init"), ("max", "--", "trained")):
-        chosen = curves[curves["epoch"] == curves.groupby("path")["epoch"].transform(pick)]
-        norms, n = _plottable(chosen["norm"], log=True)
-        dropped += n
-        stats = pd.DataFrame({"t": chosen["t"].to_numpy(dtype=float), "norm": norms}).groupby("t")["norm"].agg(
-            ["median", "min", "max"])
-        t = stats.index.to_numpy(dtype=float)
-        ax.semilogy(t, stats["median"].to_numpy(), style, color=color, alpha=0.9, label=f"{name} {when}")
-        ax.fill_between(t, stats["min"].to_numpy(), stats["max"].to_numpy(), color=color, alpha=0.12, linewidth=0)
-    return dropped
+        chosen = curves[curves["epoch"] == curves.groupby("path")["epoch"].transform(pick)].sort_values("t")
+        parts = []
+        for _, run in chosen.groupby("path", sort=False):
+            ratios, zeros, _, n = _relative(run["norm"])
+            underflowed, dropped = underflowed + int(zeros.sum()), dropped + n
+            parts.append(pd.DataFrame({"t": run["t"].to_numpy(dtype=float), "ratio": np.where(zeros, 0.0, ratios)}))
+        stats = pd.concat(parts).groupby("t")["ratio"].agg(["median", "min", "max"])
+        t, median = stats.index.to_numpy(dtype=float), stats["median"].to_numpy()
+        ax.semilogy(t, np.where(median > 0, median, np.nan), style, color=color, alpha=0.9, label=f"{name} {when}")
+        if (median == 0).any():  # half the seeds or more underflowed there
+            ax.plot(t[median == 0], np.zeros(int((median == 0).sum())), "v", color=color, markersize=4, clip_on=False,
+                    transform=blended_transform_factory(ax.transData, ax.transAxes))
+        low = stats["min"].to_numpy()
+        ax.fill_between(t, np.where(low > 0, low, np.nan), stats["max"].to_numpy(), color=color, alpha=0.12,
+                        linewidth=0)
+    return underflowed, dropped
 
 
 def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> str:
@@ -461,16 +525,17 @@ def _clip_decades(ax: Any, decades: float = GRADIENT_DECADES) -> str:
     lowest: dict[str, float] = {}
     for line, v in zip(lines, values):
         low = float(np.nanmin(np.where(v > 0, v, np.inf)))
-        if low < floor:
+        if low < floor and line.get_label() != SUBNORMAL_LABEL:  # the marks of a curve named already
             label = line.get_label() if not line.get_label().startswith("_") else "an unnamed curve"
             lowest[label] = min(low, lowest.get(label, np.inf))
     cut = ", ".join(f"{label} (to {low:.0e})" for label, low in sorted(lowest.items()))
     return _plain(f"axis cut at {floor:.0e}; below it: {cut}", 200)
 
 
-def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """Valid (bold) and train (faint) per epoch: one colour per cell, one line style per
-    backend/impl (as in every figure); the loss on a log scale where it spans decades. A
+def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str, path: Path, styles: Styles) -> Path:
+    """Validation (bold, the cell's colour) and train (thin, pale) per epoch: one colour per
+    cell, one line style per backend/impl (as in every figure); the loss on a log scale where
+    it spans decades, and an accuracy panel beside it where some run has an accuracy. A
     combination run with several seeds is drawn as the mean over them with a band from the
     lowest to the highest."""
     from matplotlib.ticker import MaxNLocator
@@ -480,12 +545,16 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     shown = pd.to_numeric(epochs[metric], errors="coerce")
     shown = shown[np.isfinite(shown) & (shown > 0) & (shown < PLOT_LIMIT)]
     log = metric == "perplexity" or (len(shown) > 0 and shown.max() > 100 * shown.min())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 5))
-    cut, dropped = False, [0, 0]
+    accuracy = bool(pd.to_numeric(epochs["accuracy"], errors="coerce").notna().any())  # a regression task has none
+    fig, panels = plt.subplots(1, 2 if accuracy else 1, figsize=(12.5, 5) if accuracy else (8.5, 5), squeeze=False)
+    panels = list(panels[0])
+    left = panels[0]
+    cut, dropped = False, [0] * len(panels)
     markers = epochs["epoch"].nunique() <= 20  # beyond, markers only blot the lines
     lowest, banded = np.inf, False
+    columns = [(left, metric, log), (panels[-1], "accuracy", False)][:len(panels)]
     for (cell, backend, impl), seeds in runs.groupby(["cell", "backend", "impl"], sort=True):
-        style, marker = _style(backend, impl)
+        style, marker = styles.line(backend, impl)
         mine = epochs[epochs["path"].isin(set(seeds["path"]))]
         named = "valid" if (mine["split"] == "valid").any() else "train"  # the legend shows the bold line
         label = _plain(f"{cell} {backend}/{impl}", 60) + (f" (mean of {len(seeds)} seeds)" if len(seeds) > 1 else "")
@@ -494,10 +563,11 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
             if passes.empty:
                 continue
             faint = split == "train"
-            kwargs = dict(color=_colour(str(cell)), linestyle=style, marker=marker if markers else None,
-                          markersize=3, alpha=0.35 if faint else 0.9, linewidth=1.0 if faint else 1.8,
+            kwargs = dict(color=styles.pale(cell) if faint else styles.colour(cell), linestyle=style,
+                          marker=marker if markers else None, markersize=3, linewidth=1.0 if faint else 1.8,
+                          markerfacecolor="white" if faint else None, zorder=1 if faint else 2,
                           label=label if split == named else None)
-            for ax, column, is_log, side in ((left, metric, log, 0), (right, "accuracy", False, 1)):
+            for side, (ax, column, is_log) in enumerate(columns):
                 x, mean, low, high, n = _mean_over_seeds(passes, column, is_log)
                 dropped[side] += n
                 if side == 0:
@@ -507,7 +577,7 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
                 if len(seeds) > 1:
                     ax.fill_between(x, low, high, color=kwargs["color"], alpha=0.12 if faint else 0.2, linewidth=0)
                     banded = True
-    title = f"{task}: {metric} (valid bold, train faint)" + (", log scale" if log and metric == "loss" else "")
+    title = f"{task}: {metric}" + (", log scale" if log and metric == "loss" else "")
     if log:
         left.set_yscale("log")
         if np.isfinite(lowest) and lowest > 0:
@@ -515,20 +585,37 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     if cut:
         left.set_ylim(top=PERPLEXITY_AXIS_TOP)
         title += f"; axis cut at {PERPLEXITY_AXIS_TOP:,.0f}"
+    bands = "; bands: the range over seeds" if banded else ""
     left.set(xlabel="epoch", ylabel=metric)
-    left.set_title(title, fontsize=10)
-    right.set(xlabel="epoch", ylabel="accuracy")
-    right.set_title(f"{task}: accuracy" + ("; bands: the range over seeds" if banded else ""), fontsize=10)
+    left.set_title(title + ("" if accuracy else bands), fontsize=10)
+    if accuracy:
+        panels[-1].set(xlabel="epoch", ylabel="accuracy")
+        panels[-1].set_title(f"{task}: accuracy{bands}", fontsize=10)
     first, last = np.nanmin(epochs["epoch"].to_numpy(dtype=float)), np.nanmax(epochs["epoch"].to_numpy(dtype=float))
-    for ax, n in zip((left, right), dropped):
+    for ax, n in zip(panels, dropped):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if last - first < 2:  # one or two epochs: whole numbers either side, not 0.96 to 1.04
             ax.set_xlim(first - 1, last + 1)
         ax.grid(True, which="both" if ax is left and log else "major", alpha=0.3)
         _note_dropped(ax, n, log=ax is left and log)
-    _legend(right, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _split_key(panels[-1], "o" if markers else None)
+    _legend(panels[-1], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
+
+
+def _split_key(ax: Any, marker: str | None) -> None:
+    """Which line is which split, drawn as the lines are (in grey: every cell draws both;
+    with markers where the curves have them), beside the axes under the legend of runs."""
+    from matplotlib.legend import Legend
+    from matplotlib.lines import Line2D
+
+    grey, pale = (0.3, 0.3, 0.3), tuple(0.5 * 0.3 + 0.5 for _ in range(3))
+    handles = [Line2D([], [], color=grey, linewidth=1.8, marker=marker, markersize=3),
+               Line2D([], [], color=pale, linewidth=1.0, marker=marker, markersize=3, markerfacecolor="white")]
+    key = Legend(ax, handles, ["validation split (bold)", "train split (thin, pale)"], fontsize=7,
+                 loc="lower left", bbox_to_anchor=(1.01, 0.0), title="line weight", title_fontsize=7)
+    ax.add_artist(key)  # a second legend: the runs' own comes from ax.legend
 
 
 def _mean_over_seeds(passes: pd.DataFrame, column: str, log: bool
@@ -544,10 +631,13 @@ def _mean_over_seeds(passes: pd.DataFrame, column: str, log: bool
             dropped)
 
 
-def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Path:
-    """Train and evaluation tokens/s per backend x impl x cell (the mean over its seeds, with
-    their range as an error bar); each bar names its CPU where the group's runs ran on more
-    than one (the configuration does not fix the machine)."""
+def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path, styles: Styles) -> Path:
+    """Train (solid) and evaluation (pale, hatched) tokens/s per backend x impl x cell, in
+    the cell's colour (the mean over its seeds, with their range as an error bar); each bar
+    names its CPU where the group's runs ran on more than one (the configuration does not
+    fix the machine)."""
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     several = runs["cpu"].nunique() > 1
     keys = ["cell", "backend", "impl", "cpu"]
@@ -557,6 +647,9 @@ def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Pa
     fig, ax = plt.subplots(figsize=(min(MAX_FIGURE_WIDTH, max(6, 1.1 * len(labels))), 5))
     x = np.arange(len(labels))
     dropped = 0
+    cells = [cell for (cell, _, _, _), _ in combos]
+    bars = {"train": dict(color=[styles.colour(c) for c in cells]),
+            "evaluate": dict(color=[styles.pale(c) for c in cells], hatch="///", edgecolor="white", linewidth=0)}
     for offset, column, name in ((-0.2, "train_tok_s", "train"), (0.2, "eval_tok_s", "evaluate")):
         means, lows, highs = [], [], []
         for _, group in combos:
@@ -568,7 +661,7 @@ def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Pa
             lows.append(max(mean - finite.min(), 0.0) if finite.size else 0.0)  # rounding: never below 0
             highs.append(max(finite.max() - mean, 0.0) if finite.size else 0.0)
         errors = np.array([lows, highs]) if runs.groupby(keys).size().max() > 1 else None
-        ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3 if errors is not None else 0, label=name)
+        ax.bar(x + offset, means, 0.4, yerr=errors, capsize=3 if errors is not None else 0, **bars[name])
     if len(labels) <= 2 * MAX_LEGEND:
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     else:
@@ -585,25 +678,29 @@ def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path) -> Pa
         seeds += ", log scale"
     ax.set_title(f"{task}: throughput{seeds}", fontsize=10)
     _note_dropped(ax, dropped)
-    _legend(ax, loc="upper left")
+    # the bars' colours are their cells' (named under each pair): the key says which bar is which pass
+    ax.legend(handles=[Patch(facecolor="dimgrey"), Patch(facecolor="lightgrey", hatch="///", edgecolor="white")],
+              labels=["train (solid)", "evaluate (pale, hatched)"], loc="upper left", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
 
 
-def lag_plot(sweep: pd.DataFrame, where: str, path: Path) -> Path:
+def lag_plot(sweep: pd.DataFrame, where: str, path: Path, styles: Styles) -> Path:
     """Echo accuracy against the lag: where each cell's memory ends."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     dropped = 0
-    for label, group in sweep.groupby(sweep.apply(_label, axis=1), sort=True):
+    for (cell, backend, impl), group in sweep.groupby(["cell", "backend", "impl"], sort=True, dropna=False):
         group = group.sort_values("started_at", kind="stable").groupby(["sweep_value", "seed"], dropna=False).tail(1)
         group = group.groupby("sweep_value", as_index=False, dropna=False)["accuracy"].mean()  # over seeds
         lags, n_lags = _plottable(group["sweep_value"])
         accuracy, n_accuracy = _plottable(group["accuracy"])
         order = np.argsort(lags, kind="stable")
         dropped += n_lags + n_accuracy
-        ax.plot(lags[order], accuracy[order], marker="o", label=label)
+        style, marker = styles.line(backend, impl)
+        ax.plot(lags[order], accuracy[order], linestyle=style, marker=marker, color=styles.colour(cell),
+                label=_plain(f"{cell} {backend}/{impl}", 60))
     ax.axhline(0.99, color="grey", linestyle=":", label="99%")
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
     ax.set(xlabel="echo lag (steps)", ylabel="test accuracy")
