@@ -1,11 +1,14 @@
 """Shared fixtures: the PTB copy (``$BENCH_DATA_DIR``, else the shared copy beside the
-repository; found from the repository root, not the working directory)."""
+repository; found from the repository root, not the working directory), and the conformance
+checks a plugin's own tests run in the same session (so that our grid runs none twice)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+from tests.kit_elsewhere import KitElsewhere
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_PTB_DIR = REPO_ROOT.parent / "shared" / "data" / "ptb"
@@ -50,3 +53,10 @@ def private_cache(tmp_path_factory):
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def kit_elsewhere(request) -> KitElsewhere:
+    """What a plugin's own tests check in this session; our grid skips those cases, saying
+    where they run (the full grid runs them when the plugin's tests are not collected)."""
+    return KitElsewhere(request.session.items)

@@ -7,6 +7,7 @@ in flight."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import faulthandler
 import json
 import logging
@@ -30,6 +31,8 @@ from tests.faults.helpers import leftovers, records_in
 ECHO = ["--total-series-length", "1500", "--threads", "1"]
 RAY_MODULE_SECONDS = 600  # the whole module's Ray tests: past this, pytest is stopped with every thread's stack
 # What a record may differ in between two executors: where, when and how fast it ran.
+NEEDS_RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="Ray is not installed: the address is checked once Ray is found")
 TIMING = {"run_id", "started_at", "finished_at", "peak_rss_mb", "environment", "seconds", "tokens_per_s",
           "tokens_per_s_median", "tokens_per_s_min", "tokens_per_s_max", "ms_per_step_median", "gflops_per_s",
           "timed_stretches"}
@@ -40,8 +43,10 @@ TIMING = {"run_id", "started_at", "finished_at", "peak_rss_mb", "environment", "
 
 @pytest.mark.parametrize("argv,message", [
     (["matrix", "--address", "auto"], "--address auto joins a Ray cluster: add --executor ray"),
-    (["matrix", "--executor", "ray", "--address", "localhost"], "--address must be auto, HOST:PORT or ray://HOST:PORT"),
-    (["matrix", "--executor", "ray", "--address", "ray://head:99999"], "(port 1 to 65535), got 'ray://head:99999'"),
+    pytest.param(["matrix", "--executor", "ray", "--address", "localhost"], "--address must be auto, HOST:PORT or ray://HOST:PORT",
+                 marks=NEEDS_RAY),
+    pytest.param(["matrix", "--executor", "ray", "--address", "ray://head:99999"], "(port 1 to 65535), got 'ray://head:99999'",
+                 marks=NEEDS_RAY),
     (["matrix", "--seeds", "0,1,0"], "--seeds must give each seed once, got 0 twice"),
     (["matrix", "--seeds", "0,00"], "--seeds must give each seed once, got 0 twice in '0,00'"),
     (["matrix", "--seeds", "1,x"], "--seeds must list integers, got 'x'"),
@@ -412,6 +417,7 @@ def _killer(marker: str, kills: dict[str, int], worker_kills: dict[str, int], do
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # 16-18 s: two runs killed, each retried on Ray
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the runs to kill in /proc")
 def test_a_killed_run_is_run_again_and_recorded_lost_if_it_dies_again(ray_address, tmp_path, capsys):
     from bench.fanout.executors.ray_cluster import RayExecutor

@@ -2,12 +2,18 @@
 computes another function, and it skips (with the reason) what a backend cannot run."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from backends.numpy.kernels import GRUKernel
 from bench import testing
 from cells import GRUCell, LSTMCell
+
+# these hold a cell to torch (the backend under test, or the float64 reference of a cell
+# without a NumPy kernel): tox's numpy env has no torch
+NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
 
 class _ScaledGradient(GRUKernel):
@@ -51,6 +57,7 @@ def test_a_kernel_that_computes_another_function_is_caught():
         testing.check_finite_differences(_cell_with_kernel(_ForwardOff))
 
 
+@NEEDS_TORCH
 def test_a_backend_that_differs_from_the_reference_fails_each_check(monkeypatch):
     """The torch cell impl of a cell whose torch equations differ (1e-3 on the state): the
     first window, training and the gradient norms each say what differs."""
@@ -82,12 +89,14 @@ def test_cases_cover_every_backend_impl_task_and_check():
     assert str(cases[0]) == "numpy-cell-lstm-tokens-first-window"
 
 
+@NEEDS_TORCH
 def test_what_a_backend_cannot_run_is_skipped_with_the_reason():
     case = next(c for c in testing.cases(GRUCell("before"), backends=["torch"]) if c.impl == "fused")
     with pytest.raises(testing.Unsupported, match="torch has no fused layer for cell 'gru' with reset_gate='before'"):
         case.run()
 
 
+@NEEDS_TORCH
 def test_a_cell_without_a_numpy_kernel_is_held_to_torch_in_float64():
     class NoKernel(GRUCell):
         name = "no-kernel"
