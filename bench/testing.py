@@ -96,8 +96,9 @@ def reference_backend(cell: CellSpec) -> tuple[str, str]:
 
 
 def build_pair(backend_name: str, impl: str, spec: ModelSpec, optimizer: str = "sgd",
-               init_scale: float = 0.1) -> tuple[Any, Any]:
-    """(the float64 reference, the backend under test in float32), from the same weights.
+               init_scale: float = 0.1, device: str = "cpu") -> tuple[Any, Any]:
+    """(the float64 reference, on the CPU, and the backend under test in float32 on
+    ``device``), from the same weights.
 
     init_scale 0.1 is ptb-small's; at 0.3 a vanilla RNN on random targets with lr 1.0 is
     chaotic (float32 and float64 NumPy part by 5% within 20 steps), which no backend can match.
@@ -109,7 +110,8 @@ def build_pair(backend_name: str, impl: str, spec: ModelSpec, optimizer: str = "
     ref_name, ref_impl = reference_backend(spec.cell)
     reference = get_backend(ref_name).build(
         spec, params, TrainSettings(impl=ref_impl, optimizer=optimizer, dtype="float64", threads=1))
-    model = backend.build(spec, params, TrainSettings(impl=impl, optimizer=optimizer, dtype="float32", threads=1))
+    model = backend.build(spec, params, TrainSettings(impl=impl, optimizer=optimizer, dtype="float32", threads=1,
+                                                      device=device))
     return reference, model
 
 
@@ -176,17 +178,17 @@ def check_gradient_norms(reference: Any, model: Any, spec: ModelSpec) -> None:
                                  f"the reference's {curve[layer, step]:.7g} (rtol {NORM_RTOL:g})")
 
 
-def check_checkpoint(backend_name: str, impl: str, spec: ModelSpec) -> None:
+def check_checkpoint(backend_name: str, impl: str, spec: ModelSpec, device: str = "cpu") -> None:
     """For each optimizer with state (Adagrad, RMSProp): train two windows, checkpoint,
     restore into a model built from other weights: the two continue with the same losses."""
     for optimizer, lr in (("adagrad", 0.3), ("rmsprop", 0.01)):
-        _, model = build_pair(backend_name, impl, spec, optimizer=optimizer)
+        _, model = build_pair(backend_name, impl, spec, optimizer=optimizer, device=device)
         windows = window_stream(spec, 4)
         state = model.zero_state(BATCH)
         for x, y in windows[:2]:
             _, state = model.train_step(x, y, state, lr)
         saved = {key: np.array(value) for key, value in model.checkpoint().items()}
-        _, twin = build_pair(backend_name, impl, spec, optimizer=optimizer, init_scale=0.05)
+        _, twin = build_pair(backend_name, impl, spec, optimizer=optimizer, init_scale=0.05, device=device)
         twin.restore(saved)
         for step, (x, y) in enumerate(windows[2:]):
             a, _ = model.train_step(x, y, model.zero_state(BATCH), lr)
@@ -204,19 +206,21 @@ class Case:
     impl: str
     task: str
     check_name: str
+    device: str = "cpu"  # where the backend under test runs (the reference runs on the CPU)
 
     def __str__(self) -> str:
-        return f"{self.backend}-{self.impl}-{self.cell_id}-{self.task}-{self.check_name}"
+        where = "" if self.device == "cpu" else f"-{self.device}"
+        return f"{self.backend}-{self.impl}{where}-{self.cell_id}-{self.task}-{self.check_name}"
 
     def run(self) -> None:
         """Raise AssertionError saying what differs, or :class:`Unsupported` with the reason."""
         spec = small_spec(self.cell, self.task)
         if self.check_name == "checkpoint":
-            return check_checkpoint(self.backend, self.impl, spec)
+            return check_checkpoint(self.backend, self.impl, spec, self.device)
         optimizer, lr = TRAINING.get(self.check_name, ("sgd", 1.0))
         if optimizer == "sgd":
             lr = SGD_LR.get(self.task, lr)
-        reference, model = build_pair(self.backend, self.impl, spec, optimizer=optimizer)
+        reference, model = build_pair(self.backend, self.impl, spec, optimizer=optimizer, device=self.device)
         if self.check_name == "first-window":
             check_first_window(reference, model, spec)
         elif self.check_name == "gradient-norms":
@@ -235,9 +239,10 @@ class Case:
 
 
 def cases(cell: CellSpec, cell_id: str | None = None, backends: list[str] | None = None,
-          checks: tuple[str, ...] = CHECKS) -> list[Case]:
-    """Every check of ``cell`` on every installed backend (or ``backends``) and impl, on both
-    tasks (the checkpoint check on the token model only)."""
+          checks: tuple[str, ...] = CHECKS, device: str = "cpu") -> list[Case]:
+    """Every check of ``cell`` on every installed backend (or ``backends``) and impl, on
+    every task (the checkpoint check on the token model only), the backend under test on
+    ``device`` (``gpu``: each backend's GPU, an error where it has none)."""
     out = []
     for backend_name in backends or backend_names():
         try:
@@ -247,7 +252,7 @@ def cases(cell: CellSpec, cell_id: str | None = None, backends: list[str] | None
         for impl in impls:
             for check_name in checks:
                 for task in ("tokens",) if check_name == "checkpoint" else TASKS:
-                    out.append(Case(cell, cell_id or cell.name, backend_name, impl, task, check_name))
+                    out.append(Case(cell, cell_id or cell.name, backend_name, impl, task, check_name, device))
     return out
 
 

@@ -408,4 +408,7 @@ class JaxModel(Model):
             "dtype": self.settings.dtype,
             **thread_setting(),
         }
+        if self.device.platform != "cpu":
+            jax = import_jax()
+            info["matmul_precision"] = jax.config.jax_default_matmul_precision
         return info

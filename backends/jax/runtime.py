@@ -30,6 +30,10 @@ def import_jax(threads: int | None = None) -> Any:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    # float32 means IEEE float32, as in the other backends: XLA's default precision on an
+    # NVIDIA GPU rounds float32 matrix products through TF32 tensor cores (10-bit
+    # mantissa), which no float32 reference matches; on the CPU this changes nothing
+    jax.config.update("jax_default_matmul_precision", "highest")
     return jax
 
 
