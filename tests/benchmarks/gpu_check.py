@@ -124,6 +124,7 @@ def preflight(args: argparse.Namespace) -> list[str]:
         raise Refusal(f"{out} is not an empty directory: give a new one (nothing is overwritten)")
     if missing := missing_modules(args.backends):
         raise Refusal(f"missing Python packages: {', '.join(missing)} (no network here: carry their wheels)")
+    from bench import testing
     from bench.errors import BenchError
     from bench.registry import backend_names, cell_names
 
@@ -131,6 +132,15 @@ def preflight(args: argparse.Namespace) -> list[str]:
         backend_names(), cell_names()
     except BenchError as why:
         raise Refusal(str(why)) from None
+    if unknown := [c for c in args.checks or () if c not in testing.CHECKS]:
+        raise Refusal(f"--checks: unknown {', '.join(unknown)}; choose of {', '.join(testing.CHECKS)}")
+    if unknown := [c for c in args.cells + [v.partition(':')[0] for v in args.conformance_cells or ()]
+                   if c not in cell_names()]:
+        raise Refusal(f"unknown cell {', '.join(unknown)}; choose of {', '.join(cell_names())}")
+    from bench.config import presets
+
+    if unknown := [p for p in args.presets if p not in presets()]:
+        raise Refusal(f"unknown preset {', '.join(unknown)}; choose of {', '.join(presets())}")
     if args.device == "cpu":
         return list(args.backends)
     reasons = {backend: gpu_reason(backend) for backend in args.backends}
@@ -195,8 +205,6 @@ def conformance(args: argparse.Namespace, backends: Sequence[str]) -> dict[str, 
     from tests.conformance_cases import cell_variants, make_variant
 
     checks = tuple(args.checks or testing.CHECKS)
-    if unknown := [c for c in checks if c not in testing.CHECKS]:
-        raise Refusal(f"--checks: unknown {', '.join(unknown)}; choose of {', '.join(testing.CHECKS)}")
     jobs = [(key, backend, impl, case.task, case.check_name, args.device)
             for key in args.conformance_cells or cell_variants()
             for backend in backends for impl in get_backend(backend).impls
@@ -350,9 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (out / "determinism.json").write_text(json.dumps(parts[part], indent=1))
             seconds[part] = time.perf_counter() - start
             print(f"gpu-check: {part} took {seconds[part]:.0f} s", flush=True)
-    except Refusal as why:
-        print(f"gpu-check: {why}", file=sys.stderr)
-        return EXIT_USER_ERROR
     finally:
         (out / "summary.md").write_text(summary(env, parts, seconds))
     failed = parts.get("conformance", {}).get("counts", {}).get("failed", 0)
