@@ -167,7 +167,7 @@ COVERS: dict[str, Bench | Check] = {
         records=2),
     "python -m bench matrix --executor ray --address auto --threads 1": Bench(
         ECHO_QUICK, "needs a Ray cluster: its one-line refusal where there is none ($RAY_ADDRESS at a closed port)",
-        alone=True, env=NO_CLUSTER, code=2, says="error: --address auto: nothing answers at "),
+        ("ray",), alone=True, env=NO_CLUSTER, code=2, says="error: --address auto: nothing answers at "),
     "python -m bench report": Bench(
         why="as written, over a short run and this machine's peak in results/roofline.json", needs=("run", "roofline"),
         says="% of peak: against the float32 GEMM peaks in results/roofline.json"),
@@ -189,7 +189,7 @@ COVERS: dict[str, Bench | Check] = {
                                               _ray_cli_installed),
     "python -m bench matrix --executor ray --address auto --seeds 0,1,2 --threads 1 --results-dir results/cluster": Bench(
         ECHO_QUICK, "needs a Ray cluster: its one-line refusal where there is none ($RAY_ADDRESS at a closed port)",
-        alone=True, env=NO_CLUSTER, code=2, says="error: --address auto: nothing answers at "),
+        ("ray",), alone=True, env=NO_CLUSTER, code=2, says="error: --address auto: nothing answers at "),
 }
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8"))

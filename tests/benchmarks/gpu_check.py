@@ -122,7 +122,7 @@ def preflight(args: argparse.Namespace) -> list[str]:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise Refusal(f"{out} is not an empty directory: give a new one (nothing is overwritten)")
-    if missing := missing_modules(args.backends):
+    if missing := missing_modules(()):  # before cellbench's own imports, which need them
         raise Refusal(f"missing Python packages: {', '.join(missing)} (no network here: carry their wheels)")
     from bench import testing
     from bench.errors import BenchError
@@ -141,6 +141,8 @@ def preflight(args: argparse.Namespace) -> list[str]:
 
     if unknown := [p for p in args.presets if p not in presets()]:
         raise Refusal(f"unknown preset {', '.join(unknown)}; choose of {', '.join(presets())}")
+    if missing := missing_modules(args.backends):  # the frameworks: after the choices, checked without them
+        raise Refusal(f"missing Python packages: {', '.join(missing)} (no network here: carry their wheels)")
     if args.device == "cpu":
         return list(args.backends)
     reasons = {backend: gpu_reason(backend) for backend in args.backends}
