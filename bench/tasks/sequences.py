@@ -1,4 +1,4 @@
-"""What every task of independent sequences shares (the copy task, the adding problem).
+"""What every task of independent sequences shares (copy, adding, selective copying).
 
 Each window is a batch of whole sequences, so the window length is the task's sequence
 length: the task fixes ``num_steps`` and ``eval_num_steps`` to it (a flag that disagrees is
@@ -20,9 +20,9 @@ from cells.options import Option, size
 Batch = Callable[[Any, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]  # (config, n, rng) -> (x, y)
 
 SEQUENCE_OPTIONS = (
-    Option("batches_per_epoch", 100, "copy, adding: training updates (each on fresh sequences) between evaluations",
+    Option("batches_per_epoch", 100, "sequence tasks: training updates (each on fresh sequences) between evaluations",
            int, bound=size()),
-    Option("eval_sequences", 1000, "copy, adding: held-out sequences in each of the validation and test sets "
+    Option("eval_sequences", 1000, "sequence tasks: held-out sequences in each of the validation and test sets "
            "(a multiple of --eval-batch-size)", int, bound=size()),
 )
 

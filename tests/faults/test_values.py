@@ -37,6 +37,7 @@ EXPECTED = {
     "max_lr_epoch": (0, INT32_MAX), "max_tokens": (0, INT32_MAX), "grad_probe_windows": (0, INT32_MAX),
     "copy_lag": (1, INT32_MAX), "copy_length": (1, INT32_MAX), "copy_categories": (2, 1_000_000),
     "adding_length": (2, 10**9), "batches_per_epoch": (1, INT32_MAX), "eval_sequences": (1, INT32_MAX),
+    "selective_length": (1, INT32_MAX), "selective_tokens": (1, INT32_MAX), "selective_vocab": (4, 1_000_000),
     "seed": (0, 2**63 - 1),  # numpy refuses negative seeds; torch and TF take 64-bit ones
     "threads": (1, 1024),
     "init_scale": ((F32_TINY, F32_MAX / 2), (F64_TINY, F64_MAX / 2)),  # uniform(-s, s) spans 2 s
