@@ -39,12 +39,12 @@ class Answer:
     @property
     def margin(self) -> str:
         """How far ahead the winner is, in the metric's own terms: a ratio for a metric
-        where lower is better (perplexity, loss over a baseline), a difference otherwise
-        (accuracy)."""
+        where lower is better (perplexity, loss over a baseline), saying of what to what, a
+        difference otherwise (accuracy)."""
         first, second = self.best[self.column], self.runner_up[self.column]
         if self.lower_is_better:
             if first > 0:
-                return f"{second / first:.3g}x lower"
+                return f"runner-up's is {second / first:.3g}x the winner's"
             return "lower" if second > first else "equal"
         return f"{first - second:.3g} higher" if first != second else "equal"
 
@@ -149,7 +149,8 @@ class SweepAnswer:
             if second is None:
                 margin = "the runner-up reached none"
             elif float(second[0]) > 0:
-                margin = f"{float(best[0]) / float(second[0]):.3g}x longer" if best[0] != second[0] else "equal"
+                margin = (f"{float(best[0]) / float(second[0]):.3g}x the runner-up's {self.param}"
+                          if best[0] != second[0] else "equal")
             else:
                 margin = "longer" if best[0] != second[0] else "equal"
             verdict = ("one seed per value: not tested against seed noise" if self.seeds < 2 else

@@ -28,12 +28,31 @@ from bench.report.seeds import pool, with_spread
 from bench.storage import atomic_write_bytes, refuse_link
 from bench.tasks import SOLVED_FRACTION
 
+# key columns first (what the row is, then what it scored), long text last: a wide table
+# scrolls, and what scrolls out of view first is what a reader needs least
 RUN_COLUMNS = [
-    "set", "configuration", "backend", "impl", "cell", "status", "epochs", "seed", "threads", "learning_rate", "device",
-    "accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s", "train_gflops", "efficiency_pct",
-    "grad_ratio_init", "grad_ratio_final", "duration",
+    "set", "cell", "backend", "impl", "seed",
+    "accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s",
+    "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final",
+    "status", "epochs", "duration", "threads", "learning_rate", "device", "configuration",
     "cpu",  # throughput compares only within one machine
 ]
+PUBLISHED_COLUMNS = ["cell", "backend", "impl", "test_vs_published_pct", "test_ppl", "published_test", "valid_ppl",
+                     "published_valid", "status", "epochs", "seed", "threads", "duration", "set", "preset",
+                     "configuration", "cpu"]
+# A column's unit in its header, in the markdown and HTML tables (report.csv keeps the bare
+# name): a per cent says so, a ratio says of what to what.
+UNITS = {
+    "epochs": "done/planned", "accuracy": "fraction right", "test_loss": "per scored step",
+    "loss_vs_baseline": "test loss / memoryless baseline", "solved_at_update": "training updates",
+    "train_tok_s": "tokens/s", "eval_tok_s": "tokens/s", "train_gflops": "GFLOP/s",
+    "efficiency_pct": "% of GEMM peak", "grad_ratio_init": "first/last step, at init",
+    "grad_ratio_final": "first/last step, trained",
+    "test_vs_published_pct": "%, test / published - 1",
+    "eval_over_train": "eval/train tokens/s", "train_pct_peak": "% of GEMM peak", "train_pct_ceiling": "%",
+    "eval_pct_ceiling": "%", "train_vs_torch_fused_lstm": "train tokens/s / torch fused LSTM's", "compile_s": "s",
+}
+GRADIENT_COLUMNS = ("grad_ratio_init", "grad_ratio_final")
 _INTERNAL_COLUMNS = ["config_key", "sweep_key"]
 
 
@@ -246,19 +265,20 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
         frame = pd.DataFrame({
             "cell": group["cell"],
             "backend/impl": group["backend"] + "/" + group["impl"],
-            words: [with_spread(m, sd, n) for m, sd, n in zip(group[column], group[f"{column}_std"], group["n"])],
-            "seeds": group["n"].astype(str) + " of " + group["seeds"].str.count(",").add(1).astype(str),
+            header(column, words): [with_spread(m, sd, n) for m, sd, n in
+                                    zip(group[column], group[f"{column}_std"], group["n"])],
+            "seeds (completed of run)": group["n"].astype(str) + " of " + group["seeds"].str.count(",").add(1).astype(str),
         })
         if column == "loss_vs_baseline":
-            frame["solved at update"] = [_fmt(v) for v in group["solved_at_update"]]
+            frame[header("solved_at_update", "solved at update")] = [_fmt(v) for v in group["solved_at_update"]]
         if task == "ptb":
-            frame["test accuracy"] = [with_spread(m, sd, n) for m, sd, n in
+            frame[header("accuracy", "test accuracy")] = [with_spread(m, sd, n) for m, sd, n in
                                       zip(group["accuracy"], group["accuracy_std"], group["n"])]
-        frame["train tokens/s"] = [with_spread(m, sd, n, 3) for m, sd, n in
+        frame[header("train_tok_s", "train tokens/s")] = [with_spread(m, sd, n, 3) for m, sd, n in
                                    zip(group["train_tok_s"], group["train_tok_s_std"], group["n"])]
-        frame["% of peak"] = [_fmt(v) for v in group["efficiency_pct"]]
-        frame["grad ratio init"] = [_fmt(v) for v in group["grad_ratio_init"]]
-        frame["grad ratio trained"] = [_fmt(v) for v in group["grad_ratio_final"]]
+        frame[header("efficiency_pct", "train GFLOP/s")] = [_percent(v) for v in group["efficiency_pct"]]
+        frame[header("grad_ratio_init", "grad ratio")] = [gradient_ratio(v) for v in group["grad_ratio_init"]]
+        frame[header("grad_ratio_final", "grad ratio")] = [gradient_ratio(v) for v in group["grad_ratio_final"]]
         frame["duration"] = [human_duration(v) or "" for v in group["hours"]]
         frame["status"] = group["statuses"]
         if group["cpu"].nunique() > 1:  # throughput compares only within one machine
@@ -357,7 +377,7 @@ def sweep_pivots(param: str, table: pd.DataFrame,
 
     def gradient(w: str, i: int) -> str:
         init, final = value(w, "grad_ratio_init", i), value(w, "grad_ratio_final", i)
-        return " → ".join(_fmt(float(v)) for v in (init, final) if v is not None)
+        return " → ".join(gradient_ratio(float(v)) for v in (init, final) if v is not None)
     if any(c.endswith(" grad_ratio_final") for c in table.columns):
         tables.append(("gradient ratio ||dL_T/dh_0|| / ||dL_T/dh_T-1||" +
                        (" at initialisation → after training" if any(c.endswith(" grad_ratio_init") for c in table.columns)
@@ -495,13 +515,35 @@ _cell = mdtext.text  # a record's string as markdown text: one line, markup esca
 _code = mdtext.code
 
 
+def gradient_ratio(value: Any) -> str:
+    """A gradient ratio as a table shows it: one that is exactly 0 lost the gradient to
+    float underflow on its way back, and says so."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return "0 (underflow)"
+    return _fmt(float(value) if isinstance(value, int) and not isinstance(value, bool) else value)
+
+
+def header(column: Any, words: str | None = None) -> str:
+    """A column's header: its name (or ``words`` for it), and its unit where :data:`UNITS`
+    knows one; ``words`` that already name the unit ("train tokens/s") are left as they are."""
+    name = words or str(column)
+    unit = UNITS.get(str(column))
+    return name if not unit or (words and unit in words) else f"{name} ({unit})"
+
+
+def _percent(value: Any) -> str:
+    shown = _fmt(value)
+    return f"{shown}%" if shown else ""
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     if not len(frame.columns):
         return "(no columns)"
-    header = "| " + " | ".join(_cell(str(c)) for c in frame.columns) + " |"
+    head = "| " + " | ".join(_cell(header(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    formats = [gradient_ratio if str(c) in GRADIENT_COLUMNS else _fmt for c in frame.columns]
+    body = ["| " + " | ".join(f(v) for f, v in zip(formats, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
 
 
 def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFrame]], records: list[dict],
@@ -525,10 +567,11 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
     lines += _headline_section(pooled, compact, sweeps, published, speeds or {})
     if compact:
         lines += ["## Results by task", "",
-                  "One table per set and configuration, best first by the task's main metric; `seeds`: completed "
-                  "of run; `% of peak`: training GFLOP/s against this machine's measured float32 GEMM peak "
-                  "(`python -m bench roofline`); `grad ratio` = ||dL_T/dh_0|| / ||dL_T/dh_T-1|| of the top layer at "
-                  "initialisation and after training.", ""]
+                  "One table per set and configuration, best first by the task's main metric; `train GFLOP/s (% "
+                  "of GEMM peak)`: the training FLOP rate in per cent of this machine's measured float32 GEMM peak "
+                  "(`python -m bench roofline`; 0.05% is one two-thousandth of it); `grad ratio (first/last step)` = "
+                  "||dL_T/dh_0|| / ||dL_T/dh_T-1|| of the top layer at initialisation and after training, "
+                  "`0 (underflow)` where the gradient reaching the first step underflowed to zero.", ""]
         for about, frame in compact:
             limit = f", {about['max_tokens']}" if about["max_tokens"] else ""
             machines = (f"CPU {_cell(about['cpu'])}" if "," not in about["cpu"] else
@@ -541,7 +584,7 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
         lines += ['<a id="published"></a>', "", "## Against the published perplexities", "",
                   "PTB runs of a configuration Zaremba et al. (2014) published, beside their figures; "
                   "`test_vs_published_pct` = test perplexity over the published one, minus 1.", "",
-                  markdown_table(published.drop(columns=["run_id", "config_key"])), ""]
+                  markdown_table(published[[c for c in PUBLISHED_COLUMNS if c in published]]), ""]
         done = published[(published["status"] == "completed") & published["test_ppl"].notna()]
         for (set_name, _), group in done.groupby(["set", "config_key"], sort=True):
             if len(group) > 1:

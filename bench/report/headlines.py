@@ -43,7 +43,7 @@ def main_metric(task: str, has_baseline: bool) -> tuple[str, str, bool]:
 def _ratio(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return "0" if value == 0 else f"{value:.1e}" if value < 0.01 else f"{value:.2f}"
+    return "0 (underflow)" if value == 0 else f"{value:.1e}" if value < 0.01 else f"{value:.2f}"
 
 
 def _who(row: Any) -> str:
@@ -239,7 +239,8 @@ def speed_sentences(speeds: dict[str, tuple[dict[str, Any], pd.DataFrame]]) -> l
             top, bottom = runs.iloc[0], runs.iloc[-1]
             parts.append(f"{text(cell)}: {_who(top)} fastest at {top['train_tok_s']:,.0f} tokens/s{_peak(top)}"
                          + (f", {_who(bottom)} slowest at {bottom['train_tok_s']:,.0f}{_peak(bottom)} "
-                            f"({top['train_tok_s'] / bottom['train_tok_s']:.2f}x)" if len(runs) > 1 else ""))
+                            f"(the fastest trains {top['train_tok_s'] / bottom['train_tok_s']:.2f}x the slowest's "
+                            "tokens/s)" if len(runs) > 1 else ""))
         machine = text(data["cpu"]) if data.get("cpu") else "the machine that measured it (the table does not name its CPU)"
         threads = f", {data['threads']} thread(s)" if data.get("threads") else ""
         lines.append(f"- **Speed ({text(data['preset'])}, training).** {'; '.join(parts)}. Medians of {data['rounds']} "
