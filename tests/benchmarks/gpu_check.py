@@ -203,14 +203,12 @@ def _run_case(key: str, backend: str, impl: str, task: str, check: str, device: 
 def conformance(args: argparse.Namespace, backends: Sequence[str]) -> dict[str, Any]:
     """Every kit case of the chosen cell variants on ``backends``, ``--workers`` at a time."""
     from bench import testing
-    from bench.registry import get_backend
     from tests.conformance_cases import cell_variants, make_variant
 
     checks = tuple(args.checks or testing.CHECKS)
-    jobs = [(key, backend, impl, case.task, case.check_name, args.device)
+    jobs = [(key, case.backend, case.impl, case.task, case.check_name, args.device)
             for key in args.conformance_cells or cell_variants()
-            for backend in backends for impl in get_backend(backend).impls
-            for case in testing.cases(make_variant(key), key, [backend], checks) if case.impl == impl]
+            for case in testing.cases(make_variant(key), key, list(backends), checks)]
     results = []
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_run_case, *job) for job in jobs]
