@@ -226,6 +226,20 @@ def checkpoint_layout(spec: ModelSpec, settings: TrainSettings) -> dict[str, tup
 
 
 FUSED_IMPL = "fused"
+SCAN_IMPL = "scan"
+
+
+def why_no_scan(backend: str, cell: CellSpec) -> str | None:
+    """Why impl ``scan`` cannot run ``cell`` (None when it can): it runs the cells that
+    declare their step linear in the state (``CellSpec.linear_recurrence``), whatever
+    they are."""
+    if not cell.is_linear:
+        return (f"{backend} has no scan for cell {cell.name!r}: it declares no linear recurrence "
+                "(h_t = a_t * h_{t-1} + b_t, CellSpec.linear_recurrence); use --impl cell")
+    if len(cell.state_names) != 1:
+        return (f"{backend} has no scan for cell {cell.name!r}: a linear recurrence carries one state, "
+                f"the cell has {len(cell.state_names)}; use --impl cell")
+    return None
 
 
 class Backend(ABC):
@@ -252,9 +266,12 @@ class Backend(ABC):
     def unsupported(cls, cell: CellSpec, impl: str) -> str | None:
         """Why ``impl`` cannot run ``cell`` (None when it can): checked before anything is
         built or written, so it must not need the framework imported. Impl "fused" runs
-        the cells of the backend's ``fused_layers`` table."""
+        the cells of the backend's ``fused_layers`` table; impl "scan" (where a backend has
+        it) the cells that declare a linear recurrence."""
         if impl == FUSED_IMPL and cls.fused_layers is not None:
             return why_no_fused_layer(cls.name, cls.fused_layers, cell)
+        if impl == SCAN_IMPL:
+            return why_no_scan(cls.name, cell)
         return None
 
     @classmethod

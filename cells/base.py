@@ -1,7 +1,7 @@
 """The contract every cell fulfils, and the tiny ops namespace its equations are written in."""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -123,10 +123,32 @@ class CellSpec(ABC):
         """The recurrence's entries of a layer's parameters (or of anything named like them)."""
         return {name: params[name] for name in self.recurrent_names}
 
-    @abstractmethod
     def recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any, state: Sequence[Any]) -> tuple[Any, ...]:
         """The step given its input projection ``z_in = x_t U + b`` ``(batch, blocks*hidden)``
-        and the recurrence's parameters (``V``, ...) by name."""
+        and the recurrence's parameters (``V``, ...) by name.
+
+        Every cell defines it, or declares :meth:`linear_recurrence` instead, from which it
+        follows: ``h_t = a_t * h_{t-1} + b_t``."""
+        a, b = self.linear_recurrence(ops, params, z_in)
+        (h_prev,) = state
+        return (a * h_prev + b,)
+
+    def linear_recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any) -> tuple[Any, Any]:
+        """``(a, b)`` of a cell whose step is linear in its state, ``h_t = a_t * h_{t-1} + b_t``
+        (element-wise), with ``a`` and ``b`` ``(..., hidden)`` functions of the input
+        projection ``z_in`` ``(..., blocks*hidden)`` (and the recurrence's parameters) alone.
+
+        A cell that declares it has one state, ``h``, and need not write :meth:`recurrence`.
+        Written on the last axis only (``z_in[..., :n]``), the same lines give one step's
+        ``a`` and ``b`` or a whole window's ``(steps, batch, ...)`` at once, which is what
+        lets a backend's ``scan`` impl combine them over time in one parallel pass
+        (:attr:`is_linear` says whether a cell declares it)."""
+        raise NotImplementedError(f"cell {self.name!r} defines neither its recurrence nor a linear recurrence")
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the cell declares :meth:`linear_recurrence` (the ``scan`` impls run it)."""
+        return type(self).linear_recurrence is not CellSpec.linear_recurrence
 
     def numpy_kernel(self) -> Any | None:
         """The numpy backend's hand-written kernel for this cell, or None (the default) for

@@ -78,14 +78,20 @@ def test_every_part_writes_its_file_and_the_summary_says_it(tmp_path, capsys):
     environment = json.loads((out / "environment.json").read_text())
     assert environment["device"] == "cpu" and environment["torch"]["version"]
     conformance = json.loads((out / "conformance.json").read_text())
-    assert conformance["counts"] == {"passed": 8, "failed": 0, "skipped": 0}  # 2 impls x 4 tasks
+    # torch's cell and fused impls x 4 tasks pass; its scan impl runs only cells that declare a
+    # linear recurrence, which the rnn does not: its 4 cases are skipped, each saying so
+    assert conformance["counts"] == {"passed": 8, "failed": 0, "skipped": 4}
     assert {c["case"] for c in conformance["cases"]} >= {"torch-fused-rnn-copy-first-window"}
+    skipped = [c for c in conformance["cases"] if c["status"] == "skipped"]
+    assert {c["impl"] for c in skipped} == {"scan"}
+    assert all("declares no linear recurrence" in c["message"] for c in skipped)
     speed = json.loads((out / "speed-ptb-small.json").read_text())
     assert {(r["impl"], r["cell"]) for r in speed["rows"]} == {("cell", "rnn"), ("fused", "rnn")}
     assert all(r["kernel"] for r in speed["rows"])
     determinism = json.loads((out / "determinism.json").read_text())
-    assert [(r["impl"], r["identical"]) for r in determinism] == [("cell", True), ("fused", True)]
+    assert [(r["impl"], r.get("identical")) for r in determinism] == [("cell", True), ("fused", True), ("scan", None)]
+    assert "declares no linear recurrence" in determinism[2]["skipped"]
     summary = (out / "summary.md").read_text()
-    for heading in ("## Conformance", "passed 8, failed 0, skipped 0", "## Speed, ptb-small", "## Same seed twice",
+    for heading in ("## Conformance", "passed 8, failed 0, skipped 4", "## Speed, ptb-small", "## Same seed twice",
                     "| torch/fused | rnn |"):
         assert heading in summary

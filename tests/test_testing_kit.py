@@ -9,6 +9,7 @@ import pytest
 
 from backends.numpy.kernels import GRUKernel
 from bench import testing
+from bench.registry import get_backend
 from cells import GRUCell, LSTMCell
 
 # these hold a cell to torch (the backend under test, or the float64 reference of a cell
@@ -84,8 +85,11 @@ def test_a_backend_that_differs_from_the_reference_fails_each_check(monkeypatch)
 
 def test_cases_cover_every_backend_impl_task_and_check():
     cases = testing.cases(LSTMCell(), backends=["numpy", "torch"])
-    # numpy/cell, torch/cell, torch/fused; the checkpoint check on the token model only
-    assert len(cases) == 3 * ((len(testing.CHECKS) - 1) * len(testing.TASKS) + 1)
+    # numpy/cell, torch/cell, torch/fused, torch/scan (every impl a backend declares, the ones
+    # that cannot run the cell skipped when run); the checkpoint check on the token model only
+    impls = [("numpy", impl) for impl in get_backend("numpy").impls] + [("torch", impl) for impl in get_backend("torch").impls]
+    assert {(c.backend, c.impl) for c in cases} == set(impls)
+    assert len(cases) == len(impls) * ((len(testing.CHECKS) - 1) * len(testing.TASKS) + 1)
     assert str(cases[0]) == "numpy-cell-lstm-tokens-first-window"
 
 

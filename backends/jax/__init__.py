@@ -1,7 +1,8 @@
-"""JAX backend: the cell's step equations under ``jax.lax.scan`` (impl ``cell``), or
+"""JAX backend: the cell's step equations under ``jax.lax.scan`` (impl ``cell``),
 Flax's own recurrent cells under ``flax.linen.RNN`` (impl ``fused``: the cells of
-``backends.jax.fused``); either way the whole train step (forward, backward, clipping,
-update) is one compiled XLA function.
+``backends.jax.fused``), or a linear cell's window in one ``jax.lax.associative_scan``
+(impl ``scan``: the cells that declare ``CellSpec.linear_recurrence``); every way the
+whole train step (forward, backward, clipping, update) is one compiled XLA function.
 
 This module never imports JAX; ``make_model`` and ``versions`` do, through
 :mod:`backends.jax.runtime`, which sets XLA's thread flag first.
@@ -20,10 +21,10 @@ from backends.spec import ModelSpec
 
 class JaxBackend(Backend):
     name: ClassVar[str] = "jax"
-    impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
+    impls: ClassVar[tuple[str, ...]] = ("cell", "fused", "scan")
     default_impl: ClassVar[str] = "cell"
     framework: ClassVar[str | None] = "jax"
-    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 7), "fused": (14, 7)}, 4.5, (6, 2))
+    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 7), "fused": (14, 7), "scan": (14, 16)}, 4.5, (6, 2))
     install_hint: ClassVar[str] = "pip install 'cellbench[jax]' (NVIDIA GPUs: pip install 'jax[cuda12]' flax)"
     fused_layers: ClassVar[FusedTable | None] = FUSED_LAYERS
 

@@ -2,12 +2,15 @@
 layers, the scored steps' output layer and head, clipping and the update, as pure
 functions of the weights compiled by XLA.
 
-Two impls share everything but the recurrent layer:
+The impls share everything but the recurrent layer:
 
 - ``cell``: the cell's own ``recurrence`` (the equations written once in ``cells/``) on
   ``jax.numpy`` arrays under ``jax.lax.scan``, the window's input projection one GEMM;
 - ``fused``: the cell's Flax layer in ``backends.jax.fused`` under ``flax.linen.RNN``, its
-  variables mapped from the canonical weights inside the compiled step.
+  variables mapped from the canonical weights inside the compiled step;
+- ``scan``: a cell that declares its step linear in the state (``CellSpec.linear_recurrence``,
+  minGRU): the window's ``a`` and ``b`` in one pass, ``h_t = a_t * h_{t-1} + b_t`` by
+  ``jax.lax.associative_scan`` (a parallel prefix scan; no logs, so ``a`` and ``b`` of any sign).
 
 The trained weights and the optimizer's slots are kept in the canonical names and layout
 (a Flax tensor is a permutation or a block of a canonical one, and every update rule is
@@ -44,8 +47,8 @@ JAX_ARRAYS = ArrayOps(take_columns=lambda a, columns: jnp.take(a, jnp.asarray(co
 
 
 def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainSettings) -> "JaxModel":
-    if settings.impl not in ("cell", "fused"):
-        raise BenchError(f"backend 'jax' has no impl {settings.impl!r}; choose one of: cell, fused")
+    if settings.impl not in ("cell", "fused", "scan"):
+        raise BenchError(f"backend 'jax' has no impl {settings.impl!r}; choose one of: cell, fused, scan")
     device = resolve_device(settings.device)
     return JaxModel(spec, params, settings, device)
 
@@ -75,6 +78,36 @@ def cell_layer(spec: ModelSpec, p: dict[str, Any], inputs: Any, state: tuple, pe
 
     final, outputs = jax.lax.scan(step, tuple(state), (projection, perturb) if perturb is not None else projection)
     return outputs, final
+
+
+def _compose(earlier: tuple, later: tuple) -> tuple:
+    """Two steps of ``h -> a h + b`` as one: ``later`` after ``earlier``."""
+    return later[0] * earlier[0], later[0] * earlier[1] + later[1]
+
+
+def linear_scan(a: Any, b: Any, h0: Any) -> Any:
+    """Every ``h_t`` ``(steps, batch, hidden)`` of ``h_t = a_t * h_{t-1} + b_t`` from ``h0``
+    ``(batch, hidden)``, time on axis 0, by ``jax.lax.associative_scan`` over the steps'
+    affine maps (``h_0`` folded into the first step's ``b``); differentiated by ``jax.grad``.
+    No logs, so ``a`` and ``b`` may have any sign (an ``a`` that broadcasts is expanded)."""
+    a = jnp.broadcast_to(a, b.shape)
+    b = b.at[0].add(a[0] * h0)
+    _, hs = jax.lax.associative_scan(_compose, (a, b), axis=0)
+    return hs
+
+
+def scan_layer(spec: ModelSpec, p: dict[str, Any], inputs: Any, state: tuple) -> tuple[Any, tuple]:
+    """One layer of a linear cell over a time-major window ``(steps, batch, in)``: the
+    window's input projection in one GEMM, its ``a`` and ``b`` in one call of the cell's
+    ``linear_recurrence``, then every ``h_t`` at once by :func:`linear_scan`. Returns the
+    outputs and the final state."""
+    cell = spec.cell
+    steps, batch, n_in = inputs.shape
+    projection = (inputs.reshape(steps * batch, n_in) @ p["U"] + p["b"]).reshape(steps, batch, -1)
+    a, b = cell.linear_recurrence(JAX_OPS, cell.recurrent_params(p), projection)
+    (h0,) = state
+    hs = linear_scan(a, b, h0)
+    return hs, (hs[-1],)
 
 
 def perturbed_recurrence(cell: Any, params: dict[str, Any], z_in: Any, state: tuple, bump: Any) -> tuple:
@@ -172,6 +205,8 @@ class Functions:
         weights = self.spec.layer_params(p, layer)
         if self.settings.impl == "fused":
             return fused_layer(self.spec, weights, inputs, state, self.dtype)
+        if self.settings.impl == "scan":
+            return scan_layer(self.spec, weights, inputs, state)
         return cell_layer(self.spec, weights, inputs, state)
 
     def _forward(self, p: dict[str, Any], x: Any, state: list, key: Any) -> tuple[Any, list]:
@@ -400,6 +435,8 @@ class JaxModel(Model):
         if self.settings.impl == "fused":
             entry = FUSED_LAYERS[type(self.spec.cell)]
             kernel = entry.kernel(self.spec.cell)
+        elif self.settings.impl == "scan":
+            kernel = "linear recurrence by lax.associative_scan, jax.grad, one jit train step (XLA)"
         else:
             kernel = "cell equations under lax.scan, jax.grad, one jit train step (XLA)"
         info: dict[str, Any] = {

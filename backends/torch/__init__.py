@@ -1,5 +1,7 @@
-"""PyTorch backend: the cell equations unrolled under autograd ("cell"), or torch's own
-recurrent layers, cuDNN on a GPU ("fused": the cells of ``backends.torch.fused``).
+"""PyTorch backend: the cell equations unrolled under autograd ("cell"), torch's own
+recurrent layers, cuDNN on a GPU ("fused": the cells of ``backends.torch.fused``), or a
+linear cell's window in one log-space scan ("scan": the cells that declare
+``CellSpec.linear_recurrence``).
 
 This module must stay cheap to import (listing backends imports it): torch is imported
 only inside ``make_model`` and ``versions``, and the models live in ``backends.torch.model``.
@@ -18,10 +20,10 @@ from backends.torch.fused import FUSED_LAYERS
 
 class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
-    impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
+    impls: ClassVar[tuple[str, ...]] = ("cell", "fused", "scan")
     default_impl: ClassVar[str] = "fused"
     framework: ClassVar[str | None] = "torch"
-    memory: ClassVar[MemoryProfile] = MemoryProfile(340 * 2**20, {"cell": (5, 7), "fused": (5, 7)}, 4.5, (4, 2))
+    memory: ClassVar[MemoryProfile] = MemoryProfile(340 * 2**20, {"cell": (5, 7), "fused": (5, 7), "scan": (5, 16)}, 4.5, (4, 2))
     install_hint: ClassVar[str] = (
         "pip install 'cellbench[torch]' (on this project's machines: pip install torch==2.13.0)"
     )

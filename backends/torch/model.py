@@ -5,9 +5,12 @@
 - ``fused``: the cell's layer in ``backends.torch.fused`` (``torch.nn.LSTM``,
   ``torch.nn.RNN``), one module per layer (so dropout can sit between layers with masks
   from the model's own generator), cuDNN on a GPU, oneDNN (mkldnn) for a float32 LSTM on
-  the CPU.
+  the CPU;
+- ``scan``: a cell that declares its step linear in the state (``CellSpec.linear_recurrence``,
+  minGRU) over the whole window at once: its ``a`` and ``b`` in one pass, the recurrence by
+  the log-space scan of ``backends.torch.scan``, differentiated by autograd.
 
-Both share everything else: embedding (or the input values), dropout, the scored steps'
+All three share everything else: embedding (or the input values), dropout, the scored steps'
 output layer and head (softmax cross-entropy or squared error, ``backends.torch.losses``),
 clipping and the optimizer (``torch.optim.SGD`` / ``Adagrad`` / ``RMSprop`` configured to
 the update rule of ``backends/base.py``). Activations are time-major ``(steps, batch, ...)``
@@ -27,6 +30,7 @@ from backends.layout import ArrayOps, Slot
 from backends.spec import ModelSpec, layer_key
 from backends.torch.fused import FUSED_LAYERS
 from backends.torch.losses import linear_softmax_cross_entropy, linear_squared_error
+from backends.torch.scan import scan_layer
 from backends.torch.unroll import run_layer
 from cells.errors import BenchError
 
@@ -95,7 +99,7 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
         ("device", settings.device, DEVICES),
         ("dtype", settings.dtype, DTYPES),
         ("optimizer", settings.optimizer, OPTIMIZERS),
-        ("impl", settings.impl, ("cell", "fused")),
+        ("impl", settings.impl, ("cell", "fused", "scan")),
     ):
         if value not in valid:
             raise BenchError(f"torch backend: unknown {what} {value!r}; choose one of: {', '.join(valid)}")
@@ -104,7 +108,7 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
     device = resolve_device(settings.device)
     if device.type == "cuda":
         _use_ieee_float32()
-    model_cls = CellModel if settings.impl == "cell" else FusedModel
+    model_cls = {"cell": CellModel, "fused": FusedModel, "scan": ScanModel}[settings.impl]
     return model_cls(spec, params, settings, device)
 
 
@@ -455,6 +459,20 @@ class CellModel(TorchModel):
 
     def _kernel(self) -> str:
         return "aten ops unrolled in Python, autograd (input projection: one GEMM per window)"
+
+
+class ScanModel(CellModel):
+    """A linear cell's window in one scan (``backends.torch.scan``); its parameters, the
+    gradient norms over time (the cell's equations unrolled, as for every impl) and all
+    else as the ``cell`` impl's."""
+
+    impl = "scan"
+
+    def _layer(self, layer: int, inputs: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        return scan_layer(self.spec.cell, self.layer_params[layer], inputs, state)
+
+    def _kernel(self) -> str:
+        return "linear recurrence by log-space scan (cumsum, logcumsumexp), autograd; input projection one GEMM"
 
 
 class FusedModel(TorchModel):

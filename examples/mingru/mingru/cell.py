@@ -1,7 +1,7 @@
 """The minGRU cell: the GRU with its gates computed from the input alone."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cells.base import CellSpec, Ops
 
@@ -17,10 +17,13 @@ class MinGRUCell(CellSpec):
         h_t  = (1 - z_t) ∘ h_{t-1} + z_t ∘ h~_t
 
     No recurrent weights: the state enters only through the interpolation, so the gradient
-    reaching h_{t-k} is scaled by ∏(1 - z) and no matrix, and training can run as a parallel
-    scan (this plugin runs the sequential form, the one every backend's ``cell`` impl
-    unrolls). Here ``z`` weights the candidate, as in the paper (the GRU's z weights the
-    old state).
+    reaching h_{t-k} is scaled by ∏(1 - z) and no matrix. The step is linear in the state,
+    ``h_t = a_t ∘ h_{t-1} + b_t`` with ``a_t = 1 - z_t`` and ``b_t = z_t ∘ h~_t``, which the
+    cell declares (:meth:`linear_recurrence`): every backend's ``cell`` impl unrolls it step
+    by step, the ``scan`` impls combine the window's ``a`` and ``b`` in one parallel scan.
+    Here ``z`` weights the candidate, as in the paper (the GRU's z weights the old state).
+    The paper's log-space form (its ``g`` activation keeping h~ positive) is not this cell's:
+    the candidate is the plain linear ``x_t U^h + b^h``, of either sign.
     """
 
     name = "mingru"
@@ -29,12 +32,11 @@ class MinGRUCell(CellSpec):
     param_names = ("U", "b")  # the input projection only: the recurrence has no parameters
     biases = ("b",)
 
-    def recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any, state: Sequence[Any]) -> tuple[Any]:
-        (h_prev,) = state
+    def linear_recurrence(self, ops: Ops, params: dict[str, Any], z_in: Any) -> tuple[Any, Any]:
         n = z_in.shape[-1] // 2
-        z = ops.sigmoid(z_in[:, :n])  # z_in = x_t U + b
-        candidate = z_in[:, n:]
-        return ((1.0 - z) * h_prev + z * candidate,)
+        z = ops.sigmoid(z_in[..., :n])  # z_in = x_t U + b
+        candidate = z_in[..., n:]
+        return 1.0 - z, z * candidate
 
     def numpy_kernel(self) -> "MinGRUKernel":
         """The hand-written forward and BPTT the numpy backend runs (and the reference)."""
