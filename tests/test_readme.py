@@ -106,7 +106,7 @@ def _venv_as_written(tmp_path: Path) -> None:
 
 
 def _installable(*extras: str) -> Callable[[Path], None]:
-    """What a pip line names: this project with the extras it asks for, and the example plugin."""
+    """What a pip line names: this project with the extras it asks for, and the example plugins."""
     def check(tmp_path: Path) -> None:
         text = (REPO_ROOT / "pyproject.toml").read_text()
         assert re.search(r'^name = "cellbench"$', text, re.M)
@@ -114,12 +114,13 @@ def _installable(*extras: str) -> Callable[[Path], None]:
         declared = set(re.findall(r"^([A-Za-z0-9_-]+) = \[", table, re.M))
         assert set(extras) <= declared, f"pyproject.toml declares no extra {set(extras) - declared}"
         if extras:
-            assert (REPO_ROOT / "examples" / "mingru" / "pyproject.toml").is_file()
+            for plugin in ("mingru", "minlstm"):
+                assert (REPO_ROOT / "examples" / plugin / "pyproject.toml").is_file()
     return check
 
 
 def _test_paths_exist(tmp_path: Path) -> None:
-    for path in ("tests", "examples/mingru/tests"):
+    for path in ("tests", "examples/mingru/tests", "examples/minlstm/tests"):
         assert list((REPO_ROOT / path).rglob("test_*.py")), f"{path} holds no tests"
     assert "test-command" in (REPO_ROOT / ".ci" / "run").read_text()  # CI runs this very line, read from the README
 
@@ -132,10 +133,10 @@ def _ray_cli_installed(tmp_path: Path) -> None:
 COVERS: dict[str, Bench | Check] = {
     "python3 -m venv .venv": Check("as written, in the scratch directory", _venv_as_written),
     ".venv/bin/pip install -e .": Check("needs the network; here: the project it installs", _installable()),
-    ".venv/bin/pip install -q -e '.[all,test]' -e examples/mingru": Check(
-        "needs the network; here: the extras it names are declared and the plugin is a project",
+    ".venv/bin/pip install -q -e '.[all,test]' -e examples/mingru -e examples/minlstm": Check(
+        "needs the network; here: the extras it names are declared and the plugins are projects",
         _installable("all", "test")),
-    ".venv/bin/python -m pytest -q -n auto tests examples/mingru/tests": Check(
+    ".venv/bin/python -m pytest -q -n auto tests examples/mingru/tests examples/minlstm/tests": Check(
         "the whole suite (CI runs this line, .ci/run); here: the paths it names hold tests", _test_paths_exist),
     ".venv/bin/python -m bench run --backend numpy --cell lstm": Bench(ECHO_QUICK, "one epoch of a short series", records=1),
     "python -m bench list": Bench(says="presets:"),
