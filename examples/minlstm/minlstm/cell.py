@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cells.base import CellSpec, Ops
+import numpy as np
+
+from cells.base import NUMPY_OPS, CellSpec, Ops
 
 if TYPE_CHECKING:
     from minlstm.kernel import MinLSTMKernel
@@ -24,7 +26,8 @@ class MinLSTMCell(CellSpec):
     scaled by ∏ f' and no matrix. The step is linear in the state, ``h_t = a_t ∘ h_{t-1} +
     b_t`` with ``a_t = f'_t`` and ``b_t = i'_t ∘ h~_t``, which the cell declares
     (:meth:`linear_recurrence`): every backend's ``cell`` impl unrolls it step by step, the
-    ``scan`` impls combine the window's ``a`` and ``b`` in one parallel scan.
+    ``scan`` impls combine the window's ``a`` and ``b`` in one pass (numpy's with the
+    derivative the cell writes, :meth:`linear_recurrence_grad`).
 
     Differences from the paper:
 
@@ -57,6 +60,31 @@ class MinLSTMCell(CellSpec):
         candidate = z_in[..., 2 * n:]
         total = f + i
         return f / total, (i / total) * candidate
+
+    def linear_recurrence_grad(
+        self, params: dict[str, np.ndarray], z_in: np.ndarray, da: np.ndarray, db: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """For numpy's scan: ``b = (1 - f') h~`` (as ``i' = 1 - f'``), so the gradient at
+        ``f'`` is ``df' = da - db h~``; then, with ``∂f'/∂f = i/s² = f' i' / f`` and
+        ``∂f'/∂i = -f' i' / i`` (``s = f + i``) and ``σ' = σ (1 - σ)``::
+
+            df~ =  df' f' i' (1 - f)
+            di~ = -df' f' i' (1 - i)
+            dh~ =  db i'
+
+        No parameters of its own."""
+        n = z_in.shape[-1] // 3
+        f = NUMPY_OPS.sigmoid(z_in[..., :n])
+        i = NUMPY_OPS.sigmoid(z_in[..., n:2 * n])
+        candidate = z_in[..., 2 * n:]
+        forget = f / (f + i)
+        inject = 1.0 - forget
+        common = (da - db * candidate) * forget * inject
+        dz_in = np.empty_like(z_in)
+        np.multiply(common, 1.0 - f, out=dz_in[..., :n])
+        np.multiply(common, i - 1.0, out=dz_in[..., n:2 * n])
+        np.multiply(db, inject, out=dz_in[..., 2 * n:])
+        return dz_in, {}
 
     def numpy_kernel(self) -> "MinLSTMKernel":
         """The hand-written forward and BPTT the numpy backend runs (and the reference)."""
