@@ -19,12 +19,13 @@ from typing import Any, Callable
 from bench.errors import BenchError
 from bench.storage import open_regular
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # 2 adds the status "aborted", failure.phase/reason, preset, checkpoint; 3 keeps in config
 # only the options of the run's own cell and task (1 and 2 kept every cell's and task's);
 # 4 adds tasks of independent sequences and regression heads: task.head, scored_steps and
-# memoryless_baseline, metrics without accuracy (regression), samples of vectors per step
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+# memoryless_baseline, metrics without accuracy (regression), samples of vectors per step;
+# 5 adds ``declared`` (bench.declarations): what the report needs of the task, cell and preset
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 # A 55-epoch ptb-large record is under 1 MiB and an echo record with 1,000-step windows
 # about 5 MiB; 64 MiB leaves ten times that, and a stray multi-GiB file is refused unread.
 MAX_JSON_BYTES = 64 * 2**20

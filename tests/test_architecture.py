@@ -166,3 +166,33 @@ def test_listing_every_plugin_imports_no_framework():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# What a report may know of tasks, cells and presets is what the records declare
+# (bench.declarations): only bench.report.legacy, for records written before they did,
+# asks the registry, the settings' module, the tasks or the declarations' builder.
+PLUGIN_KNOWLEDGE = ("bench.registry", "bench.config", "bench.tasks", "bench.declarations", "bench.data")
+
+
+def test_the_report_reads_records_and_asks_no_plugin():
+    members = [name for name in GRAPH if _room(name) == "bench.report" and name != "bench.report.legacy"]
+    asks = {name: sorted(d for d in GRAPH[name] if _within(d, PLUGIN_KNOWLEDGE)) for name in members}
+    assert {name: deps for name, deps in asks.items() if deps} == {}
+    assert "bench.registry" in GRAPH["bench.report.legacy"]  # the door exists, and the walk sees it
+
+
+def test_the_report_names_no_task_and_no_cell():
+    """No task's or cell's name, nor a setting of one, stands in the report's code as a
+    string: what it needs of them the records declare."""
+    from bench.registry import cell_names, declared_options, task_names
+
+    names = set(task_names()) | set(cell_names()) | set(declared_options())
+    found = {}
+    for path in (ROOT / "bench" / "report").glob("*.py"):
+        if path.name == "legacy.py":
+            continue
+        strings = {node.value for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        if named := sorted(strings & names):
+            found[path.name] = named
+    assert found == {}

@@ -91,7 +91,7 @@ class Answer:
 
 def answers(pooled: pd.DataFrame, metric_of: Any, elsewhere: Any = None) -> list[Answer]:
     """The table's rows, one per set and configuration with at least two cells that have a
-    value of the main metric. ``metric_of(task, has_baseline)`` gives ``(column, words,
+    value of the main metric. ``metric_of(declared metric, has_baseline)`` gives ``(column, words,
     lower is better)``, the task's main metric (:func:`bench.report.headlines.main_metric`);
     ``elsewhere(pooled, group, column, lower)``, a sentence naming cells that did better in
     other configurations of the task (:func:`bench.report.headlines.elsewhere_note`)."""
@@ -100,7 +100,7 @@ def answers(pooled: pd.DataFrame, metric_of: Any, elsewhere: Any = None) -> list
         return rows
     for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
         task = str(group["task"].iloc[0])
-        column, words, lower = metric_of(task, group["baseline"].notna().any())
+        column, words, lower = metric_of(group["main_metric"].iloc[0], group["baseline"].notna().any())
         done = group[group[column].notna()]
         if done["cell"].nunique() < 2:
             continue
@@ -181,7 +181,7 @@ def sweep_answers(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], metric_of: 
             continue
         combinations = sweep_columns(table, param, about.get("who"))
         has_baseline = any(f"{w} loss_vs_baseline" in table for w in combinations)
-        main = metric_of(str(about.get("task", "")), has_baseline)[0]
+        main = metric_of(about.get("main_metric"), has_baseline)[0]
         if main == "accuracy" and any(f"{w} accuracy" in table for w in combinations):
             measure, reached_at, criterion = "accuracy", (lambda v: v >= remembers), "remembered"
         elif has_baseline:

@@ -23,10 +23,10 @@ from bench.report.grouping import (
     SWEEP_MEASURES, cell_variant, configuration_key, describe, slug, sweep_columns, sweep_param, swept_settings,
     value_key, value_labels, value_order,
 )
-from bench.report.reading import find_roofline, read_results
+from bench.report.criteria import REMEMBERED_ACCURACY, SOLVED_FRACTION
+from bench.report.reading import declared, find_roofline, read_results
 from bench.report.seeds import pool, with_spread
 from bench.storage import atomic_write_bytes, refuse_link
-from bench.tasks import SOLVED_FRACTION
 
 # key columns first (what the row is, then what it scored), long text last: a wide table
 # scrolls, and what scrolls out of view first is what a reader needs least
@@ -53,7 +53,7 @@ UNITS = {
     "eval_pct_ceiling": "%", "train_vs_torch_fused_lstm": "train tokens/s / torch fused LSTM's", "compile_s": "s",
 }
 GRADIENT_COLUMNS = ("grad_ratio_init", "grad_ratio_final")
-_INTERNAL_COLUMNS = ["config_key", "sweep_key"]
+_INTERNAL_COLUMNS = ["config_key", "sweep_key", "main_metric", "reports_perplexity", "n_classes"]
 
 
 def load_records(directory: str | Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -118,26 +118,29 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
         rate = train.get("tokens_per_s_median") or train.get("tokens_per_s")
         eval_split = test or valid
         sweep = sweep_param(r)
-        fixed = swept_settings(config, sweep) if sweep else ()
+        d = declared(r)
+        fixed = swept_settings(d, sweep) if sweep else ()
         baseline = _baseline(r)
         test_loss = eval_split.get("loss")
         row = {
             "path": r.get("_path", r["run_id"]),
             "run_id": r["run_id"],
             "set": r.get("_set", "."),
-            "configuration": describe(config, r.get("preset")),
-            "config_key": configuration_key(config),
+            "configuration": describe(config, d),
+            "config_key": configuration_key(config, d),
             "task": config["task"],
+            "main_metric": d.main_metric,
+            "n_classes": (r.get("task") or {}).get("n_classes"),
+            "reports_perplexity": d.reports_perplexity,
             "backend": r["backend"]["name"],
             "impl": r["backend"]["impl"],
-            "cell": cell_variant(config, r.get("preset"), ignore=fixed),
+            "cell": cell_variant(config, d, ignore=fixed),
             "learning_rate": config["learning_rate"],
             "device": r["backend"].get("device", config.get("device")),
             "dtype": config.get("dtype", "float32"),
             "status": r["status"],
             "epochs": len(epochs),
             "epochs_planned": config["epochs"],
-            "max_tokens": config.get("max_tokens"),
             "seed": config["seed"],
             "threads": r["environment"]["threads"],
             "accuracy": test.get("accuracy", valid.get("accuracy")),
@@ -160,8 +163,8 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "tag": r.get("tag"),
             "sweep": sweep,
             "sweep_value": config[sweep] if sweep else None,
-            "sweep_key": configuration_key(config, ignore=fixed) if sweep else None,
-            "sweep_configuration": describe(config, r.get("preset"), ignore=fixed) if sweep else None,
+            "sweep_key": configuration_key(config, d, ignore=fixed) if sweep else None,
+            "sweep_configuration": describe(config, d, ignore=fixed) if sweep else None,
         }
         peak = (peaks or {}).get(f"{row['cpu']}|{row['threads']}")
         row["efficiency_pct"] = 100 * row["train_gflops"] / peak if peak and row["train_gflops"] else None
@@ -256,7 +259,7 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
     for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
         task = group["task"].iloc[0]
         has_baseline = group["baseline"].notna().any()
-        column, words, lower = main_metric(task, has_baseline)
+        column, words, lower = main_metric(group["main_metric"].iloc[0], has_baseline)
         # cells in order of their best result; each cell's backends together, alphabetically
         best = group.groupby("cell")[column].transform("min" if lower else "max")
         group = group.assign(_best=best).sort_values(["_best", "cell", "backend", "impl"],
@@ -271,7 +274,7 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
         })
         if column == "loss_vs_baseline":
             frame[header("solved_at_update", "solved at update")] = [_fmt(v) for v in group["solved_at_update"]]
-        if task == "ptb":
+        if group["reports_perplexity"].iloc[0]:  # perplexity first, the share of next words right beside it
             frame[header("accuracy", "test accuracy")] = [with_spread(m, sd, n) for m, sd, n in
                                       zip(group["accuracy"], group["accuracy_std"], group["n"])]
         frame[header("train_tok_s", "train tokens/s")] = [with_spread(m, sd, n, 3) for m, sd, n in
@@ -285,11 +288,9 @@ def compact_tables(pooled: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFr
             frame["cpu"] = group["cpu"]
         frame = frame[[c for c in frame.columns if (frame[c].astype(str) != "").any()]]
         first = group.iloc[0]
-        tokens = first.get("max_tokens")
-        limit = f"max {int(tokens):,} tokens" if isinstance(tokens, (int, float)) and tokens == tokens and tokens else ""
         seeds = sorted({s.strip() for text in group["seeds"] for s in text.split(",")}, key=int)
         about = {"set": set_name, "config_key": key, "configuration": first["configuration"], "task": task,
-                 "epochs": int(first["epochs_planned"]), "max_tokens": limit, "threads": ", ".join(sorted(set(group["threads"]))),
+                 "epochs": int(first["epochs_planned"]), "threads": ", ".join(sorted(set(group["threads"]))),
                  "seeds": ", ".join(seeds), "cpu": ", ".join(sorted(set(group["cpu"]))),
                  "anchor": anchor(set_name, key)}
         tables.append((about, frame.reset_index(drop=True)))
@@ -327,7 +328,7 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]
         if group["baseline"].notna().any():  # and accuracy too where it is the task's main metric (echo)
             from bench.report.headlines import main_metric
 
-            accuracy = main_metric(str(group["task"].iloc[0]), True)[0] == "accuracy"
+            accuracy = main_metric(group["main_metric"].iloc[0], True)[0] == "accuracy"
             measures = SWEEP_MEASURES[:4] + (("accuracy",) if accuracy else ())
         else:
             measures = ("accuracy", "grad_ratio_final")
@@ -336,7 +337,8 @@ def sweep_tables(runs: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]
                 columns[f"{who} {what}"] = [_seed_mean(latest.get((who, k)), what) for k in keys]
         seeds = max(len(by_seed) for by_seed in latest.values())
         about = {"set": set_name, "param": param, "configuration": group["sweep_configuration"].iloc[0],
-                 "task": group["task"].iloc[0], "seeds": seeds, "anchor": anchor(set_name, param, sweep_key),
+                 "task": group["task"].iloc[0], "main_metric": group["main_metric"].iloc[0], "seeds": seeds,
+                 "anchor": anchor(set_name, param, sweep_key),
                  "who": {label: (cell, f"{backend}/{impl}") for (cell, backend, impl), label in labels.items()}}
         tables.append((about, pd.DataFrame(columns)))
     return tables
@@ -397,26 +399,24 @@ def _seed_mean(by_seed: dict[Any, dict] | None, what: str) -> float | None:
 def published_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """PTB runs of a published configuration beside the published perplexities
     (Zaremba et al. 2014), and the test perplexity's distance from it."""
-    from bench.config import published_perplexity, published_preset
-
     rows = []
     for r in records:
-        preset = published_preset(r["config"])
-        if preset is None:
+        d = declared(r)
+        if d.published is None:
             continue
+        preset, published_valid, published_test = d.published
         final = r.get("final") or {}
         test = (final.get("test") or {}).get("perplexity")
         valid = (final.get("valid") or {}).get("perplexity")
-        published_valid, published_test = published_perplexity(preset)
         rows.append({
-            "set": r.get("_set", "."), "configuration": describe(r["config"], r.get("preset")), "preset": preset,
+            "set": r.get("_set", "."), "configuration": describe(r["config"], d), "preset": preset,
             "backend": r["backend"]["name"], "impl": r["backend"]["impl"], "cell": r["config"]["cell"],
             "status": r["status"], "epochs": f"{len(r['epochs'])}/{r['config']['epochs']}",
             "seed": r["config"]["seed"], "threads": r["environment"]["threads"],
             "valid_ppl": valid, "test_ppl": test, "published_valid": published_valid, "published_test": published_test,
             "test_vs_published_pct": 100 * (test / published_test - 1) if test is not None else None,
             "duration": human_duration(_hours(r)), "cpu": r["environment"]["cpu"], "run_id": r["run_id"],
-            "config_key": configuration_key(r["config"]),
+            "config_key": configuration_key(r["config"], d),
         })
     return pd.DataFrame(rows)
 
@@ -573,12 +573,11 @@ def _markdown(table: pd.DataFrame, sweeps: list[tuple[dict[str, Any], pd.DataFra
                   "||dL_T/dh_0|| / ||dL_T/dh_T-1|| of the top layer at initialisation and after training, "
                   "`0 (underflow)` where the gradient reaching the first step underflowed to zero.", ""]
         for about, frame in compact:
-            limit = f", {about['max_tokens']}" if about["max_tokens"] else ""
             machines = (f"CPU {_cell(about['cpu'])}" if "," not in about["cpu"] else
                         f"CPUs {_cell(about['cpu'])} (throughput compares only within one)")
             lines += [f'<a id="{about["anchor"]}"></a>', "",
                       f"### {_cell(about['task'])}: set {_code(about['set'])}, {_cell(about['configuration'])}", "",
-                      f"{about['epochs']} epoch(s){limit}; threads {_cell(about['threads'])}; seeds "
+                      f"{about['epochs']} epoch(s); threads {_cell(about['threads'])}; seeds "
                       f"{_cell(about['seeds'])}; {machines}.", "", markdown_table(frame), ""]
     if published is not None and len(published):
         lines += ['<a id="published"></a>', "", "## Against the published perplexities", "",
@@ -641,8 +640,8 @@ def _answer_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd
 
     anchors = {(about["set"], about["config_key"]): about["anchor"] for about, _ in compact}
     rows = answers.answers(pooled, headlines.main_metric, headlines.elsewhere_note) if len(pooled) else []
-    rows += answers.sweep_answers(sweeps, headlines.main_metric, SOLVED_FRACTION, headlines.ECHO_REMEMBERS)
-    return answers.answer_lines(rows, anchors, SOLVED_FRACTION, headlines.ECHO_REMEMBERS)
+    rows += answers.sweep_answers(sweeps, headlines.main_metric, SOLVED_FRACTION, REMEMBERED_ACCURACY)
+    return answers.answer_lines(rows, anchors, SOLVED_FRACTION, REMEMBERED_ACCURACY)
 
 
 def _headline_section(pooled: pd.DataFrame, compact: list[tuple[dict[str, Any], pd.DataFrame]],
@@ -685,7 +684,7 @@ def _sample_section(runs: list[dict[str, Any]]) -> list[str]:
     for r in runs:
         test = ((r.get("final") or {}).get("test") or {}).get("perplexity")
         lines.append(f"- {_cell(str(r['config']['cell']))}: run {_code(r['run_id'])}, set {_code(r.get('_set', '.'))}, "
-                     f"{_cell(describe(r['config'], r.get('preset')))}, {_cell(r['backend']['name'])}/"
+                     f"{_cell(describe(r['config'], declared(r)))}, {_cell(r['backend']['name'])}/"
                      f"{_cell(r['backend']['impl'])}, {r['status']}, {len(r['epochs'])} epoch(s)"
                      + (f", test perplexity {_fmt(float(test))}" if test is not None else ""))
     header = ["input", "true next", *(_cell(str(r["config"]["cell"])) for r in runs)]

@@ -17,9 +17,7 @@ from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from bench.config import make_config, presets, setting_names
-from bench.errors import BenchError
-from bench.registry import cell_names, get_cell_class, get_task_class, task_names
+from bench.report.declared import Declared, Preset
 
 COMPARED = ("backend", "impl", "cell")
 REPEATED = ("seed",)  # repeats of one configuration, pooled
@@ -30,41 +28,6 @@ NOT_SWEPT = (*COMPARED, *REPEATED, "task")
 _MISSING = object()
 
 
-@lru_cache(maxsize=None)
-def _field_order() -> dict[str, int]:
-    return {name: i for i, name in enumerate(setting_names())}
-
-
-@lru_cache(maxsize=None)
-def _cell_options() -> dict[str, tuple]:
-    """Each registered cell's options (they say which variant of the cell ran)."""
-    return {name: get_cell_class(name).options for name in cell_names()}
-
-
-@lru_cache(maxsize=None)
-def _cell_option_names() -> frozenset[str]:
-    return frozenset(o.name for options in _cell_options().values() for o in options)
-
-
-@lru_cache(maxsize=None)
-def _task_options() -> dict[str, frozenset[str]]:
-    return {name: frozenset(o.name for o in get_task_class(name).options) for name in task_names()}
-
-
-@lru_cache(maxsize=None)
-def _any_task_options() -> frozenset[str]:
-    return frozenset().union(*_task_options().values())
-
-
-def _foreign(key: str, config: dict[str, Any]) -> bool:
-    """A cell's option, or another task's: records before schema 3 kept every option of
-    every cell and task, whatever ran; only the run's task's own options configure it."""
-    if key in _cell_option_names():
-        return True
-    own = _task_options().get(config.get("task")) if isinstance(config.get("task"), str) else None
-    return own is not None and key not in own and key in _any_task_options()
-
-
 def _normal(value: Any) -> Any:
     """1 and 1.0 are one setting (JSON does not tell them apart)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
@@ -72,21 +35,18 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def settings(config: dict[str, Any], ignore: Sequence[str] = ()) -> dict[str, Any]:
-    """The configuration proper: ``config`` without the compared dimensions, the seed and ``ignore``."""
+def settings(config: dict[str, Any], declared: Declared, ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """The configuration proper: ``config`` without the compared dimensions, the seed, the
+    settings the record declares are not its configuration (its cell's options) and ``ignore``."""
     return {k: _normal(v) for k, v in config.items()
-            if k not in COMPARED and k not in REPEATED and k not in ignore and not _foreign(k, config)}
+            if k not in COMPARED and k not in REPEATED and k not in ignore and k not in declared.not_configuration}
 
 
-def swept_settings(config: dict[str, Any], param: str) -> list[str]:
+def swept_settings(declared: Declared, param: str) -> list[str]:
     """The settings left out of a sweep's configuration: ``param`` and those the run's task
     derives from its settings (the copy task's window length follows its lag). A derived
-    setting is a function of the others, so leaving it out never pools runs that differ;
-    a task that is not installed here derives nothing."""
-    try:
-        return [param, *get_task_class(config.get("task")).derived(dict(config))]
-    except (BenchError, TypeError, ValueError, AttributeError):
-        return [param]
+    setting is a function of the others, so leaving it out never pools runs that differ."""
+    return [param, *declared.derived_settings]
 
 
 def sweep_param(record: dict[str, Any]) -> str | None:
@@ -156,22 +116,16 @@ def value_labels(values: Sequence[Any]) -> list[str]:
     return [value_key(v) if texts.count(t) > 1 else t for t, v in zip(texts, values)]
 
 
-def configuration_key(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
+def configuration_key(config: dict[str, Any], declared: Declared, ignore: Sequence[str] = ()) -> str:
     """Equal for two records exactly when their configurations are equal."""
-    return json.dumps(settings(config, ignore), sort_keys=True)
+    return json.dumps(settings(config, declared, ignore), sort_keys=True)
 
 
-@lru_cache(maxsize=None)
-def _preset_settings(name: str) -> tuple[tuple[str, Any], ...]:
-    try:
-        return tuple(settings(make_config(name).as_dict()).items())
-    except BenchError:  # a preset a plugin declares badly: nothing to compare with
-        return ()
-
-
-def _differences(values: dict[str, Any], preset: str, ignore: Sequence[str] = ()) -> list[str]:
-    base = {k: v for k, v in _preset_settings(preset) if k not in ignore}
-    order = _field_order()
+def _differences(values: dict[str, Any], preset: Preset, declared: Declared, ignore: Sequence[str] = ()) -> list[str]:
+    """What ``values`` (a configuration) sets otherwise than ``preset``: in the preset's order
+    of settings, then the others by name."""
+    base = settings(dict(preset.settings), declared, ignore)
+    order = {name: i for i, (name, _) in enumerate(preset.settings)}
     names = sorted(values.keys() | base.keys(), key=lambda k: (order.get(k, len(order)), k))
     differ = []
     for name in names:
@@ -195,50 +149,47 @@ def _text(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def closest_preset(config: dict[str, Any], ignore: Sequence[str] = ()) -> str:
-    """The preset of the record's task from which the fewest settings differ (the first
-    such preset on a tie; any preset if none is of the task)."""
-    return _closest(json.dumps(settings(config, ignore), sort_keys=True), tuple(ignore))
-
-
 # A report asks these of every record, and most records share their configuration with
 # many others (seeds, cells, backends): answered once per configuration, from its key.
 @lru_cache(maxsize=2**14)
-def _closest(key: str, ignore: tuple[str, ...]) -> str:
+def _closest(key: str, declared: Declared, ignore: tuple[str, ...]) -> Preset | None:
+    """The record's preset, or where it named none, the one of its task's from which the
+    fewest settings differ (the first such on a tie)."""
     values = json.loads(key)
-    known = presets()
-    candidates = [name for name, preset in known.items() if preset.get("task") == values.get("task")] or list(known)
-    return min(candidates, key=lambda name: len(_differences(values, name, ignore)))
+    return min(declared.presets, key=lambda p: len(_differences(values, p, declared, ignore)), default=None)
+
+
+def closest_preset(config: dict[str, Any], declared: Declared, ignore: Sequence[str] = ()) -> Preset | None:
+    """The preset that describes ``config`` (:func:`_closest`); None where none is known."""
+    return _closest(configuration_key(config, declared, ignore), declared, tuple(ignore))
 
 
 @lru_cache(maxsize=2**14)
-def _described(key: str, preset: str | None, ignore: tuple[str, ...]) -> str:
+def _described(key: str, declared: Declared, ignore: tuple[str, ...]) -> str:
     values = json.loads(key)
-    known = presets()
-    if preset not in known or known[preset].get("task") != values.get("task"):
-        preset = _closest(key, ignore)
-    return ", ".join([preset, *_differences(values, preset, ignore)])
+    preset = _closest(key, declared, ignore)
+    if preset is None:  # no preset known: the settings themselves
+        return ", ".join(f"{name}={_text(value)}" for name, value in values.items()) or "defaults"
+    return ", ".join([preset.name, *_differences(values, preset, declared, ignore)])
 
 
-def describe(config: dict[str, Any], preset: str | None = None, ignore: Sequence[str] = ()) -> str:
+def describe(config: dict[str, Any], declared: Declared, ignore: Sequence[str] = ()) -> str:
     """The configuration for people: its preset and what differs from it, e.g.
-    ``ptb-small, learning_rate=0.1``. ``preset`` is the one the record names (schema 2),
-    used when it is known and of the record's task; else the closest is inferred."""
-    return _described(json.dumps(settings(config, ignore), sort_keys=True), preset, tuple(ignore))
+    ``ptb-small, learning_rate=0.1``: the preset the record names, or for a record that
+    named none the closest of its task's."""
+    return _described(configuration_key(config, declared, ignore), declared, tuple(ignore))
 
 
-def cell_variant(config: dict[str, Any], preset: str | None = None, ignore: Sequence[str] = ()) -> str:
+def cell_variant(config: dict[str, Any], declared: Declared, ignore: Sequence[str] = ()) -> str:
     """The cell that ran, with the values of its own options where they differ from what
     the configuration's preset gives it: ``rnn``, ``rnn (activation=sigmoid)``; options in
     ``ignore`` (a sweep's setting, shown in its own column) are left out."""
     name = config.get("cell")
-    options = [o for o in _cell_options().get(name, ()) if o.name not in ignore]
-    known = presets()
-    if preset not in known or known[preset].get("task") != config.get("task"):
-        preset = closest_preset(config)
-    base = known[preset]
-    differ = [f"{o.name}={_text(_normal(config[o.name]))}" for o in options
-              if o.name in config and not _same(_normal(config[o.name]), _normal(base.get(o.name, o.default)))]
+    preset = closest_preset(config, declared)
+    base = dict(preset.cell_options) if preset else {}
+    differ = [f"{option}={_text(_normal(config[option]))}" for option in declared.cell_options
+              if option not in ignore and option in config and option in base
+              and not _same(_normal(config[option]), _normal(base[option]))]
     return f"{name} ({', '.join(differ)})" if differ else str(name)
 
 

@@ -15,26 +15,20 @@ import pandas as pd
 
 from bench.report.grouping import numeric_sweep, sweep_columns, value_key, value_order, value_text
 from bench.report.mdtext import code, text
-from bench.tasks import SOLVED_FRACTION
+from bench.report.criteria import REMEMBERED_ACCURACY, SOLVED_FRACTION
 
-ECHO_REMEMBERS = 0.99  # test accuracy at which the echo task counts as remembered
 
 
 METRIC_WORDS = {"test_ppl": ("test perplexity", True), "accuracy": ("test accuracy", False),
                 "loss_vs_baseline": ("test loss / memoryless baseline", True), "test_loss": ("test loss", True)}
 
 
-def main_metric(task: str, has_baseline: bool) -> tuple[str, str, bool]:
-    """(column, words, lower is better) of a task's headline metric: what the task declares
-    (``TaskSpec.report_metric``), else the loss over its memoryless baseline, else the loss."""
-    from bench.errors import BenchError
-    from bench.registry import get_task_class
-
-    try:
-        column = get_task_class(task).report_metric
-    except BenchError:  # a task not installed here
-        column = None
-    if column not in METRIC_WORDS:
+def main_metric(declared: Any, has_baseline: bool) -> tuple[str, str, bool]:
+    """(column, words, lower is better) of a task's headline metric: what its records declare
+    (``declared["main_metric"]``, the task's ``report_metric``), else the loss over its
+    memoryless baseline, else the loss."""
+    column = declared if isinstance(declared, str) and declared in METRIC_WORDS else None
+    if column is None:
         column = "loss_vs_baseline" if has_baseline else "test_loss"
     words, lower = METRIC_WORDS[column]
     return column, words, lower
@@ -100,8 +94,9 @@ def gradient_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str]
 def solved_sentences(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], runs: pd.DataFrame) -> list[str]:
     """Per sweep of a task with a memoryless baseline: the largest swept value each cell
     solved (loss below SOLVED_FRACTION x baseline) and when, or for a sweep of strings or
-    bools, which values it solved; per echo lag sweep: the largest lag each cell
-    remembered (accuracy >= ECHO_REMEMBERS)."""
+    bools, which values it solved; per numeric sweep of a task whose main metric is
+    accuracy (echo, selective copying), the largest value each cell remembered (accuracy >=
+    REMEMBERED_ACCURACY), the criterion of the answer table."""
     lines = []
     for about, table in sweeps:
         param, values = about["param"], list(table[about["param"]])
@@ -109,7 +104,20 @@ def solved_sentences(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], runs: pd
         combinations = sweep_columns(table, param, about.get("who"))
         solved_columns = [w for w in combinations if f"{w} loss_vs_baseline" in table]
         accuracy_columns = [w for w in combinations if f"{w} accuracy" in table]
-        if solved_columns:
+        by_accuracy = main_metric(about.get("main_metric"), bool(solved_columns))[0] == "accuracy"
+        if by_accuracy and accuracy_columns and numeric:
+            verdicts = []
+            for w in accuracy_columns:
+                remembered = [v for v, a in zip(values, table[f"{w} accuracy"]) if a is not None and not pd.isna(a)
+                              and a >= REMEMBERED_ACCURACY]
+                name = text(w)
+                verdicts.append(f"{name} up to {text(param)} = {_plain_value(max(remembered, key=float))}"
+                                if remembered else f"{name} at no {text(param)}")
+            task = about.get("task", "")
+            lines.append(f"- **Memory ({text(task)}, {text(param)}).** Test accuracy >= {REMEMBERED_ACCURACY:g}: "
+                         f"{'; '.join(verdicts)} ({text(param)} tried: {', '.join(_plain_value(v) for v in values)})."
+                         f"{_anchor_link(about)}")
+        elif solved_columns:
             verdicts = []
             for cell in sorted({combinations[w][0] for w in solved_columns}):
                 mine = [w for w in solved_columns if combinations[w][0] == cell]
@@ -139,16 +147,6 @@ def solved_sentences(sweeps: list[tuple[dict[str, Any], pd.DataFrame]], runs: pd
             lines.append(f"- **Memory ({text(task or param)}).** Within the run's budget ({text(about['configuration'])}), "
                          f"{'; '.join(verdicts)}. Solved: test loss below {SOLVED_FRACTION:g} x the memoryless "
                          f"baseline.{_anchor_link(about)}")
-        elif param == "echo_step" and accuracy_columns and numeric:
-            verdicts = []
-            for w in accuracy_columns:
-                remembered = [v for v, a in zip(values, table[f"{w} accuracy"]) if a is not None and not pd.isna(a)
-                              and a >= ECHO_REMEMBERS]
-                name = text(w)
-                verdicts.append(f"{name} up to lag {_plain_value(max(remembered, key=float))}" if remembered
-                                else f"{name} at no lag")
-            lines.append(f"- **Memory (echo lag).** Test accuracy >= {ECHO_REMEMBERS:g}: {'; '.join(verdicts)} "
-                         f"(lags tried: {', '.join(_plain_value(v) for v in values)}).{_anchor_link(about)}")
     return lines
 
 
@@ -167,7 +165,7 @@ def agreement_sentences(pooled: pd.DataFrame, anchors: dict[tuple[str, str], str
     lines = []
     for (set_name, key), group in pooled.groupby(["set", "config_key"], sort=True):
         task = group["task"].iloc[0]
-        column, words, _ = main_metric(task, group["baseline"].notna().any())
+        column, words, _ = main_metric(group["main_metric"].iloc[0], group["baseline"].notna().any())
         parts, init_spreads = [], []
         for cell, runs in group.groupby("cell", sort=True):
             values = runs[column].dropna()

@@ -168,41 +168,46 @@ def _draw_groups(records: list[dict], runs: pd.DataFrame, epochs: pd.DataFrame, 
         if not group_epochs.empty:
             files.append(curves_plot(group_epochs, latest, task, where, names("curves", stem), styles))
         files.append(throughput_plot(latest, task, where, names("throughput", stem), styles))
-        if group["task"].iloc[0] == "echo":
-            for cell, cell_runs in latest.groupby("cell", sort=True):  # one per cell: every backend predicts alike
-                cell_runs = cell_runs[cell_runs["seed"] == cell_runs["seed"].min()]
-                row = next((row for _, row in cell_runs.iterrows() if by_path[row["path"]].get("sample")), None)
-                if row is not None:
-                    files.append(echo_sample_plot(by_path[row["path"]]["sample"], _label(row), where,
-                                                  names("echo-sample", stem, cell)))
+        for cell, cell_runs in latest.groupby("cell", sort=True):  # one per cell: every backend predicts alike
+            cell_runs = cell_runs[cell_runs["seed"] == cell_runs["seed"].min()]
+            row = next((row for _, row in cell_runs.iterrows() if is_bit_sample(by_path[row["path"]].get("sample"))),
+                       None)
+            if row is not None:
+                files.append(echo_sample_plot(by_path[row["path"]]["sample"], _label(row), where,
+                                              names(f"{slug(str(row['task']))}-sample", stem, cell)))
     return files
 
 
 def _draw_sweeps(runs: pd.DataFrame, epochs: pd.DataFrame, grads: pd.DataFrame, names: _Names,
                  styles: Styles) -> list[Path]:
-    """The echo lag sweep's accuracy plot; for other sweeps of a task with a memoryless
-    baseline (copy, adding), the loss over the baseline against the swept value, the validation
-    curves per value, and the gradient norms over the whole sequence per value."""
+    """For a numeric sweep of a task whose main metric is accuracy (echo's lag, selective
+    copying's length), the accuracy against the swept value; for other sweeps of a task with
+    a memoryless baseline (copy, adding), the loss over the baseline against the swept value.
+    For every sweep of a task with a baseline, the validation curves per value and the
+    gradient norms over the whole sequence per value too."""
     files: list[Path] = []
     epochs_of, grads_of = _Rows(epochs), _Rows(grads)
-    echo = runs[(runs["sweep"] == "echo_step") & (runs["status"] == "completed")]
-    groups = list(echo.groupby(["set", "sweep_key"], sort=True))
-    stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, k), g in groups])
-    files += [lag_plot(group, _where(set_name, group["sweep_configuration"].iloc[0] + "; echo_step swept"),
-                       names("sweep-echo_step", stem), styles)
-              for ((set_name, _), group), stem in zip(groups, stems)]
-    swept = runs[runs["sweep"].notna() & (runs["sweep"] != "echo_step") & runs["baseline"].notna()
+    by_accuracy = runs[runs["sweep"].notna() & (runs["main_metric"] == "accuracy") & runs["accuracy"].notna()
+                       & (runs["status"] == "completed")]
+    groups = [(k, g) for k, g in by_accuracy.groupby(["set", "sweep", "sweep_key"], sort=True)
+              if numeric_sweep(g["sweep_value"])]
+    stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, _, k), g in groups])
+    files += [lag_plot(group, _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept"),
+                       names(f"sweep-{slug(str(param))}", stem), styles, str(param), str(group["task"].iloc[0]))
+              for ((set_name, param, _), group), stem in zip(groups, stems)]
+    drawn = {(set_name, param, key) for (set_name, param, key), _ in groups}
+    swept = runs[runs["sweep"].notna() & runs["baseline"].notna()
                  & (runs["status"] != "failed") & (runs["epochs"] > 0)]
     groups = list(swept.groupby(["set", "sweep", "sweep_key"], sort=True))
     stems = file_stems([(s, g["sweep_configuration"].iloc[0], k) for (s, _, k), g in groups])
-    for ((set_name, param, _), group), stem in zip(groups, stems):
+    for ((set_name, param, key), group), stem in zip(groups, stems):
         # every seed: repeats, drawn together; by the value's key, so that no value (a NaN) is lost
         latest = group.assign(_value=group["sweep_value"].map(value_key)).sort_values("started_at", kind="stable")
         latest = latest.groupby(["backend", "impl", "cell", "_value", "seed"]).tail(1).drop(columns="_value")
         task = _plain(group["task"].iloc[0])
         where = _where(set_name, f"{group['sweep_configuration'].iloc[0]}; {param} swept")
         completed = latest[latest["status"] == "completed"]
-        if len(completed):
+        if len(completed) and (set_name, param, key) not in drawn:  # the accuracy plot says it for accuracy tasks
             files.append(baseline_sweep_plot(completed, task, param, where, names("sweep", param, stem), styles))
         files.append(sweep_curves_plot(epochs_of(set(latest["path"])), latest, task, param, where,
                                        names("sweep-curves", param, stem), styles))
@@ -217,7 +222,7 @@ def baseline_sweep_plot(runs: pd.DataFrame, task: str, param: str, where: str, p
     """Test loss over the memoryless baseline against the swept value (log scale), one line
     per cell and backend/impl: below 1 the model remembers; at 1 it learned what needs no
     memory and nothing more."""
-    from bench.tasks import SOLVED_FRACTION
+    from bench.report.criteria import SOLVED_FRACTION
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5.4))
@@ -310,7 +315,7 @@ def sweep_curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, param
                       styles: Styles) -> Path:
     """Validation loss over the baseline against training updates, one panel per swept
     value: when (and whether) each cell leaves the baseline."""
-    from bench.tasks import SOLVED_FRACTION
+    from bench.report.criteria import SOLVED_FRACTION
 
     plt = _pyplot()
     values, _, _ = _sweep_axis(runs["sweep_value"])
@@ -541,7 +546,8 @@ def curves_plot(epochs: pd.DataFrame, runs: pd.DataFrame, task: str, where: str,
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-    metric = "perplexity" if task == "ptb" else "loss"
+    # a loss per token that is a log-likelihood (PTB's) is read as perplexity
+    metric = "perplexity" if "reports_perplexity" in runs and runs["reports_perplexity"].fillna(False).astype(bool).any() else "loss"
     shown = pd.to_numeric(epochs[metric], errors="coerce")
     shown = shown[np.isfinite(shown) & (shown > 0) & (shown < PLOT_LIMIT)]
     log = metric == "perplexity" or (len(shown) > 0 and shown.max() > 100 * shown.min())
@@ -686,8 +692,11 @@ def throughput_plot(runs: pd.DataFrame, task: str, where: str, path: Path, style
     return _save(fig, path)
 
 
-def lag_plot(sweep: pd.DataFrame, where: str, path: Path, styles: Styles) -> Path:
-    """Echo accuracy against the lag: where each cell's memory ends."""
+def lag_plot(sweep: pd.DataFrame, where: str, path: Path, styles: Styles, param: str, task: str) -> Path:
+    """Test accuracy against the swept length (the echo lag): where each cell's memory ends.
+    The chance line is a uniform guess over the task's classes, where the records state them."""
+    from bench.report.criteria import REMEMBERED_ACCURACY
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     dropped = 0
@@ -701,15 +710,30 @@ def lag_plot(sweep: pd.DataFrame, where: str, path: Path, styles: Styles) -> Pat
         style, marker = styles.line(backend, impl)
         ax.plot(lags[order], accuracy[order], linestyle=style, marker=marker, color=styles.colour(cell),
                 label=_plain(f"{cell} {backend}/{impl}", 60))
-    ax.axhline(0.99, color="grey", linestyle=":", label="99%")
-    ax.axhline(0.5, color="grey", linestyle="--", label="chance")
-    ax.set(xlabel="echo lag (steps)", ylabel="test accuracy")
-    ax.set_title("echo: accuracy against lag", fontsize=10)
+    ax.axhline(REMEMBERED_ACCURACY, color="grey", linestyle=":", label=f"{REMEMBERED_ACCURACY:.0%}")
+    classes = pd.to_numeric(sweep["n_classes"], errors="coerce").dropna() if "n_classes" in sweep else pd.Series([])
+    if len(classes) and classes.nunique() == 1 and classes.iloc[0] >= 2:
+        ax.axhline(1 / classes.iloc[0], color="grey", linestyle="--", label="chance")
+    ax.set(xlabel=_plain(param, 60), ylabel="test accuracy")
+    ax.set_title(_plain(f"{task}: accuracy against {param}", 80), fontsize=10)
     _note_dropped(ax, dropped)
     ax.grid(True, alpha=0.3)
     _legend(ax, fontsize=8)
     fig.suptitle(where, fontsize=9)
     return _save(fig, path)
+
+
+def is_bit_sample(sample: Any) -> bool:
+    """Whether a record's sample is a stream of bits, one input value a step, targets and
+    predictions in {0, 1} aligned with it (the echo task's), which :func:`echo_sample_plot` draws."""
+    if not isinstance(sample, dict) or sample.get("target_words"):
+        return False
+    try:
+        arrays = [np.asarray(sample[k], dtype=float) for k in ("inputs", "targets", "predictions")]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (all(a.ndim == 2 and a.size for a in arrays) and len({a.shape for a in arrays}) == 1
+            and all(np.isin(a, (0.0, 1.0)).all() for a in arrays))
 
 
 def echo_sample_plot(sample: dict[str, Any], label: str, where: str, path: Path) -> Path:

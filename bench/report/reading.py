@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from bench.documents import ROOFLINE_FILE, Unreadable, os_reason, read_document
 from bench.errors import BenchError
+from bench.report.declared import Declared
 
 # A results tree's checkpoints (.npz) hold no JSON the report reads.
 SKIPPED_DIRECTORIES = ("checkpoints",)
@@ -130,3 +131,19 @@ def _measured(rooflines: list[dict[str, Any]]) -> str:
     if not seen:
         return "which hold no measurement yet"
     return "measured on " + ", ".join(f"{cpu} at {threads} thread{'s' if threads != 1 else ''}" for cpu, threads in seen)
+
+
+def declared(record: dict[str, Any]) -> Declared:
+    """What the record declares of its task, cell and preset (schema 5), or for an older
+    record what :mod:`bench.report.legacy` computes from what is installed; computed once,
+    kept on the record as ``_declared``."""
+    found = record.get("_declared")
+    if found is None:
+        if isinstance(record.get("declared"), dict):
+            found = Declared.from_block(record["declared"])
+        else:
+            from bench.report.legacy import legacy_declared
+
+            found = legacy_declared(record)
+        record["_declared"] = found
+    return found

@@ -39,7 +39,7 @@ def pool(runs: pd.DataFrame) -> pd.DataFrame:
         done = group[group["status"] == "completed"]
         first = group.iloc[0]
         row: dict[str, Any] = dict(zip(POOL_KEYS, key))
-        row.update({name: first[name] for name in ("configuration", "task", "epochs_planned", "max_tokens", "threads",
+        row.update({name: first[name] for name in ("configuration", "task", "main_metric", "reports_perplexity", "epochs_planned", "threads",
                                                    "cpu", "baseline", "updates_per_epoch") if name in group})
         row["cpu"] = ", ".join(sorted({str(c) for c in group["cpu"]}))
         row["threads"] = ", ".join(str(t) for t in sorted({t for t in group["threads"] if t is not None}, key=str))

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.declarations import run_declarations
 from bench.documents import SCHEMA_VERSION
 from bench.errors import BenchError
 from bench.storage import atomic_write_bytes, fault_reason, prepare_writable_dir
@@ -194,6 +195,8 @@ def new_record(
         "final": None,
         "failure": None,
         "checkpoint": None,
+        # what the report needs of the task, cell and preset, so that it reads the record alone
+        "declared": run_declarations(config, place.preset, task.reports_perplexity),
     }
     if place.preset:
         record["preset"] = place.preset

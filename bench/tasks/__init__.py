@@ -27,8 +27,6 @@ import numpy as np
 from cells.options import Option
 
 Windows = Iterable[tuple[np.ndarray, np.ndarray]]
-# A run "solves" a task with a memoryless baseline when its loss falls below this fraction of it.
-SOLVED_FRACTION = 0.1
 
 # Independent random streams per purpose: numpy.random.default_rng([seed, purpose, ...]).
 SEED_INIT, SEED_TRAIN_DATA, SEED_DROPOUT, SEED_VALID_DATA, SEED_TEST_DATA, SEED_PROBE_DATA = range(6)
