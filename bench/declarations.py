@@ -37,13 +37,15 @@ def published(config: dict[str, Any]) -> dict[str, Any] | None:
     return {"preset": preset, "valid": numbers[0], "test": numbers[1]} if numbers else None
 
 
-def declarations(config: dict[str, Any], preset: str | None, reports_perplexity: bool) -> dict[str, Any]:
+def declarations(config: dict[str, Any], preset: str | None, reports_perplexity: bool,
+                 task: Any = None, cell: Any = None) -> dict[str, Any]:
     """The declarations of a run of ``config`` (its settings as a record keeps them) started
     from ``preset`` (None, a run resumed from a checkpoint that named none: the task's default
     preset, from which the description then says what differs); ``reports_perplexity`` is
-    what its built task says (``Task``)."""
-    task = get_task_class(config["task"])
-    cell = get_cell_class(config["cell"])
+    what its built task says (``Task``); ``task`` and ``cell``: their classes where the
+    caller has resolved them (looked up by name when not given)."""
+    task = task if task is not None else get_task_class(config["task"])
+    cell = cell if cell is not None else get_cell_class(config["cell"])
     preset = preset or default_preset(config["task"])
     given = presets()[preset]
     # the preset's own cell may be another: no cell's options belong to the configuration
@@ -61,6 +63,7 @@ def declarations(config: dict[str, Any], preset: str | None, reports_perplexity:
     }
 
 
-def run_declarations(config: Config, preset: str | None, reports_perplexity: bool) -> dict[str, Any]:
+def run_declarations(config: Config, preset: str | None, reports_perplexity: bool,
+                     task: Any = None, cell: Any = None) -> dict[str, Any]:
     """:func:`declarations` of a run about to start."""
-    return declarations(config.as_dict(), preset, reports_perplexity)
+    return declarations(config.as_dict(), preset, reports_perplexity, task, cell)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import bench.run.factory as factory
+import bench.run.plan as factory
 from bench.config import make_config
 from bench.registry import get_backend, make_cell
 from bench.documents import load_record

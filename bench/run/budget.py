@@ -60,14 +60,15 @@ def _remedy(part: str, task: Any) -> str:
     }[part]
 
 
-def estimate(config: Config) -> Estimate:
-    """The peak resident bytes of ``config``'s run (a validated config)."""
+def estimate(config: Config, plan: Any = None) -> Estimate:
+    """The peak resident bytes of ``config``'s run (a validated config; ``plan``, its
+    :class:`~bench.run.plan.RunPlan` where the run has resolved one)."""
     from bench.run.factory import model_spec
     from bench.registry import get_backend
 
-    task = get_task_class(config.task)
-    spec = model_spec(config, task.model_shape(config))
-    backend = get_backend(config.backend)
+    task = plan.task if plan is not None else get_task_class(config.task)
+    spec = model_spec(config, task.model_shape(config), plan.cell if plan is not None else None)
+    backend = plan.backend if plan is not None else get_backend(config.backend)
     memory = backend.memory  # what the backend holds: its framework, copies per window and parameter
     impl = config.impl or backend.default_impl
     itemsize = 8 if config.dtype == "float64" else 4
@@ -101,17 +102,17 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_memory(config: Config, available: int | None = None) -> Estimate:
+def check_memory(config: Config, available: int | None = None, plan: Any = None) -> Estimate:
     """Refuse a run whose estimated peak exceeds the memory available (measured now unless
-    given); returns the estimate."""
-    needed = estimate(config)
+    given); returns the estimate (``plan``: as for :func:`estimate`)."""
+    needed = estimate(config, plan)
     available = available_bytes() if available is None else available
     if available is not None and needed.total > available:
         largest = max(needed.parts, key=needed.parts.__getitem__)
         raise BenchError(
             f"this run needs about {_size(needed.total)} of memory ({config.num_layers} x {config.hidden_size:,} "
             f"units: {needed.describe()}); {_size(available)} available; "
-            f"lower {_remedy(largest, get_task_class(config.task))}"
+            f"lower {_remedy(largest, plan.task if plan is not None else get_task_class(config.task))}"
         )
     return needed
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
 from backends.base import Model, TrainSettings
 from backends.spec import ModelSpec, init_params
 from bench.config import Config
@@ -13,9 +15,10 @@ from bench.registry import get_backend, make_cell
 from bench.tasks import SEED_INIT, Shape, rng_for
 
 
-def model_spec(config: Config, shape: Shape) -> ModelSpec:
-    """The function the run's model computes, on data of this shape."""
-    cell = make_cell(config.cell, **dict(config.cell_options))
+def model_spec(config: Config, shape: Shape, cell: Any = None) -> ModelSpec:
+    """The function the run's model computes, on data of this shape (``cell``: the run's
+    cell, already built from its options; built here when not given)."""
+    cell = cell if cell is not None else make_cell(config.cell, **dict(config.cell_options))
     return ModelSpec(cell, shape.input_kind, shape.vocab_size, config.hidden_size, config.num_layers, shape.n_classes,
                      config.keep_prob, config.loss_reduction, shape.head, shape.scored_steps)
 
@@ -29,10 +32,14 @@ def train_settings(config: Config) -> TrainSettings:
     )
 
 
-def build_model(config: Config, spec: ModelSpec) -> Model:
-    """The backend's model of ``spec``, from the initial weights the seed draws."""
+def build_model(config: Config, spec: ModelSpec, backend: Any = None, settings: TrainSettings | None = None) -> Model:
+    """The backend's model of ``spec``, from the initial weights the seed draws (``backend``
+    and ``settings``: the run's, already resolved; resolved here when not given)."""
     params = init_params(spec, config.init_scale, rng_for(config.seed, SEED_INIT))
-    return get_backend(config.backend).build(spec, params, train_settings(config))
+    backend = backend if backend is not None else get_backend(config.backend)
+    if config.impl is None:  # a config not resolved by a run (tests, scripts): the backend's default
+        config = config.replace(impl=backend.default_impl)
+    return backend.build(spec, params, settings if settings is not None else train_settings(config))
 
 
 def limit_thread_pools(threads: int | None) -> int:

@@ -169,7 +169,7 @@ def environment(library_versions: dict[str, str], threads: int) -> dict[str, Any
 
 def new_record(
     run_id: str, config: Any, place: Any, argv: list[str], resumed: Any, spec: Any, task: Any, backend: Any,
-    model: Any, env: dict[str, Any],
+    model: Any, env: dict[str, Any], plan: Any = None,
 ) -> dict[str, Any]:
     """A run's record as it starts (status ``running``): everything that can move its numbers.
     A resumed run keeps its first start, command, environment and epochs, and adds a
@@ -196,7 +196,8 @@ def new_record(
         "failure": None,
         "checkpoint": None,
         # what the report needs of the task, cell and preset, so that it reads the record alone
-        "declared": run_declarations(config, place.preset, task.reports_perplexity),
+        "declared": run_declarations(config, place.preset, task.reports_perplexity,
+                                     **(plan.declarations_args() if plan is not None else {})),
     }
     if place.preset:
         record["preset"] = place.preset

@@ -21,18 +21,17 @@ from backends.base import Model, StepStats, checkpoint_layout
 from bench import interrupts
 from bench.run import memory
 from bench.run.budget import check_memory
-from bench.config import Config, learning_rate_at, validate
-from bench.errors import BenchError
+from bench.config import Config, learning_rate_at
 from bench.exits import EXIT_ABORTED, EXIT_DIVERGED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR
-from bench.run.factory import build_model, limit_thread_pools, model_spec, train_settings
+from bench.run.factory import limit_thread_pools
 from bench.run.metrics import PassTotals, flops_per_token, gradient_summary, peak_rss_mb
 from bench.run.progress import Reporter, epoch_line, metric_text
 from bench.run.records import environment, new_record, new_run_id, utc_now
-from bench.registry import get_backend, make_cell, require_available
+from bench.run.plan import RunPlan
 from bench.run.resume import RunOptions, RunPlace, read_resume
 from bench.run.runfiles import RunFiles
 from bench.storage import EnvironmentFault, SpaceReserve, fault_reason, prepare_writable_dir, require_free_space
-from bench.tasks import SEED_DROPOUT, Task, make_task, rng_for
+from bench.tasks import SEED_DROPOUT, Task, rng_for
 
 __all__ = ["EXIT_ABORTED", "EXIT_DIVERGED", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USER_ERROR",
            "RunOptions", "RunResult", "run"]
@@ -110,18 +109,15 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     directories, disk space) fails here, before a record exists: a BenchError, nothing written.
     """
     options = options or RunOptions()
-    validate(config)
-    check_memory(config)
-    backend = get_backend(config.backend)
-    config = config.replace(impl=require_available(backend, config.impl))
-    if why := backend.unsupported(make_cell(config.cell, **dict(config.cell_options)), config.impl):
-        raise BenchError(why)
+    plan = RunPlan.resolve(config)  # the settings checked and every name looked up, once
+    config, backend = plan.config, plan.backend
+    check_memory(config, plan=plan)
     resumed = read_resume(options.resume, config) if options.resume else None
     place = RunPlace.resolve(options, config, resumed)
-    task = make_task(config, place.data_dir)
+    task = plan.build_task(place.data_dir)
     interrupts.check()  # each stage of the set-up runs to its end; a signal during it stops here
-    spec = model_spec(config, task.shape)
-    layout = checkpoint_layout(spec, train_settings(config))
+    spec = plan.spec(task.shape)
+    layout = checkpoint_layout(spec, plan.settings)
     arrays = resumed.arrays(layout) if resumed else None
     results_dir = prepare_writable_dir(place.results_dir, "--results-dir")
     checkpoint_dir = prepare_writable_dir(place.checkpoint_dir, "--checkpoint-dir")
@@ -130,14 +126,14 @@ def run(config: Config, options: RunOptions | None = None) -> RunResult:
     require_free_space(checkpoint_dir, 2 * checkpoint_bytes + SpaceReserve.MINIMUM, "a checkpoint and the record")
     threads = limit_thread_pools(config.threads)
     memory.keep_freed_memory()  # before the model allocates: steps reuse, not re-fault, their buffers
-    model = build_model(config, spec)  # imports the framework: the longest part of a small run's set-up
+    model = plan.build_model(spec)  # imports the framework: the longest part of a small run's set-up
     if arrays is not None:
         model.restore(arrays)
     interrupts.check()
 
     run_id = resumed.meta["run_id"] if resumed else new_run_id(config.task, config.backend, config.impl, config.cell)
     env = environment(backend.versions(), threads)
-    record = new_record(run_id, config, place, options.argv, resumed, spec, task, backend, model, env)
+    record = new_record(run_id, config, place, options.argv, resumed, spec, task, backend, model, env, plan)
     files = RunFiles(results_dir / f"{run_id}.json", checkpoint_dir / f"{run_id}.npz", record, place)
     # the lock, released by files.finish(), which _supervise always reaches; a link at a name the run reuses,
     # or a record there that got further than this checkpoint, is refused here

@@ -209,7 +209,9 @@ def test_an_error_message_with_newlines_is_printed_on_one_line(capsys, monkeypat
     def broken(*args, **kwargs):
         raise BenchError("plugin says:\nline two\nline three")
 
-    monkeypatch.setattr(runner, "get_backend", broken)
+    import bench.run.plan as plan
+
+    monkeypatch.setattr(plan, "get_backend", broken)
     code, _, err = cli(capsys, ["run", *ECHO])
     assert code == 2 and err == "error: plugin says: line two line three\n"
 

@@ -171,7 +171,7 @@ def test_a_plugin_task_is_listed_its_option_is_a_flag_and_it_runs(parity_plugin,
 def test_an_interrupted_sequence_run_resumes_to_the_same_numbers(preset, tmp_path, monkeypatch):
     """Fresh training sequences are drawn from the seed and the epoch, so a run interrupted
     in epoch 2 and resumed from its checkpoint ends exactly as an uninterrupted one."""
-    import bench.run.factory as factory
+    import bench.run.plan as factory
     from bench.run.runner import EXIT_INTERRUPTED
     from tests.test_resume_all_backends import _interrupting
 
