@@ -381,9 +381,10 @@ def _speed(args: argparse.Namespace) -> int:
     backends, cells, impls = grid(args)
     check_speed(args, backends, cells, impls)
     available = [b for b in backends if not _backend_reason(b)]
-    combos, skipped = _runnable(combinations(available, cells, impls))
+    combos, skipped = _runnable(combinations(available, cells, impls), asked=impls is not None)
     if not combos:
-        raise BenchError("nothing to measure: " + "; ".join(s["reason"] for s in skipped))
+        raise BenchError("nothing to measure: " + ("; ".join(s["reason"] for s in skipped) or
+                                                   "no impl asked of these backends is one for these cells"))
     load = LoadMeter(args.threads or os.cpu_count() or 1)
     rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
                             peak_seconds=1.5 if args.device == "cpu" else None)
@@ -411,18 +412,25 @@ def _warn_if_busy(load: dict) -> None:
         print(warning, file=sys.stderr)
 
 
-def _runnable(combos: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
+def _runnable(combos: list[tuple[str, str, str]], asked: bool = True) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
     """(the combinations a backend can run, the others with the backend's reason, said once
-    each on stderr): a fused impl without a layer for the cell is no row of the table."""
+    each on stderr): a fused impl without a layer for the cell is no row of the table. With
+    the impls not ``asked`` for, one not for the cell's kind (a scan of a non-linear cell,
+    ``jobs.offered``) is left out, said in one line."""
+    from bench.fanout.jobs import left_out_line, offered
     from bench.registry import get_backend, make_cell
 
-    runnable, skipped = [], []
+    runnable, skipped, left_out = [], [], []
     for backend, impl, cell in combos:
-        if why := get_backend(backend).unsupported(make_cell(cell), impl):
+        if not asked and not offered(make_cell(cell), impl):
+            left_out.append(f"{backend}/{impl} {cell}")
+        elif why := get_backend(backend).unsupported(make_cell(cell), impl):
             print(f"skipping {backend}/{impl} {cell}: {why}", file=sys.stderr)
             skipped.append({"backend": backend, "impl": impl, "cell": cell, "reason": why})
         else:
             runnable.append((backend, impl, cell))
+    if left_out:
+        print(left_out_line(left_out), file=sys.stderr)
     return runnable, skipped
 
 

@@ -3,7 +3,7 @@ import json
 
 from bench.cli import main
 from bench.run.records import cpu_model
-from bench.registry import cell_names
+from bench.registry import cell_names, make_cell
 from bench.measure.roofline import measure_peak, record_peak
 
 
@@ -14,7 +14,11 @@ def test_speed_table_for_numpy_on_the_echo_preset(tmp_path, capsys):
     assert code == 0
     table = json.loads(out.read_text())
     assert (table["cpu"], table["threads"], table["device"]) == (cpu_model(), 1, "cpu")  # every table names its CPU
-    assert [(r["backend"], r["cell"]) for r in table["rows"]] == [("numpy", c) for c in cell_names()]  # every cell, listed order
+    # every cell, listed order; the scan, where a cell declares a linear recurrence, and no other's
+    linear = [c for c in cell_names() if make_cell(c).is_linear]
+    assert [(r["backend"], r["impl"], r["cell"]) for r in table["rows"]] == \
+        [("numpy", "cell", c) for c in cell_names()] + [("numpy", "scan", c) for c in linear]
+    assert table["skipped"] == []
     for row in table["rows"]:
         assert row["train_tok_s"] > 0 and row["eval_tok_s"] > 0 and row["train_pct_peak"] > 0
         assert row["train_min"] <= row["train_tok_s"] <= row["train_max"]

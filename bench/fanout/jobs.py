@@ -15,6 +15,7 @@ from bench.errors import BenchError
 from bench.exits import EXIT_INTERRUPTED, EXIT_OK, FAN_OUT_PRECEDENCE, exit_of_status, fan_out_exit, run_status
 from bench.run.records import status_of_misplaced
 from bench.registry import get_backend, make_cell
+from backends.base import SCAN_IMPL
 from cells.base import CellSpec
 
 STOP_GRACE_SECONDS = 120.0  # for a child to save its record after Ctrl-C; then it is killed
@@ -64,6 +65,20 @@ def combinations(backends: Sequence[str], cells: Sequence[str], impls: Sequence[
     if not combos:
         raise BenchError("no combination to run: check --backends, --impls and --cells")
     return combos
+
+
+def offered(cell: CellSpec, impl: str) -> bool:
+    """Whether ``impl`` is one for this kind of cell at all: a scan is the algorithm of cells
+    whose step is linear in the state (``CellSpec.linear_recurrence``), so a matrix or a speed
+    table that did not name its impls leaves a scan of any other cell out instead of listing
+    it as skipped. Every other impl is offered to every cell (a fused layer a framework
+    lacks is a finding, listed with its reason)."""
+    return impl != SCAN_IMPL or cell.is_linear
+
+
+def left_out_line(labels: Sequence[str]) -> str:
+    return (f"left out (their impl is not one for their cell): {', '.join(labels)}; "
+            "`python -m bench list` shows each cell's impls, --impls asks for one anyway")
 
 
 def run_one(label: str, argv: list[str], quiet: bool = False) -> Outcome:
@@ -149,18 +164,33 @@ def run_all(jobs: Sequence[Job]) -> list[Outcome]:
 
 def run_matrix(backends: Sequence[str], cells: Sequence[str], impls: Sequence[str] | None, run_args: list[str],
                seeds: Sequence[int] | None = None, executor: Executor | None = None) -> list[Outcome]:
+    """Every combination x seed, each in its own ``bench run``. With no ``impls`` asked for, a
+    combination whose impl is not one for its kind of cell (:func:`offered`) is left out,
+    and said so in one line; any other that cannot run (a fused layer the framework lacks,
+    a backend that cannot run here, an impl asked for) is listed as skipped with its reason."""
     jobs: list[Job] = []
+    left_out: list[str] = []
     for backend, impl, cell in combinations(backends, cells, impls):
         label = f"{backend}/{impl} {cell}"
         reason = get_backend(backend).unavailable_reason()
         if not reason:
-            reason = get_backend(backend).unsupported(_cell_as_run(cell, run_args), impl)
+            as_run = _cell_as_run(cell, run_args)
+            if impls is None and not offered(as_run, impl):
+                left_out.append(label)
+                continue
+            reason = get_backend(backend).unsupported(as_run, impl)
         for seed_label, seed_args in _seeded(label, seeds):
             if reason:
                 jobs.append((seed_label, Outcome(seed_label, "skipped", 0.0, reason)))
             else:
                 jobs.append((seed_label, matrix_argv(backend, impl, cell, run_args) + seed_args))
-    return (executor or run_all)(jobs)
+    if not jobs:
+        raise BenchError("no combination to run: no impl of these backends is one for these cells; "
+                         "`python -m bench list` shows each cell's impls")
+    outcomes = (executor or run_all)(jobs)
+    if left_out:  # after the summary's rows: a note, never in the way of an error's one line
+        print(left_out_line(left_out), file=sys.stderr, flush=True)
+    return outcomes
 
 
 def run_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend: str, impl: str | None,
