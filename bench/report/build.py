@@ -32,7 +32,7 @@ from bench.storage import atomic_write_bytes, refuse_link
 # scrolls, and what scrolls out of view first is what a reader needs least
 RUN_COLUMNS = [
     "set", "cell", "backend", "impl", "seed",
-    "accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s",
+    "accuracy", "valid_ppl", "test_ppl", "test_bpc", "test_loss", "loss_vs_baseline", "solved_at_update", "train_tok_s", "eval_tok_s",
     "train_gflops", "efficiency_pct", "grad_ratio_init", "grad_ratio_final",
     "status", "epochs", "duration", "threads", "learning_rate", "device", "configuration",
     "cpu",  # throughput compares only within one machine
@@ -147,6 +147,9 @@ def runs_frame(records: list[dict[str, Any]], peaks: dict[str, float] | None = N
             "valid_ppl": valid.get("perplexity"),
             "test_ppl": test.get("perplexity"),
             "test_loss": test_loss,
+            # bits per symbol where the task's main metric is (character-level language models)
+            "test_bpc": test_loss / math.log(2) if d.main_metric == "test_bpc" and isinstance(test_loss, (int, float))
+            else None,
             "baseline": baseline,
             "loss_vs_baseline": test_loss / baseline if baseline and isinstance(test_loss, (int, float)) else None,
             "solved_at_update": solved_at_update(r),

@@ -19,7 +19,8 @@ from bench.report.criteria import REMEMBERED_ACCURACY, SOLVED_FRACTION
 
 
 
-METRIC_WORDS = {"test_ppl": ("test perplexity", True), "accuracy": ("test accuracy", False),
+METRIC_WORDS = {"test_ppl": ("test perplexity", True), "test_bpc": ("test bits per character", True),
+                "accuracy": ("test accuracy", False),
                 "loss_vs_baseline": ("test loss / memoryless baseline", True), "test_loss": ("test loss", True)}
 
 

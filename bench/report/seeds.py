@@ -19,7 +19,7 @@ import pandas as pd
 
 POOL_KEYS = ["set", "config_key", "cell", "backend", "impl"]
 # the final metrics pooled over seeds (each becomes <name>, <name>_std, and n counts the seeds)
-POOLED_METRICS = ("accuracy", "valid_ppl", "test_ppl", "test_loss", "loss_vs_baseline", "solved_at_update",
+POOLED_METRICS = ("accuracy", "valid_ppl", "test_ppl", "test_bpc", "test_loss", "loss_vs_baseline", "solved_at_update",
                   "train_tok_s", "eval_tok_s", "efficiency_pct", "grad_ratio_init", "grad_ratio_final", "hours")
 
 
