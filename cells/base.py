@@ -150,6 +150,22 @@ class CellSpec(ABC):
         """Whether the cell declares :meth:`linear_recurrence` (the ``scan`` impls run it)."""
         return type(self).linear_recurrence is not CellSpec.linear_recurrence
 
+    def linear_recurrence_grad(
+        self, params: dict[str, np.ndarray], z_in: np.ndarray, da: np.ndarray, db: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The hand-written derivative of :meth:`linear_recurrence` on NumPy arrays, for the
+        numpy backend's ``scan`` (NumPy has no autodiff): given the loss's gradients ``da``
+        and ``db`` ``(..., hidden)`` (full shape, also where ``a`` broadcasts), the gradient
+        with respect to ``z_in`` ``(..., blocks*hidden)`` and to each of ``params`` by name
+        (summed over the leading axes). Optional: a cell without it runs ``scan`` on the
+        frameworks, not on numpy (:attr:`has_linear_grad`)."""
+        raise NotImplementedError(f"cell {self.name!r} declares no derivative of its linear recurrence")
+
+    @property
+    def has_linear_grad(self) -> bool:
+        """Whether the cell writes :meth:`linear_recurrence_grad` (the numpy ``scan`` needs it)."""
+        return type(self).linear_recurrence_grad is not CellSpec.linear_recurrence_grad
+
     def numpy_kernel(self) -> Any | None:
         """The numpy backend's hand-written kernel for this cell, or None (the default) for
         none of its own: the backend then looks in its table of built-in kernels, keyed by

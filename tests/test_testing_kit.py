@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 
 from backends.numpy.kernels import GRUKernel
@@ -114,4 +113,8 @@ def test_check_cell_reports_every_case_outside_pytest():
     assert testing.check_cell(LSTMCell(), backends=["numpy"], report=lines.append) == 0
     assert lines[0] == "ok       numpy-cell-lstm-tokens-first-window"
     assert lines[-1].endswith("reference gradients of lstm = finite differences")
-    assert np.all([line.startswith("ok") for line in lines])
+    # numpy's cell cases pass; its scan cases are skipped, each with the reason (the LSTM
+    # declares no linear recurrence)
+    assert all(line.startswith("ok") or (line.startswith("skipped  numpy-scan-") and "declares no linear recurrence" in line)
+               for line in lines)
+    assert any(line.startswith("skipped") for line in lines) and any(line.startswith("ok") for line in lines[1:])

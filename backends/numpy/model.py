@@ -10,7 +10,9 @@ import numpy as np
 
 from backends.base import OPTIMIZER_SLOTS, Model, State, StepStats, TrainSettings
 from backends.numpy.kernels import make_kernel
+from backends.numpy.scan import ScanKernel, why_no_scan
 from backends.spec import ModelSpec, layer_key
+from cells.errors import BenchError
 
 
 @dataclass
@@ -65,7 +67,14 @@ class NumpyModel(Model):
         self.settings = settings
         self.dtype = np.dtype(settings.dtype)
         self.params = {k: np.array(v, dtype=self.dtype) for k, v in params.items()}
-        self.kernel = make_kernel(spec.cell)
+        if settings.impl not in ("cell", "scan"):
+            raise BenchError(f"backend 'numpy' has no impl {settings.impl!r}; choose one of: cell, scan")
+        if settings.impl == "scan":
+            if why := why_no_scan(spec.cell):
+                raise BenchError(why)
+            self.kernel: Any = ScanKernel(spec.cell)
+        else:
+            self.kernel = make_kernel(spec.cell)
         # per optimizer slot (checkpoint prefix), one array per parameter: Adagrad's
         # accumulator, RMSProp's mean square
         start = settings.adagrad_initial_accumulator if settings.optimizer == "adagrad" else 0.0
@@ -291,4 +300,6 @@ class NumpyModel(Model):
         self.rng = np.random.default_rng(seed)
 
     def describe(self) -> dict[str, Any]:
-        return {"device": "cpu", "kernel": "numpy hand-written BPTT", "dtype": str(self.dtype)}
+        kernel = ("numpy linear recurrence: a, b per window, element-wise loop over steps, hand-written adjoint"
+                  if self.settings.impl == "scan" else "numpy hand-written BPTT")
+        return {"device": "cpu", "kernel": kernel, "dtype": str(self.dtype)}

@@ -1,7 +1,8 @@
 """TensorFlow backend: the cell's own step equations unrolled under ``tf.function``
-(impl ``cell``) or Keras 3's fused recurrent layers (impl ``fused``: the cells of
+(impl ``cell``), Keras 3's fused recurrent layers (impl ``fused``: the cells of
 ``backends.tf.fused``, ``keras.layers.LSTM``, which uses cuDNN on a GPU, and
-``keras.layers.SimpleRNN``).
+``keras.layers.SimpleRNN``), or a linear cell's window in one log-space scan (impl
+``scan``: the cells that declare ``CellSpec.linear_recurrence``).
 
 This module never imports TensorFlow (importing it takes seconds); ``make_model`` and
 ``versions`` do, through :mod:`backends.tf.runtime`.
@@ -20,10 +21,10 @@ from backends.tf.fused import FUSED_LAYERS
 
 class TFBackend(Backend):
     name: ClassVar[str] = "tf"
-    impls: ClassVar[tuple[str, ...]] = ("cell", "fused")
+    impls: ClassVar[tuple[str, ...]] = ("cell", "fused", "scan")
     default_impl: ClassVar[str] = "fused"
     framework: ClassVar[str | None] = "tensorflow"
-    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 4), "fused": (5, 7)}, 4.5, (4, 2))
+    memory: ClassVar[MemoryProfile] = MemoryProfile(640 * 2**20, {"cell": (14, 4), "fused": (5, 7), "scan": (5, 16)}, 4.5, (4, 2))
     install_hint: ClassVar[str] = "pip install 'cellbench[tf]'"
     fused_layers: ClassVar[FusedTable | None] = FUSED_LAYERS
 

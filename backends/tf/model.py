@@ -1,7 +1,7 @@
 """The whole model in TensorFlow: embedding, stacked recurrent layers, the output head
 (softmax cross-entropy or squared error at the scored steps), updates.
 
-Two impls share everything but the recurrent layers:
+The impls share everything but the recurrent layers:
 
 - ``cell`` (:class:`TFCellModel`): the cell's own ``step`` (the equations written once in
   ``cells/``) applied with TensorFlow ops, unrolled in Python over the window while
@@ -10,6 +10,9 @@ Two impls share everything but the recurrent layers:
 - ``fused`` (:class:`TFFusedModel`): the cell's layer in ``backends.tf.fused``
   (``keras.layers.LSTM``, ``keras.layers.SimpleRNN``; cuDNN on a GPU when the
   configuration allows, Keras's ``while_loop`` otherwise). Batch-major, as Keras wants.
+- ``scan`` (:class:`TFScanModel`): a cell that declares its step linear in the state
+  (``CellSpec.linear_recurrence``, minGRU): the window's ``a`` and ``b`` in one pass, the
+  recurrence by the log-space scan of ``backends.tf.scan``. Time-major, as ``cell``.
 
 Variables are Keras variables in the framework's layout; a :class:`~backends.layout.Slot`
 maps each one to and from its canonical name and layout (the fused LSTM reorders gate
@@ -36,6 +39,7 @@ from backends.layout import NUMPY_ARRAYS, ArrayOps, Slot
 from backends.spec import ModelSpec, layer_key
 from backends.tf.fused import FUSED_LAYERS
 from backends.tf.losses import linear_softmax_cross_entropy
+from backends.tf.scan import scan_layer
 from backends.tf.runtime import configure_threads, import_tf, resolve_device, thread_settings
 from cells.base import Ops
 from cells.errors import BenchError
@@ -54,7 +58,9 @@ def build_model(spec: ModelSpec, params: dict[str, np.ndarray], settings: TrainS
         return TFCellModel(spec, params, settings, device, kind)
     if settings.impl == "fused":
         return TFFusedModel(spec, params, settings, device, kind)
-    raise BenchError(f"backend 'tf' has no impl {settings.impl!r}; choose one of: cell, fused")
+    if settings.impl == "scan":
+        return TFScanModel(spec, params, settings, device, kind)
+    raise BenchError(f"backend 'tf' has no impl {settings.impl!r}; choose one of: cell, fused, scan")
 
 
 # -- the shared model -----------------------------------------------------------------
@@ -502,6 +508,23 @@ class TFCellModel(TFModel):
 
     def _kernel_description(self) -> str:
         return f"{self.spec.cell.name} step equations unrolled in tf.function (X·U + b precomputed per window)"
+
+
+class TFScanModel(TFCellModel):
+    """impl ``scan``: a linear cell's window in one log-space scan per layer
+    (``backends.tf.scan``); parameters, the gradient norms over time (the cell's equations
+    unrolled, as for every impl) and all else as impl ``cell``'s."""
+
+    def _recurrent(self, inputs: Any, state: State, train: bool) -> tuple[Any, list[tuple]]:
+        params, final = self._canonical_layers(), []
+        for layer in range(self.spec.num_layers):
+            outputs, last = scan_layer(self.spec.cell, TF_OPS, self.spec.layer_params(params, layer), inputs, state[layer])
+            final.append(last)
+            inputs = self._dropout(outputs, layer + 1, train)
+        return inputs, final
+
+    def _kernel_description(self) -> str:
+        return "linear recurrence by log-space scan (cumsum, cumulative_logsumexp), custom gradient, in tf.function"
 
 
 class TFFusedModel(TFModel):

@@ -22,6 +22,21 @@ STEPS, BATCH, HIDDEN = 37, 3, 4
 SCAN_BACKENDS = [name for name in backend_names() if SCAN_IMPL in get_backend(name).impls]
 NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 NEEDS_JAX = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+NEEDS_TF = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed")
+
+
+class _Given(MinGRUCell):
+    """A linear cell whose ``a`` and ``b`` are the two halves of ``z_in`` as they are: the
+    numpy scan's own recurrence and adjoint, seen through the kernel interface."""
+
+    name = "given"
+
+    def linear_recurrence(self, ops, params, z_in):
+        n = z_in.shape[-1] // 2
+        return z_in[..., :n], z_in[..., n:]
+
+    def linear_recurrence_grad(self, params, z_in, da, db):
+        return np.concatenate([da, db], axis=-1), {}
 
 
 # -- which cells it runs -------------------------------------------------------------------
@@ -179,6 +194,55 @@ def test_jax_scan_equals_the_float64_loop_loss_and_every_gradient():
     assert rel_err(np.asarray(linear_scan(jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0))), hs) < 1e-9
     for name, ours, theirs in zip(("a", "b", "h0"), grads, (da, db, dh0)):
         assert rel_err(np.asarray(ours), theirs) < 1e-9, name
+
+
+def test_numpy_scan_equals_the_float64_loop_loss_and_every_gradient():
+    from backends.numpy.scan import ScanKernel
+
+    a, b, h0, w = _window(2)
+    loss, hs, da, db, _ = _loop(a, b, h0, w)
+    P = np.concatenate([a, b], axis=-1)
+    kernel = ScanKernel(_Given())
+    ours, (last,), cache = kernel.forward(P.copy(), {}, (h0,))
+    assert abs(float((w * ours).sum()) - loss) <= 1e-9 * abs(loss)
+    assert rel_err(ours, hs) < 1e-12 and np.array_equal(last, ours[-1])
+    dZ, grads, norms = kernel.backward(w, {}, cache, trace=True)
+    assert rel_err(dZ[..., :HIDDEN], da) < 1e-12 and rel_err(dZ[..., HIDDEN:], db) < 1e-12 and grads == {}
+    np.testing.assert_allclose(norms["h"], np.linalg.norm(db, axis=-1), rtol=1e-12)  # |g_t| per example
+
+
+def test_numpy_scan_needs_the_cells_derivative_and_says_so():
+    class NoGrad(MinGRUCell):
+        name = "no-grad"
+        linear_recurrence_grad = CellSpec.linear_recurrence_grad
+
+    assert NoGrad().is_linear and not NoGrad().has_linear_grad and MinGRUCell().has_linear_grad
+    why = get_backend("numpy").unsupported(NoGrad(), SCAN_IMPL)
+    assert why.startswith("numpy has no scan for cell 'no-grad': NumPy has no autodiff") and "\n" not in why
+    assert get_backend("numpy").unsupported(LSTMCell(), SCAN_IMPL).endswith("declares no linear recurrence "
+                                                                          "(h_t = a_t * h_{t-1} + b_t, "
+                                                                          "CellSpec.linear_recurrence); use --impl cell")
+
+
+@NEEDS_TF
+def test_tf_scan_equals_the_float64_loop_loss_and_every_gradient():
+    from backends.tf.runtime import import_tf
+
+    tf = import_tf()
+    from backends.tf.scan import linear_scan
+
+    a, b, h0, w = _window(3)
+    loss, hs, da, db, dh0 = _loop(a, b, h0, w)
+    ta, tb, th0 = (tf.constant(v) for v in (a, b, h0))
+    with tf.GradientTape() as tape:
+        tape.watch([ta, tb, th0])
+        out = linear_scan(ta, tb, th0)
+        t_loss = tf.reduce_sum(tf.constant(w) * out)
+    grads = tape.gradient(t_loss, [ta, tb, th0])
+    assert abs(float(t_loss) - loss) <= 1e-9 * abs(loss)
+    assert rel_err(out.numpy(), hs) < 1e-9
+    for name, ours, theirs in zip(("a", "b", "h0"), grads, (da, db, dh0)):
+        assert rel_err(ours.numpy(), theirs) < 1e-9, name
 
 
 # -- the state carried across windows, through the models --------------------------------------

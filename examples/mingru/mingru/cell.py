@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cells.base import CellSpec, Ops
+import numpy as np
+
+from cells.base import NUMPY_OPS, CellSpec, Ops
 
 if TYPE_CHECKING:
     from mingru.kernel import MinGRUKernel
@@ -37,6 +39,19 @@ class MinGRUCell(CellSpec):
         z = ops.sigmoid(z_in[..., :n])  # z_in = x_t U + b
         candidate = z_in[..., n:]
         return 1.0 - z, z * candidate
+
+    def linear_recurrence_grad(
+        self, params: dict[str, np.ndarray], z_in: np.ndarray, da: np.ndarray, db: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """For numpy's scan: ``a = 1 - σ(z~)``, ``b = σ(z~) h~``, so ``dz~ = (db h~ - da) σ'``
+        with ``σ' = σ (1 - σ)``, and ``dh~ = db σ``; no parameters of its own."""
+        n = z_in.shape[-1] // 2
+        z = NUMPY_OPS.sigmoid(z_in[..., :n])
+        candidate = z_in[..., n:]
+        dz_in = np.empty_like(z_in)
+        np.multiply(db * candidate - da, z * (1.0 - z), out=dz_in[..., :n])
+        np.multiply(db, z, out=dz_in[..., n:])
+        return dz_in, {}
 
     def numpy_kernel(self) -> "MinGRUKernel":
         """The hand-written forward and BPTT the numpy backend runs (and the reference)."""
