@@ -227,6 +227,7 @@ def _list() -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0].rstrip(":")
         print(f"  {name:8} {doc}{_options_text(cls.options)}")
         print(f"  {'':8} {_fused_text(name)}")
+        print(f"  {'':8} {_impls_text(name)}")
     print("tasks:")
     for name in task_names():
         cls = get_task_class(name)
@@ -268,6 +269,22 @@ def _fused_text(cell: str) -> str:
     if no_kernel:
         parts.append(f"numpy: none ({no_kernel.split('; ')[0]})")
     return "; ".join(parts)
+
+
+def _impls_text(cell: str) -> str:
+    """``impls: jax cell, scan; numpy cell; ...``: the impls of each backend that run the cell
+    with its default options, from ``Backend.unsupported`` (which imports no framework)."""
+    from bench.registry import backend_names, get_backend, make_cell
+
+    variant, parts = make_cell(cell), []
+    for name in backend_names():
+        try:
+            backend = get_backend(name)
+        except BenchError:
+            continue  # listed as broken under backends:
+        runs = [impl for impl in backend.impls if not backend.unsupported(variant, impl)]
+        parts.append(f"{name} {', '.join(runs) or 'none'}")
+    return f"impls: {'; '.join(parts)}"
 
 
 def _options_text(options: tuple) -> str:

@@ -291,3 +291,20 @@ def test_float32_drift_stays_within_its_bound_as_the_window_grows(backend):
     errors = {steps: drift(backend, steps, 2, 16) for steps in (64, 1024)}
     for steps, error in errors.items():
         assert 0 < error <= DRIFT_BOUND[backend](steps), (steps, error)
+
+
+def test_bench_list_shows_which_impls_each_cell_has_on_each_backend(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    impls = {}
+    for i, line in enumerate(lines):
+        if line.strip().startswith("impls: "):
+            cell = next(lines[j].split()[0] for j in range(i - 1, -1, -1) if not lines[j].startswith("   "))
+            impls[cell] = dict(part.split(" ", 1) for part in line.strip()[len("impls: "):].split("; "))
+    for cell in ("lstm", "gru", "rnn", "mingru"):
+        for backend in backend_names():
+            expected = [i for i in get_backend(backend).impls if not get_backend(backend).unsupported(make_cell(cell), i)]
+            assert impls[cell][backend] == (", ".join(expected) or "none"), (cell, backend)
+    assert all("scan" in runs for runs in impls["mingru"].values())
+    assert not any("scan" in runs for runs in impls["lstm"].values())
+    assert "fused" in impls["lstm"].get("torch", "fused")
