@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.ptb import SPLITS, file_name, resolve_data_dir, verify
+from bench.data.ptb import SPLITS, Corpus, file_name, resolve_data_dir, verify
 from bench.errors import BenchError
 from bench.storage import open_regular
 
@@ -48,26 +47,9 @@ def derived_text(lines: list[list[str]]) -> str:
     return "".join(" ".join(line) + "\n" for line in lines)
 
 
-@dataclass(frozen=True)
-class CharCorpus:
-    """Symbol ids of the three splits and the symbols (id -> symbol, for printing)."""
-
-    train: np.ndarray
-    valid: np.ndarray
-    test: np.ndarray
-    words: tuple[str, ...]
-    lines: dict[str, int]
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.words)
-
-    def split(self, name: str) -> np.ndarray:
-        return getattr(self, name)
-
-
-def load_ptb_char(data_dir: str | Path | None = None) -> CharCorpus:
-    """The three splits, derived from the verified word-level corpus and checked."""
+def load_ptb_char(data_dir: str | Path | None = None) -> tuple[Corpus, dict[str, int]]:
+    """The three splits, derived from the verified word-level corpus and checked, as a
+    :class:`~bench.data.ptb.Corpus` of symbols; and the lines of each split."""
     directory = resolve_data_dir(data_dir)
     verify(directory)
     lines = {}
@@ -89,5 +71,5 @@ def load_ptb_char(data_dir: str | Path | None = None) -> CharCorpus:
         except KeyError as exc:  # the checksums make this unreachable; a message, should they ever not
             raise BenchError(f"character {exc.args[0]!r} of the {split} split is not in the training text") from exc
 
-    return CharCorpus(encode("train"), encode("valid"), encode("test"), symbols,
-                      {split: len(lines[split]) for split in SPLITS})
+    return (Corpus(encode("train"), encode("valid"), encode("test"), symbols),
+            {split: len(lines[split]) for split in SPLITS})

@@ -77,32 +77,35 @@ class PTBTask(TaskSpec):
 
     @classmethod
     def build(cls, config: Any, data_dir: str | None = None) -> Task:
-        corpus = load_ptb(data_dir)
+        return language_model_task("ptb", load_ptb(data_dir), config, reports_perplexity=True)
 
-        def split(name: str) -> np.ndarray:
-            ids = corpus.split(name)
-            return ids[: config.max_tokens] if config.max_tokens else ids
 
-        n_train = check_fits(len(split("train")), config.batch_size, config.num_steps, "ptb train",
-                             "--batch-size or --num-steps")
-        n_eval = {
-            name: eval_window_count(len(split(name)), config.eval_batch_size, config.eval_num_steps, f"ptb {name}")
-            for name in ("valid", "test")
-        }
+def language_model_task(name: str, corpus: Any, config: Any, reports_perplexity: bool) -> Task:
+    """The windows of a corpus read as one stream per split (a ``bench.data.Corpus``): the
+    first ``config.max_tokens`` of each split where it is set, training windows cut from the
+    training split, every token of valid and test scored once, the gradient probe on the
+    start of the validation split cut like the training data."""
+    def split(which: str) -> np.ndarray:
+        ids = corpus.split(which)
+        return ids[: config.max_tokens] if config.max_tokens else ids
 
-        def eval_windows(name: str) -> Callable[[], Windows]:
-            return lambda: ptb_eval_windows(split(name), config.eval_batch_size, config.eval_num_steps, name)
+    n_train = check_fits(len(split("train")), config.batch_size, config.num_steps, f"{name} train",
+                         "--batch-size or --num-steps")
+    n_eval = {which: eval_window_count(len(split(which)), config.eval_batch_size, config.eval_num_steps,
+                                       f"{name} {which}") for which in ("valid", "test")}
 
-        return Task(
-            name="ptb",
-            shape=Shape("tokens", corpus.vocab_size, corpus.vocab_size),
-            train_windows=lambda epoch: ptb_windows(split("train"), config.batch_size, config.num_steps, "train"),
-            n_train_windows=n_train,
-            eval_windows={name: eval_windows(name) for name in ("valid", "test")},
-            n_eval_windows=n_eval,
-            per_epoch_splits=("valid",),
-            # the start of the validation split, cut like the training data
-            probe_windows=lambda: ptb_windows(split("valid"), config.batch_size, config.num_steps, "valid"),
-            words=corpus.words,
-            reports_perplexity=True,
-        )
+    def eval_windows(which: str) -> Callable[[], Windows]:
+        return lambda: ptb_eval_windows(split(which), config.eval_batch_size, config.eval_num_steps, which)
+
+    return Task(
+        name=name,
+        shape=Shape("tokens", corpus.vocab_size, corpus.vocab_size),
+        train_windows=lambda epoch: ptb_windows(split("train"), config.batch_size, config.num_steps, "train"),
+        n_train_windows=n_train,
+        eval_windows={which: eval_windows(which) for which in ("valid", "test")},
+        n_eval_windows=n_eval,
+        per_epoch_splits=("valid",),
+        probe_windows=lambda: ptb_windows(split("valid"), config.batch_size, config.num_steps, "valid"),
+        words=corpus.words,
+        reports_perplexity=reports_perplexity,
+    )

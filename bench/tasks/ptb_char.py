@@ -10,13 +10,11 @@ test. Bits per character = the mean loss per symbol in nats / ln 2, every symbol
 the line ends included (``bench.data.ptb_char``)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-
-from bench.data.batching import check_fits, eval_window_count, ptb_eval_windows, ptb_windows
 from bench.data.ptb_char import load_ptb_char
-from bench.tasks import Shape, Task, TaskSpec, Windows
+from bench.tasks import Shape, Task, TaskSpec
+from bench.tasks.ptb import language_model_task
 from cells.options import Option, size
 
 SYMBOLS = 50  # 49 characters of the training text and the line end
@@ -62,28 +60,5 @@ class PTBCharTask(TaskSpec):
 
     @classmethod
     def build(cls, config: Any, data_dir: str | None = None) -> Task:
-        corpus = load_ptb_char(data_dir)
-
-        def split(name: str) -> np.ndarray:
-            ids = corpus.split(name)
-            return ids[: config.max_tokens] if config.max_tokens else ids
-
-        n_train = check_fits(len(split("train")), config.batch_size, config.num_steps, "ptb-char train",
-                             "--batch-size or --num-steps")
-        n_eval = {name: eval_window_count(len(split(name)), config.eval_batch_size, config.eval_num_steps,
-                                          f"ptb-char {name}") for name in ("valid", "test")}
-
-        def eval_windows(name: str) -> Callable[[], Windows]:
-            return lambda: ptb_eval_windows(split(name), config.eval_batch_size, config.eval_num_steps, name)
-
-        return Task(
-            name="ptb-char",
-            shape=Shape("tokens", corpus.vocab_size, corpus.vocab_size),
-            train_windows=lambda epoch: ptb_windows(split("train"), config.batch_size, config.num_steps, "train"),
-            n_train_windows=n_train,
-            eval_windows={name: eval_windows(name) for name in ("valid", "test")},
-            n_eval_windows=n_eval,
-            per_epoch_splits=("valid",),
-            probe_windows=lambda: ptb_windows(split("valid"), config.batch_size, config.num_steps, "valid"),
-            words=corpus.words,
-        )
+        corpus, _ = load_ptb_char(data_dir)
+        return language_model_task("ptb-char", corpus, config, reports_perplexity=False)

@@ -15,7 +15,8 @@ from bench.run.runner import RunOptions, run
 
 @pytest.fixture(scope="module")
 def chars(ptb_dir):
-    return load_ptb_char(ptb_dir)
+    corpus, lines = load_ptb_char(ptb_dir)
+    return corpus, lines
 
 
 def test_derived_as_mikolovs_files_are_written():
@@ -28,9 +29,10 @@ def test_derived_as_mikolovs_files_are_written():
 def test_the_published_line_and_symbol_counts(chars):
     """3,370 valid and 3,761 test lines (as in the public ptb.char.valid.txt and test.txt);
     49 training characters plus the line end; every split's symbols in the training text."""
-    assert chars.lines == {"train": 42_068, "valid": 3_370, "test": 3_761}
+    chars, lines_of = chars
+    assert lines_of == {"train": 42_068, "valid": 3_370, "test": 3_761}
     assert chars.vocab_size == 50 and EOL in chars.words and "_" in chars.words
-    for split, lines in chars.lines.items():
+    for split, lines in lines_of.items():
         ids = chars.split(split)
         assert (ids == chars.words.index(EOL)).sum() == lines  # one line end per line
         assert ids.min() >= 0 and ids.max() < 50
