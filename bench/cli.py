@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                               help=f"untimed steps first (range {SPEED_BOUNDS['--warmup'].interval()})")
     speed_parser.add_argument("--threads", type=int,
                               help=f"threads of every pool (default: all cores; range {THREADS.interval()})")
+    speed_parser.add_argument("--num-steps", metavar="T,T,...",
+                              help="comma-separated window lengths, e.g. 64,256,1024: a row per length, the cost per "
+                                   "token plotted against it beside --out, and where a scan overtakes a fused loop "
+                                   "(default: the preset's one length)")
+    speed_parser.add_argument("--hidden-size", type=int, help="units per layer (default: the preset's)")
+    speed_parser.add_argument("--batch-size", type=int, help="sequences per window (default: the preset's)")
     speed_parser.add_argument("--out", help="also write the table as JSON to this file (checked writable first)")
     speed_parser.add_argument("--device", default="cpu", choices=["cpu", "gpu", "auto"])
 
@@ -396,15 +402,25 @@ def _speed(args: argparse.Namespace) -> int:
     from bench.measure.speed import heading, run_speed, terminal_table
 
     backends, cells, impls = grid(args)
-    check_speed(args, backends, cells, impls)
+    overrides = {name: getattr(args, name) for name in ("hidden_size", "batch_size") if getattr(args, name) is not None}
+    check_speed(args, backends, cells, impls, overrides)
+    if args.num_steps is not None:  # every length read and sized before any backend is asked anything
+        from bench.measure.lengths_cli import check_lengths
+
+        lengths = check_lengths(args, combinations(backends, cells, impls), overrides)
     available = [b for b in backends if not _backend_reason(b)]
     combos, skipped = _runnable(combinations(available, cells, impls), asked=impls is not None)
     if not combos:
         raise BenchError("nothing to measure: " + ("; ".join(s["reason"] for s in skipped) or
                                                    "no impl asked of these backends is one for these cells"))
+    if args.num_steps is not None:
+        from bench.measure.lengths_cli import speed_over_lengths
+        from bench.report.length_figure import plot_lengths
+
+        return speed_over_lengths(args, lengths, combos, skipped, overrides, draw=plot_lengths)
     load = LoadMeter(args.threads or os.cpu_count() or 1)
     rows, peaks = run_speed(args.preset, combos, args.rounds, args.steps, args.warmup, args.threads, args.device,
-                            peak_seconds=1.5 if args.device == "cpu" else None)
+                            peak_seconds=1.5 if args.device == "cpu" else None, overrides=overrides)
     machine_load = load.finish()
     peak = statistics.median(peaks) if peaks else None
     width = shutil.get_terminal_size().columns
@@ -416,7 +432,7 @@ def _speed(args: argparse.Namespace) -> int:
 
         data = {"preset": args.preset, "cpu": cpu_model(), "threads": args.threads or os.cpu_count(),
                 "device": args.device, "measured_at": utc_now(), "peak_gflops": peak, "peaks_per_round": peaks,
-                "rounds": args.rounds, "steps": args.steps, "rows": rows, "skipped": skipped,
+                "rounds": args.rounds, "steps": args.steps, "overrides": overrides, "rows": rows, "skipped": skipped,
                 "machine_load": machine_load}
         atomic_write_bytes(args.out, json.dumps(data, indent=1).encode())
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-from typing import Sequence
+from typing import Any, Sequence
 
 from bench.config import THREADS, Config, config_from_args, flag, make_config, setting_names
 from cells.options import INT32_MAX, Bound, check_bound
@@ -122,9 +122,10 @@ def check_sweep(param: str, values: Sequence[str], cells: Sequence[str], backend
 
 
 def check_speed(args: argparse.Namespace, backends: Sequence[str], cells: Sequence[str],
-                impls: Sequence[str] | None) -> None:
-    """Bounds of the counts, the preset, the names, every combination's memory, and that
-    ``--out`` can be written, all before the first measurement."""
+                impls: Sequence[str] | None, overrides: dict[str, Any] | None = None) -> None:
+    """Bounds of the counts, the preset with ``overrides`` (--hidden-size, --batch-size),
+    the names, every combination's memory, and that ``--out`` can be written, all before the
+    first measurement."""
     from bench.run.budget import check_memory
     from bench.fanout.jobs import combinations
 
@@ -132,10 +133,10 @@ def check_speed(args: argparse.Namespace, backends: Sequence[str], cells: Sequen
         value = getattr(args, option[2:])
         if value is not None:
             check_bound(option, value, bound)
-    make_config(args.preset)
+    make_config(args.preset, **(overrides or {}))
     check_names(backends, cells, impls)
     for backend, impl, cell in combinations(backends, cells, impls):
-        check_memory(make_config(args.preset, backend=backend, impl=impl, cell=cell))
+        check_memory(make_config(args.preset, **(overrides or {}), backend=backend, impl=impl, cell=cell))
     if args.out:
         writable_file(args.out, "--out")
 

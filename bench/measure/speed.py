@@ -12,6 +12,7 @@ same conditions.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,13 +27,25 @@ from bench import interrupts
 from bench.config import make_config
 from bench.registry import get_task_class
 from bench.run.factory import build_model, model_spec
-from bench.run.metrics import flops_per_token
+from bench.run.metrics import flops_per_token, peak_rss_mb
 
 
 def preset_spec(preset: str, cell_name: str, overrides: dict[str, Any] | None = None) -> tuple[Any, ModelSpec]:
     """(config, model spec) of a preset with a given cell, in its task's model shape."""
     config = make_config(preset, **{**(overrides or {}), "cell": cell_name})
     return config, model_spec(config, get_task_class(config.task).model_shape(config))
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now (``/proc/self/statm``; None where there is none):
+    subtracted from the high-water mark, what the steps themselves added beyond the
+    interpreter, the framework, the model and its windows."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -51,31 +64,42 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         threadpool_limits(job["threads"])
     model = build_model(config, spec)  # as bench run builds it: the same settings, dtype and optimizer slots
     rng = np.random.default_rng(1)
-    batch, steps = config.batch_size, config.num_steps
+    # a length sweep's window length is the measurement's, not the task's: a sequence task
+    # fixes num_steps to its sequence length, and timing does not depend on the data
+    batch, steps = config.batch_size, job.get("num_steps") or config.num_steps
     windows = [random_window(spec, batch, steps, rng) for _ in range(8)]
     result: dict[str, Any] = {"backend": job["backend"], "impl": job["impl"], "cell": job["cell"],
                               "describe": model.describe()}
     for phase in ("train", "eval"):
         state = model.zero_state(batch)
         step = (lambda x, y, s: model.train_step(x, y, s, 0.1)) if phase == "train" else model.eval_step
+        resident = resident_mb()
         for i in range(job["warmup"]):
             _, state = step(*windows[i % 8], state)
         start = time.perf_counter()
         for i in range(job["steps"]):
             _, state = step(*windows[i % 8], state)
         seconds = time.perf_counter() - start
+        if phase == "train":  # the high-water mark only rises: evaluation's, after training, would be training's
+            result["train_peak_rss_mb"] = peak_rss_mb()
+            if resident is not None:
+                result["train_added_rss_mb"] = result["train_peak_rss_mb"] - resident
         rate = batch * steps * job["steps"] / seconds
         result[f"{phase}_tok_s"] = rate
         result[f"{phase}_gflops"] = rate * flops_per_token(spec, training=phase == "train") / 1e9
     # compiled during the warm-up steps, never inside the timed ones
     result["compile_seconds"] = model.compile_seconds()
+    if (device_mb := model.peak_device_memory_mb()) is not None:
+        result["peak_device_memory_mb"] = device_mb
     return result
 
 
 def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, steps: int, warmup: int,
-              threads: int | None, device: str, peak_seconds: float | None) -> tuple[list[dict[str, Any]], list[float]]:
+              threads: int | None, device: str, peak_seconds: float | None,
+              overrides: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[float]]:
     """(one row per combination, the GEMM peak of each round); ``peak_seconds`` None or 0
-    measures no peak and no ceiling (GPU runs: the CPU's GEMMs are no yardstick there).
+    measures no peak and no ceiling (GPU runs: the CPU's GEMMs are no yardstick there);
+    ``overrides``: settings over the preset's (hidden_size, batch_size).
 
     Each round on the CPU also measures, per cell, the model's GEMM ceiling
     (:func:`bench.measure.roofline.gemm_ceiling`); rows get ``*_pct_ceiling`` against its median.
@@ -90,7 +114,7 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
         if peak_seconds:
             peaks.append(max(measure_peak(threads, seconds=peak_seconds)["gflops"].values()))
             for cell_name in dict.fromkeys(c[2] for c in combos):
-                config, spec = preset_spec(preset, cell_name)
+                config, spec = preset_spec(preset, cell_name, overrides)
                 for phase, ceiling in gemm_ceiling(spec, config.batch_size, config.num_steps, threads).items():
                     ceilings.setdefault((cell_name, phase), []).append(ceiling["tok_s"])
             print(f"round {r + 1}/{rounds} GEMM peak: {peaks[-1]:.1f} GFLOP/s", file=sys.stderr, flush=True)
@@ -99,7 +123,7 @@ def run_speed(preset: str, combos: list[tuple[str, str, str]], rounds: int, step
             if combo in failures:
                 continue
             job = {"preset": preset, "backend": combo[0], "impl": combo[1], "cell": combo[2], "steps": steps,
-                   "warmup": warmup, "threads": threads, "device": device}
+                   "warmup": warmup, "threads": threads, "device": device, "overrides": overrides or {}}
             done = _measure_apart(job)
             if done.returncode:
                 failures[combo] = (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -175,15 +199,17 @@ _COLUMNS: list[_Column] = [
 ]
 
 
-def terminal_table(rows: list[dict[str, Any]], width: int, out: str | None = None) -> str:
+def terminal_table(rows: list[dict[str, Any]], width: int, out: str | None = None,
+                   columns_of: list[_Column] | None = None) -> str:
     """The rows as a plain-text table no wider than ``width`` (a terminal's): backend/impl,
     cell and training tokens/s always, then as many of the other columns as fit, the least
     telling dropped first; a column no row has a value for is left out. Failures follow the
     table, wrapped to the width; the last line says where the full table (every field of
-    every row) went: ``out``, or that ``--out`` keeps it."""
+    every row) went: ``out``, or that ``--out`` keeps it. ``columns_of``: another table's
+    columns (default: this one's), e.g. the length sweep's."""
     slowest = min((r["train_tok_s"] for r in rows if r.get("train_tok_s")), default=None)
     columns = []
-    for header, legend, value, text, rank in _COLUMNS:
+    for header, legend, value, text, rank in columns_of or _COLUMNS:
         cells = [value(r, slowest) for r in rows]
         if rank == 0 or any(c is not None for c in cells):
             columns.append((header, legend, ["-" if c is None else text(c) for c in cells], rank))
@@ -203,7 +229,8 @@ def terminal_table(rows: list[dict[str, Any]], width: int, out: str | None = Non
     lines += [line([cells[i] for _, _, cells, _ in columns]) for i in range(len(rows))]
     for row in rows:
         if "error" in row:
-            lines += textwrap.wrap(f"{row['backend']}/{row['impl']} {row['cell']} failed: {row['error']}", width)
+            at = f" at T={row['num_steps']:,}" if "num_steps" in row else ""
+            lines += textwrap.wrap(f"{row['backend']}/{row['impl']} {row['cell']}{at} failed: {row['error']}", width)
     legend = "".join(f"{legend}; " for _, legend, _, _ in columns if legend)
     fields = len({key for row in rows for key in row})
     where = f"all {fields} fields of every row are in {out}" if out else f"--out FILE keeps all {fields} fields of every row"
