@@ -104,12 +104,16 @@ def _library_error_from_interrupt(*args, **kwargs):
         raise _LibraryError("tracing failed") from exc
 
 
-@pytest.mark.parametrize("where", ["train_epoch", "make_task", "backend build"])
+@pytest.mark.parametrize("where", ["train_epoch", "build_task", "backend build"])
 def test_a_librarys_error_raised_from_the_interrupt_is_the_interrupt(where, tmp_path, capsys, monkeypatch):
     if where == "backend build":
         from backends.numpy import NumpyBackend
 
         monkeypatch.setattr(NumpyBackend, "build", classmethod(_library_error_from_interrupt))
+    elif where == "build_task":  # the task's windows, read as the run sets up (bench.run.plan)
+        from bench.run.plan import RunPlan
+
+        monkeypatch.setattr(RunPlan, "build_task", _library_error_from_interrupt)
     else:
         monkeypatch.setattr(runner, where, _library_error_from_interrupt)
     code, _, err = cli(capsys, ["run", *ECHO, "--results-dir", str(tmp_path)])
@@ -117,7 +121,7 @@ def test_a_librarys_error_raised_from_the_interrupt_is_the_interrupt(where, tmp_
     assert [r["status"] for r in records_in(tmp_path)] == (["interrupted"] if where == "train_epoch" else [])
 
 
-@pytest.mark.parametrize("where", ["make_task", "make_cell", "get_backend"])
+@pytest.mark.parametrize("where", ["plan.get_task_class", "plan.make_cell", "plan.get_backend"])
 def test_an_interrupt_while_setting_up_writes_nothing(where, tmp_path, capsys, monkeypatch):
     _raise_in(monkeypatch, where)
     code, out, err = cli(capsys, ["run", *ECHO, "--results-dir", str(tmp_path)])
