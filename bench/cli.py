@@ -455,9 +455,10 @@ def _runnable(combos: list[tuple[str, str, str]], asked: bool = True) -> tuple[l
 
     runnable, skipped, left_out = [], [], []
     for backend, impl, cell in combos:
-        if not asked and not offered(make_cell(cell), impl):
+        built = make_cell(cell)
+        if not asked and not offered(built, impl):
             left_out.append(f"{backend}/{impl} {cell}")
-        elif why := get_backend(backend).unsupported(make_cell(cell), impl):
+        elif why := get_backend(backend).unsupported(built, impl):
             print(f"skipping {backend}/{impl} {cell}: {why}", file=sys.stderr)
             skipped.append({"backend": backend, "impl": impl, "cell": cell, "reason": why})
         else:

@@ -41,8 +41,7 @@ class Declared:
     published: tuple[str, float, float] | None = None
 
     @classmethod
-    def from_block(cls, block: dict[str, Any], not_configuration: frozenset[str] | None = None,
-                   presets: tuple[Preset, ...] | None = None) -> "Declared":
+    def from_block(cls, block: dict[str, Any]) -> "Declared":
         """From a ``declared`` block as a record holds it (``bench.declarations.declarations``)."""
         cell_options = tuple(block["cell_options"])
         own = Preset(block["preset"], tuple(block["preset_settings"].items()),
@@ -52,8 +51,8 @@ class Declared:
             reports_perplexity=bool(block["reports_perplexity"]),
             derived_settings=tuple(block["derived_settings"]),
             cell_options=cell_options,
-            not_configuration=frozenset(cell_options) if not_configuration is None else not_configuration,
-            presets=(own,) if presets is None else presets,
+            not_configuration=frozenset(cell_options),
+            presets=(own,),
             published=_published(block.get("published")),
         )
 

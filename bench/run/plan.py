@@ -43,9 +43,6 @@ class RunPlan:
         """The run's windows (``data_dir``: where a corpus lies, if it needs one)."""
         return self.task.build(self.config, data_dir)
 
-    def model_shape(self) -> Shape:
-        return self.task.model_shape(self.config)
-
     def spec(self, shape: Shape) -> ModelSpec:
         return model_spec(self.config, shape, self.cell)
 
